@@ -1,0 +1,125 @@
+"""Save and load model bundles. The only code that knows a bundle's file names.
+
+A bundle is one self-describing folder::
+
+    bundle.json     format version, kind, labels in output order, preprocessing, hand-model
+                    sha256, resolved config, metrics summary, source commit
+    model.keras     the Keras model, for retraining (optional for serving)
+    model.tflite    the serving export, run with LiteRT - no TensorFlow needed
+    metrics.json    full evaluation figures
+    plots/*.png     training curves, confusion matrix
+    MODEL_CARD.md   data, splits and figures in prose
+
+Bundles are written to a temporary sibling folder and moved into place, so an interrupted
+save leaves the previous bundle intact. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import BundleError
+
+FORMAT_VERSION = 1
+META = "bundle.json"
+KERAS = "model.keras"
+TFLITE = "model.tflite"
+METRICS = "metrics.json"
+CARD = "MODEL_CARD.md"
+PLOTS = "plots"
+KINDS = ("landmarks", "cnn")
+DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
+
+
+def resolve(path: str | os.PathLike | None) -> Path:
+    """The bundle folder for ``path``; None means the bundled default model."""
+    return Path(path).expanduser() if path else DEFAULT_BUNDLE
+
+
+def load_meta(path: str | os.PathLike | None) -> dict:
+    """Read and validate ``bundle.json``.
+
+    Raises:
+        BundleError: missing folder or file, bad JSON, other format version, unknown kind,
+            or labels that do not match the model's output size.
+    """
+    folder = resolve(path)
+    meta_path = folder / META
+    if not folder.is_dir():
+        raise BundleError(f"model bundle {folder} does not exist (give --model a folder written by `fingerspell train`)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{meta_path} is missing: {folder} is not a model bundle") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{meta_path} is corrupt ({exc}); retrain or restore the bundle") from None
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_path} is corrupt: expected a JSON object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{meta_path} has format version {version!r}; this fingerspell reads version {FORMAT_VERSION}. "
+            "Retrain the model with this version, or use the fingerspell that wrote it"
+        )
+    if meta.get("kind") not in KINDS:
+        raise BundleError(f"{meta_path}: unknown model kind {meta.get('kind')!r} (known: {', '.join(KINDS)})")
+    labels = meta.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise BundleError(f"{meta_path}: 'labels' must be a non-empty list of names")
+    if len(set(labels)) != len(labels):
+        raise BundleError(f"{meta_path}: 'labels' has duplicates")
+    if meta.get("num_outputs") != len(labels):
+        raise BundleError(
+            f"{meta_path}: {len(labels)} labels but the model has {meta.get('num_outputs')} outputs"
+        )
+    if not (folder / TFLITE).is_file():
+        raise BundleError(f"{folder / TFLITE} is missing: the bundle has no serving export")
+    return meta
+
+
+def write_bundle(out: str | os.PathLike, meta: dict, files: dict[str, bytes | str | Path]) -> Path:
+    """Write a bundle atomically.
+
+    Args:
+        out: destination folder; an existing bundle there is replaced only once the new one is
+            complete.
+        meta: bundle.json content; ``format_version`` is set here.
+        files: relative name -> bytes, text, or a path to copy (``plots/x.png`` allowed).
+    """
+    out = Path(out).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for name, content in files.items():
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, Path):
+                shutil.copyfile(content, target)
+            elif isinstance(content, str):
+                target.write_text(content, encoding="utf-8")
+            else:
+                target.write_bytes(content)
+        meta = {"format_version": FORMAT_VERSION, **meta}
+        (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        load_meta(tmp)  # never move a bundle into place that would not load
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_json(path: str | os.PathLike | None, name: str) -> dict:
+    """A JSON file of a bundle (``metrics.json``), or {} where it is absent."""
+    p = resolve(path) / name
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}

@@ -1,0 +1,129 @@
+"""Configuration: frozen dataclasses, each field documented.
+
+CLI flags override the defaults; the resolved values are written into the model bundle so a
+model always says how it was made. Unknown keys are errors (``from_dict``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import FingerspellError
+
+
+class ConfigError(FingerspellError):
+    """A configuration key or value is not understood."""
+
+    exit_code = 2
+
+
+def from_dict(cls, data: dict | None):
+    """Build dataclass ``cls`` from ``data``, refusing keys it does not have."""
+    data = dict(data or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown {cls.__name__} setting(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    """How the MediaPipe hand landmarker is run, and how hard it tries before saying "no hand"."""
+
+    min_detection_confidence: float = 0.3  # palm detector; 0.5 (MediaPipe's default) misses more hands
+    min_presence_confidence: float = 0.3  # landmark model's "is this a hand" score
+    min_tracking_confidence: float = 0.3  # VIDEO mode: below this the palm detector runs again
+    pad_fraction: float = 0.3  # retry with this border on every side: the palm detector misses hands that fill the frame
+    retry_equalized: bool = True  # last retry: contrast-equalised image (dark rooms, low contrast)
+    max_side: int = 640  # larger images are downscaled first; detection needs no more
+
+
+@dataclass(frozen=True)
+class LandmarkParams:
+    """The landmark recogniser: features from 21 hand points into a small MLP."""
+
+    hidden: tuple[int, ...] = (256, 128)  # two layers were enough in our trials; wider overfits one signer
+    dropout: float = 0.3
+    epochs: int = 120
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    label_smoothing: float = 0.05
+    rotate_degrees: float = 15.0  # in-plane rotation augmentation; larger confuses H/U, G/Q, K/P
+    scale_range: float = 0.15  # +-15% scale augmentation (features are scale-normalised; this covers aspect)
+    jitter: float = 0.01  # landmark noise, as a fraction of the hand size
+    augment_copies: int = 4  # augmented copies of each training hand per epoch
+
+
+@dataclass(frozen=True)
+class CnnParams:
+    """The tutorial's 64x64 CNN, kept as an option and a baseline."""
+
+    image_size: int = 64  # the tutorial's input size
+    epochs: int = 15
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    crop_to_hand: bool = True  # crop to the detected hand (with margin) when one is found
+    crop_margin: float = 0.25
+    augment: bool = True  # random flips, rotation, zoom, brightness and contrast
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """How images are split into train / validation / test. Never at random unless asked."""
+
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    seed: int = 1234
+    grouping: str = "auto"  # auto | kaggle-frames | signer | roboflow | regex | random
+    group_regex: str | None = None  # with grouping=regex: the first capture group is the group id
+    frame_block: int = 300  # Kaggle frames per block: 10 s of video at 30 frames/s
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Everything a training run needs; written resolved into the bundle."""
+
+    kind: str = "landmarks"
+    split: SplitParams = field(default_factory=SplitParams)
+    detect: DetectParams = field(default_factory=DetectParams)
+    landmarks: LandmarkParams = field(default_factory=LandmarkParams)
+    cnn: CnnParams = field(default_factory=CnnParams)
+    seed: int = 1234
+    workers: int = 0  # landmark-extraction processes; 0 = one per CPU core
+    limit_per_class: int | None = None  # for quick runs: at most this many images per class and folder
+
+
+@dataclass(frozen=True)
+class ServeParams:
+    """Server limits and settings (also from FINGERSPELL_* environment variables)."""
+
+    host: str = "127.0.0.1"  # loopback: frames are not accepted from the network unless asked
+    port: int = 5000
+    max_body_bytes: int = 8 * 1024 * 1024  # POST /predict body limit, enforced while reading
+    max_message_bytes: int = 2 * 1024 * 1024  # one WebSocket message; larger closes with 1009
+    max_pixels: int = 4096 * 4096  # checked from the image header before decoding
+    max_connections: int = 16  # concurrent WebSocket streams; more are refused with close code 1013
+    cors_origins: tuple[str, ...] = ()  # closed unless configured
+    save_frames_dir: str | None = None  # frames are never written to disk unless this is set
+
+
+def to_dict(obj) -> dict:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    return dataclasses.asdict(obj)
+
+
+def train_params_from_dict(data: dict) -> TrainParams:
+    """Rebuild TrainParams (with its nested dataclasses) from ``to_dict`` output."""
+    data = dict(data)
+    nested = {"split": SplitParams, "detect": DetectParams, "landmarks": LandmarkParams, "cnn": CnnParams}
+    for key, cls in nested.items():
+        if key in data:
+            sub = dict(data[key])
+            if cls is LandmarkParams and "hidden" in sub:
+                sub["hidden"] = tuple(sub["hidden"])
+            data[key] = from_dict(cls, sub)
+    return from_dict(TrainParams, data)

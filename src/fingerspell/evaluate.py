@@ -1,0 +1,66 @@
+"""Predictions for many files with a loaded Predictor, and the figures they give. No TensorFlow.
+
+Landmarks come from the same content-hash cache as training, so evaluating a folder twice
+re-detects nothing; the classifier is the bundle's LiteRT export, exactly what serving runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import features
+from .dataset import scan
+from .extract import extract
+from .images import crop_resize, read_image
+from .labels import NOTHING
+from .metrics import summarize
+from .predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+
+def predict_files(predictor: Predictor, paths: list[str], *, workers: int = 0, cache=None,
+                  progress: bool = True) -> list[dict]:
+    """One record per file: {path, letter, confidence, top, no_hand, error}."""
+    found = extract(paths, predictor.detect_params, workers=workers, cache=cache, progress=progress)
+    clf = predictor._engine.classifier
+    out = []
+    for path, ex in tqdm(list(zip(paths, found)), desc="classifying", unit="img", disable=not progress or predictor.kind == "landmarks"):
+        rec = {"path": path, "no_hand": ex.hand is None and ex.error is None, "error": ex.error}
+        if ex.error is not None:
+            rec.update(letter=None, confidence=0.0, top=[])
+        elif predictor.kind == "landmarks" and ex.hand is None:
+            rec.update(letter=NOTHING, confidence=1.0, top=[(NOTHING, 1.0)])
+        else:
+            if predictor.kind == "landmarks":
+                x = features.from_hand(ex.hand)
+            else:
+                x = crop_resize(read_image(path), predictor.image_size, ex.hand, predictor.crop_margin).astype(np.float32)
+            probs = clf(x)
+            order = np.argsort(probs)[::-1][:3]
+            top = [(predictor.labels[i], float(probs[i])) for i in order]
+            rec.update(letter=top[0][0], confidence=top[0][1], top=top)
+        out.append(rec)
+    return out
+
+
+def evaluate(predictor: Predictor, data, *, workers: int = 0, cache=None, progress: bool = True) -> dict:
+    """Figures of a bundle on data folders (which may hold a subset of its classes).
+
+    Classes the model does not know are left out and noted, so a letters-only folder can be
+    evaluated with a model that also knows ``space``, ``del`` and ``nothing``.
+    """
+    ds = scan(data, labels=predictor.labels)
+    recs = predict_files(predictor, [s.path for s in ds.samples], workers=workers, cache=cache, progress=progress)
+    ok = [(s, r) for s, r in zip(ds.samples, recs) if r["error"] is None]
+    ds.skipped += [(r["path"], r["error"]) for r in recs if r["error"] is not None]
+    m = summarize([s.label for s, _ in ok], [r["letter"] for _, r in ok], [r["no_hand"] for _, r in ok],
+                  [s.source for s, _ in ok])
+    m["data"] = ds.report()
+    m["model"] = {"bundle": str(predictor.path), "kind": predictor.kind}
+    log.info("evaluated %d images from %s", len(ok), ", ".join(str(Path(d)) for d in data))
+    return m

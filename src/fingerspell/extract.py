@@ -1,0 +1,170 @@
+"""Landmarks for many image files: worker processes, a progress bar, and a content-hash cache.
+
+The cache key is the file's sha256 plus the detection settings and the hand model's sha256, so
+a second training run re-detects nothing, a renamed file is still a hit, and changing a
+detection setting can never return stale landmarks. Unreadable images are returned as errors,
+never raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .config import DetectParams
+from .errors import FrameError
+from .hands import Hand, HandDetector, cache_dir, ensure_hand_model, sha256_file
+from .images import read_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Extracted:
+    """One file's outcome: a hand, no hand (hand None, error None), or an error."""
+
+    hand: Hand | None
+    error: str | None = None
+    cached: bool = False
+
+
+class LandmarkCache:
+    """sqlite key -> landmark record. Falls back to memory where the folder is read-only."""
+
+    def __init__(self, folder: Path | None):
+        self.path = None
+        self._db = None
+        self._mem: dict[str, bytes] = {}
+        if folder is None:
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(folder / "landmarks.sqlite", timeout=30)
+            db.execute("CREATE TABLE IF NOT EXISTS hands (key TEXT PRIMARY KEY, value BLOB)")
+            db.commit()
+            self._db, self.path = db, folder / "landmarks.sqlite"
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("landmark cache in %s is not writable (%s); landmarks are kept in memory for this run", folder, exc)
+
+    def get(self, key: str) -> bytes | None:
+        if self._db is None:
+            return self._mem.get(key)
+        row = self._db.execute("SELECT value FROM hands WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put_many(self, items: list[tuple[str, bytes]]) -> None:
+        if self._db is None:
+            self._mem.update(items)
+            return
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO hands VALUES (?, ?)", items)
+            self._db.commit()
+        except sqlite3.Error as exc:
+            log.warning("could not write the landmark cache (%s); keeping landmarks in memory", exc)
+            self._db = None
+            self._mem.update(items)
+
+    def close(self):
+        if self._db is not None:
+            self._db.close()
+
+
+def _encode(hand: Hand | None) -> bytes:
+    if hand is None:
+        return b"none"
+    return hand.attempt.encode() + b"|" + hand.to_array().tobytes()
+
+
+def _decode(blob: bytes) -> Hand | None:
+    if blob == b"none":
+        return None
+    attempt, _, arr = blob.partition(b"|")
+    return Hand.from_array(np.frombuffer(arr, dtype=np.float32), attempt.decode())
+
+
+_worker_detector: HandDetector | None = None
+
+
+def _init_worker(model_path: str, params: dict) -> None:
+    global _worker_detector
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    _worker_detector = HandDetector(model_path, params=DetectParams(**params))
+
+
+def _detect_file(path: str) -> tuple[bytes | None, str | None]:
+    try:
+        rgb = read_image(path)
+    except FrameError as exc:
+        return None, str(exc)
+    return _encode(_worker_detector.detect(rgb)), None
+
+
+def settings_key(params: DetectParams, model_sha: str) -> str:
+    blob = json.dumps({"detect": asdict(params), "model": model_sha}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def extract(paths: list[str], params: DetectParams = DetectParams(), *, workers: int = 0,
+            cache: str | os.PathLike | None = None, use_cache: bool = True,
+            progress: bool = True) -> list[Extracted]:
+    """Detect the hand in every file, in worker processes, using and filling the cache.
+
+    Args:
+        paths: image files.
+        params: detection settings (part of the cache key).
+        workers: processes; 0 means one per CPU core.
+        cache: cache folder (default: the user cache dir or $FINGERSPELL_CACHE_DIR).
+        use_cache: False re-detects everything and stores nothing.
+    Returns:
+        One Extracted per path, in order.
+    """
+    model = ensure_hand_model(cache)
+    skey = settings_key(params, sha256_file(model))
+    store = LandmarkCache(cache_dir(cache) if use_cache else None)
+    results: list[Extracted | None] = [None] * len(paths)
+    keys: list[str | None] = [None] * len(paths)
+    todo = []
+    for i, p in enumerate(paths):
+        try:
+            keys[i] = f"{sha256_file(p)}:{skey}"
+        except OSError as exc:
+            results[i] = Extracted(None, f"{p}: cannot read ({exc.strerror})")
+            continue
+        blob = store.get(keys[i]) if use_cache else None
+        if blob is not None:
+            results[i] = Extracted(_decode(blob), cached=True)
+        else:
+            todo.append(i)
+    log.info("landmarks: %d of %d images cached, %d to detect", len(paths) - len(todo) - sum(r is not None and r.error is not None for r in results), len(paths), len(todo))
+    if todo:
+        n = workers or os.cpu_count() or 1
+        n = max(1, min(n, len(todo)))
+        ctx = mp.get_context("spawn")  # MediaPipe's graph threads do not survive fork
+        fresh: list[tuple[str, bytes]] = []
+        bar = tqdm(total=len(todo), desc="detecting hands", unit="img", disable=not progress, smoothing=0.1)
+        try:
+            with ctx.Pool(n, initializer=_init_worker, initargs=(str(model), asdict(params))) as pool:
+                for i, (blob, err) in zip(todo, pool.imap(_detect_file, [paths[i] for i in todo], chunksize=8)):
+                    if err is not None:
+                        results[i] = Extracted(None, err)
+                    else:
+                        results[i] = Extracted(_decode(blob))
+                        fresh.append((keys[i], blob))
+                    bar.update()
+                    if len(fresh) >= 256:
+                        store.put_many(fresh)
+                        fresh = []
+        finally:
+            bar.close()
+            store.put_many(fresh)  # keep what was done, even when interrupted
+    store.close()
+    return results  # type: ignore[return-value]

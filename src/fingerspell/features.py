@@ -1,0 +1,105 @@
+"""Hand -> float32 feature vector. numpy only, so the server and a browser port stay light.
+
+The vector has three parts, all wrist-centred and scale-normalised, with left hands mirrored
+to right ones:
+
+* ``coords``: the 21 points (x, y, z) divided by the hand's size - keeps orientation, which
+  tells H from U, G from Q and K from P;
+* ``distances``: the 210 pairwise 3D distances divided by the hand's size - invariant to
+  in-plane rotation;
+* ``angles``: the cosine of the bend at each of the 15 finger joints - invariant to rotation
+  and scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+N_POINTS = 21
+WRIST = 0
+PALM = (5, 9, 13, 17)  # finger bases: their mean distance to the wrist is the hand's size
+FINGERS = ((0, 1, 2, 3, 4), (0, 5, 6, 7, 8), (0, 9, 10, 11, 12), (0, 13, 14, 15, 16), (0, 17, 18, 19, 20))
+_I, _J = np.triu_indices(N_POINTS, k=1)
+N_COORDS = N_POINTS * 3
+N_DISTANCES = len(_I)
+N_ANGLES = 15
+N_FEATURES = N_COORDS + N_DISTANCES + N_ANGLES  # 288
+#: names of the preprocessing steps, written into bundles so a reader knows what a model expects
+PREPROCESSING = {
+    "features": "fingerspell.features.v1",
+    "points": "image landmarks in pixel units (x*w, y*h, z*w)",
+    "mirror": "left hands mirrored to right (x -> -x)",
+    "centre": "wrist",
+    "scale": "mean wrist-to-finger-base distance",
+    "parts": {"coords": N_COORDS, "distances": N_DISTANCES, "angles": N_ANGLES},
+}
+
+
+def canonical(points: np.ndarray, is_left: np.ndarray | bool) -> np.ndarray:
+    """Mirror left hands, centre on the wrist and divide by the hand's size.
+
+    Args:
+        points: (N, 21, 3) or (21, 3) points in pixel units.
+        is_left: (N,) or scalar.
+    Returns:
+        Array of the same shape, float32.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    single = pts.ndim == 2
+    if single:
+        pts = pts[None]
+    left = np.broadcast_to(np.asarray(is_left, dtype=bool), (pts.shape[0],))
+    pts = pts - pts[:, WRIST : WRIST + 1]
+    pts[left, :, 0] *= -1.0
+    size = np.linalg.norm(pts[:, PALM], axis=-1).mean(axis=1)
+    pts = pts / np.maximum(size, 1e-6)[:, None, None]
+    return (pts[0] if single else pts).astype(np.float32)
+
+
+def from_points(points: np.ndarray, is_left: np.ndarray | bool) -> np.ndarray:
+    """Feature vectors of hands given as pixel-unit points; (N, 21, 3) -> (N, 288)."""
+    pts = canonical(points, is_left).astype(np.float64)
+    single = pts.ndim == 2
+    if single:
+        pts = pts[None]
+    n = pts.shape[0]
+    coords = pts.reshape(n, -1)
+    dist = np.linalg.norm(pts[:, _I] - pts[:, _J], axis=-1)
+    angles = []
+    for chain in FINGERS:
+        for a, b, c in zip(chain, chain[1:], chain[2:]):
+            u = pts[:, a] - pts[:, b]
+            v = pts[:, c] - pts[:, b]
+            cos = (u * v).sum(-1) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-9)
+            angles.append(cos)
+    out = np.concatenate([coords, dist, np.stack(angles, axis=1)], axis=1).astype(np.float32)
+    return out[0] if single else out
+
+
+def from_hand(hand) -> np.ndarray:
+    """Feature vector (288,) of one ``hands.Hand``."""
+    return from_points(hand.pixel_points(), hand.handedness == "Left")
+
+
+def augment(points: np.ndarray, rng: np.random.Generator, *, rotate_degrees: float,
+            scale_range: float, jitter: float) -> np.ndarray:
+    """Random in-plane rotation about the wrist, anisotropic scale and per-point jitter.
+
+    Args:
+        points: (N, 21, 3) pixel-unit points.
+    Returns:
+        New (N, 21, 3) array; the input is not changed.
+    """
+    pts = np.array(points, dtype=np.float64)
+    n = pts.shape[0]
+    wrist = pts[:, WRIST : WRIST + 1].copy()
+    pts -= wrist
+    theta = np.deg2rad(rng.uniform(-rotate_degrees, rotate_degrees, n))
+    c, s = np.cos(theta), np.sin(theta)
+    x, y = pts[..., 0].copy(), pts[..., 1].copy()
+    pts[..., 0] = c[:, None] * x - s[:, None] * y
+    pts[..., 1] = s[:, None] * x + c[:, None] * y
+    pts[..., :2] *= rng.uniform(1 - scale_range, 1 + scale_range, (n, 1, 2))
+    size = np.linalg.norm(pts[:, PALM], axis=-1).mean(axis=1)
+    pts += rng.normal(0.0, 1.0, pts.shape) * (jitter * size)[:, None, None]
+    return (pts + wrist).astype(np.float32)

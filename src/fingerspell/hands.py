@@ -1,0 +1,405 @@
+"""MediaPipe HandLandmarker wrapper: RGB array -> Hand | None.
+
+This module owns the hand-model asset: where it comes from, its checksums, and its cache.
+MediaPipe >= 0.10.30 ships no hand model, so the project obtains ``hand_landmarker.task``
+itself: from the official MediaPipe model URL when the internet is reachable, otherwise
+assembled from the two ``.tflite`` files inside the ``mediapipe==0.10.21`` wheel on the Python
+package index. Either way the two member models are checked against pinned sha256 sums and
+written as one canonical, byte-identical ``.task`` file, so every machine records the same
+hand-model hash in its bundles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import DetectParams
+from .errors import HandModelError
+
+log = logging.getLogger(__name__)
+
+OFFICIAL_URL = (
+    "https://storage.googleapis.com/mediapipe-models/hand_landmarker/hand_landmarker/float16/1/"
+    "hand_landmarker.task"
+)
+WHEEL_REQUIREMENT = "mediapipe==0.10.21"
+#: member name in the .task -> (path inside the 0.10.21 wheel, sha256)
+MEMBERS = {
+    "hand_detector.tflite": (
+        "mediapipe/modules/palm_detection/palm_detection_full.tflite",
+        "1b14e9422c6ad006cde6581a46c8b90dd573c07ab7f3934b5589e7cea3f89a54",
+    ),
+    "hand_landmarks_detector.tflite": (
+        "mediapipe/modules/hand_landmark/hand_landmark_full.tflite",
+        "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3",
+    ),
+}
+#: sha256 of the canonical .task this module writes (stored zip, fixed timestamps).
+TASK_SHA256 = "76839f622b2923ac8ee857300422283621490de0122425c2313ab8f040a7d100"
+TASK_NAME = "hand_landmarker.task"
+# Wheels differ by platform only in their binaries; the model files are the same in all.
+_WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+
+
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """The cache folder: ``override``, else ``$FINGERSPELL_CACHE_DIR``, else the user cache dir."""
+    if override:
+        return Path(override).expanduser()
+    env = os.environ.get("FINGERSPELL_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("fingerspell"))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _canonical_task(members: dict[str, bytes]) -> bytes:
+    """Verify the two member models and pack them as the canonical stored zip."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for name, (_, expected) in MEMBERS.items():
+            data = members.get(name)
+            if data is None:
+                raise HandModelError(f"hand model source lacks {name}")
+            got = hashlib.sha256(data).hexdigest()
+            if got != expected:
+                raise HandModelError(f"{name} has sha256 {got}, expected {expected}")
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            z.writestr(info, data, compress_type=zipfile.ZIP_STORED)
+    return buf.getvalue()
+
+
+def _from_official_url(timeout: float) -> bytes:
+    with urllib.request.urlopen(OFFICIAL_URL, timeout=timeout) as resp:  # noqa: S310 (fixed https URL)
+        blob = resp.read()
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        return _canonical_task({name: z.read(name) for name in MEMBERS if name in z.namelist()})
+
+
+def _from_wheel(timeout: float) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="fingerspell-wheel-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--python-version", "3.11", "--disable-pip-version-check", "-d", tmp]
+        for plat in _WHEEL_PLATFORMS:
+            cmd += ["--platform", plat]
+        cmd.append(WHEEL_REQUIREMENT)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout, 60) * 10)
+        wheels = list(Path(tmp).glob("mediapipe-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise HandModelError(f"pip download {WHEEL_REQUIREMENT} failed: {last[0]}")
+        with zipfile.ZipFile(wheels[0]) as z:
+            return _canonical_task({name: z.read(src) for name, (src, _) in MEMBERS.items()})
+
+
+def verify_task(path: Path) -> None:
+    """Raise HandModelError unless ``path`` holds the two pinned member models."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = {name: z.read(name) for name in MEMBERS if name in z.namelist()}
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise HandModelError(f"hand model {path} is not a readable .task file ({exc}); delete it and run `fingerspell setup`") from exc
+    for name, (_, expected) in MEMBERS.items():
+        if name not in members:
+            raise HandModelError(f"hand model {path} lacks {name}; delete it and run `fingerspell setup`")
+        if hashlib.sha256(members[name]).hexdigest() != expected:
+            raise HandModelError(f"hand model {path}: {name} fails its sha256 check; delete it and run `fingerspell setup`")
+
+
+def ensure_hand_model(cache: str | os.PathLike | None = None, *, download: bool = True,
+                      timeout: float = 15.0) -> Path:
+    """Return the path of a verified ``hand_landmarker.task``, obtaining it if needed.
+
+    ``$FINGERSPELL_HAND_MODEL`` names a file to use as it is (placed by hand); it is still
+    verified. Otherwise the file is cached as ``<cache>/hand_landmarker.task``.
+
+    Raises:
+        HandModelError: no verified model could be found or obtained; the message says how to
+            place the file by hand.
+    """
+    explicit = os.environ.get("FINGERSPELL_HAND_MODEL")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise HandModelError(f"FINGERSPELL_HAND_MODEL={explicit} is not a file")
+        verify_task(path)
+        return path
+    folder = cache_dir(cache)
+    path = folder / TASK_NAME
+    if path.is_file():
+        if sha256_file(path) == TASK_SHA256:
+            return path
+        log.warning("cached hand model %s fails its sha256 check; obtaining it again", path)
+    if not download:
+        raise HandModelError(f"hand model not found at {path}; run `fingerspell setup`")
+    errors = []
+    blob = None
+    for name, source in (("official URL", _from_official_url), ("package index", _from_wheel)):
+        try:
+            log.info("obtaining the hand model from the %s", name)
+            blob = source(timeout)
+            break
+        except (OSError, HandModelError, zipfile.BadZipFile, subprocess.SubprocessError, KeyError) as exc:
+            errors.append(f"{name}: {exc}")
+            log.info("hand model from the %s failed: %s", name, exc)
+    if blob is None:
+        raise HandModelError(
+            "could not obtain the hand model (" + "; ".join(errors) + "). Download "
+            f"{OFFICIAL_URL} elsewhere, or take palm_detection_full.tflite and hand_landmark_full.tflite from "
+            f"the {WHEEL_REQUIREMENT} wheel, and place the .task at {path} "
+            "(or point FINGERSPELL_HAND_MODEL at it)"
+        )
+    return _write_cached(path, blob)
+
+
+def _write_cached(path: Path, blob: bytes) -> Path:
+    """Write atomically; where the cache folder is not writable, use a private temp folder."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hand-", suffix=".tmp")
+    except OSError as exc:
+        fallback = Path(tempfile.mkdtemp(prefix="fingerspell-cache-")) / TASK_NAME
+        log.warning("cache folder %s is not writable (%s); using %s for this run. "
+                    "Set FINGERSPELL_CACHE_DIR to a writable folder to keep it.", path.parent, exc.strerror, fallback)
+        fallback.write_bytes(blob)
+        return fallback
+    with os.fdopen(fd, "wb") as f:
+        f.write(blob)
+    os.replace(tmp, path)
+    log.info("hand model cached at %s (sha256 %s)", path, TASK_SHA256[:12])
+    return path
+
+
+# --------------------------------------------------------------------------- detection
+
+
+@dataclass(frozen=True)
+class Hand:
+    """One detected hand.
+
+    Attributes:
+        landmarks: (21, 3) float32; x and y normalised to the image's width and height (0..1),
+            z relative depth on the scale of x (MediaPipe's convention).
+        world: (21, 3) float32 metric landmarks, origin at the hand's centre.
+        handedness: "Left" or "Right" as MediaPipe reports it.
+        score: handedness confidence.
+        image_size: (width, height) of the image the landmarks refer to.
+        attempt: which detection attempt found it ("plain", "padded", "equalized", "tracked").
+    """
+
+    landmarks: np.ndarray
+    world: np.ndarray
+    handedness: str
+    score: float
+    image_size: tuple[int, int]
+    attempt: str = "plain"
+
+    def pixel_points(self) -> np.ndarray:
+        """(21, 3) points in pixel units, with aspect preserved (z scaled like x)."""
+        w, h = self.image_size
+        return self.landmarks * np.array([w, h, w], dtype=np.float32)
+
+    def to_json(self) -> dict:
+        return {
+            "landmarks": np.round(self.landmarks, 4).tolist(),
+            "handedness": self.handedness,
+            "score": round(float(self.score), 4),
+            "attempt": self.attempt,
+        }
+
+    def to_array(self) -> np.ndarray:
+        """Flat float32 record for caches: landmarks, world, is_left, score, w, h."""
+        return np.concatenate([
+            self.landmarks.ravel(), self.world.ravel(),
+            np.array([self.handedness == "Left", self.score, *self.image_size], dtype=np.float32),
+        ]).astype(np.float32)
+
+    @classmethod
+    def from_array(cls, arr: np.ndarray, attempt: str = "cached") -> "Hand":
+        arr = np.asarray(arr, dtype=np.float32)
+        return cls(arr[:63].reshape(21, 3), arr[63:126].reshape(21, 3),
+                   "Left" if arr[126] > 0.5 else "Right", float(arr[127]),
+                   (int(arr[128]), int(arr[129])), attempt)
+
+
+_mp = None
+
+
+def _mediapipe():
+    """Import MediaPipe Tasks without letting it import TensorFlow.
+
+    MediaPipe imports TensorFlow opportunistically (for API docs and gfile) when it is
+    installed, which costs ~3 s and hundreds of MB in a process that never uses it. Where
+    TensorFlow is not already loaded we hide it for the duration of the import, so the server
+    and ``predict`` stay TensorFlow-free even in a venv that has it.
+    """
+    global _mp
+    if _mp is None:
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        hide = "tensorflow" not in sys.modules
+        if hide:
+            sys.modules["tensorflow"] = None  # type: ignore[assignment]  # import raises ModuleNotFoundError
+        try:
+            import mediapipe as mp
+            from mediapipe.tasks.python import BaseOptions, vision
+        finally:
+            if hide and sys.modules.get("tensorflow", 0) is None:
+                del sys.modules["tensorflow"]
+        _mp = (mp, BaseOptions, vision)
+    return _mp
+
+
+def _fit(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return rgb
+    import cv2
+
+    s = max_side / max(h, w)
+    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _pad(rgb: np.ndarray, frac: float) -> tuple[np.ndarray, int, int]:
+    h, w = rgb.shape[:2]
+    py, px = int(round(h * frac)), int(round(w * frac))
+    padded = np.pad(rgb, ((py, py), (px, px), (0, 0)), mode="constant", constant_values=0)
+    return padded, px, py
+
+
+def _equalize(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+    lab[..., 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(lab[..., 0])
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
+class HandDetector:
+    """One MediaPipe HandLandmarker (IMAGE mode for files, VIDEO mode for streams).
+
+    Not thread-safe: give each thread, process or stream its own. ``detect`` returns the most
+    confident hand or None; "no hand" is a value, not an exception.
+    """
+
+    def __init__(self, model_path: str | os.PathLike | None = None, *, video: bool = False,
+                 params: DetectParams = DetectParams()):
+        self.params = params
+        self.video = video
+        self.model_path = Path(model_path) if model_path else ensure_hand_model()
+        self._image = None  # IMAGE-mode landmarker: files, and retries in VIDEO mode
+        self._video = None
+        self._last_ts = -1
+        if video:
+            self._video = self._create(video=True)
+        else:
+            self._image = self._create(video=False)
+
+    def _create(self, video: bool):
+        mp, BaseOptions, vision = _mediapipe()
+        p = self.params
+        kwargs = dict(
+            base_options=BaseOptions(model_asset_path=str(self.model_path)),
+            running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+            num_hands=1,
+            min_hand_detection_confidence=p.min_detection_confidence,
+            min_hand_presence_confidence=p.min_presence_confidence,
+        )
+        if video:
+            kwargs["min_tracking_confidence"] = p.min_tracking_confidence
+        try:
+            return vision.HandLandmarker.create_from_options(vision.HandLandmarkerOptions(**kwargs))
+        except (RuntimeError, ValueError) as exc:
+            raise HandModelError(f"MediaPipe could not load the hand model {self.model_path}: {exc}") from exc
+
+    def _run(self, rgb: np.ndarray, ts: int | None):
+        mp, _, _ = _mediapipe()
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        if ts is None:
+            if self._image is None:
+                self._image = self._create(video=False)
+            return self._image.detect(image)
+        return self._video.detect_for_video(image, ts)
+
+    @staticmethod
+    def _hand(result, size, attempt, shift=None) -> Hand | None:
+        if not result.hand_landmarks:
+            return None
+        lm = np.array([[p.x, p.y, p.z] for p in result.hand_landmarks[0]], dtype=np.float32)
+        world = np.array([[p.x, p.y, p.z] for p in result.hand_world_landmarks[0]], dtype=np.float32)
+        cat = result.handedness[0][0]
+        if shift is not None:  # landmarks of a padded image -> those of the original
+            (pw, ph), (px, py), (w, h) = shift
+            lm[:, 0] = (lm[:, 0] * pw - px) / w
+            lm[:, 1] = (lm[:, 1] * ph - py) / h
+            lm[:, 2] = lm[:, 2] * pw / w
+        return Hand(lm, world, cat.category_name, float(cat.score), size, attempt)
+
+    def detect(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> Hand | None:
+        """Find the hand in an RGB uint8 array (H, W, 3).
+
+        Args:
+            rgb: the image.
+            timestamp_ms: required in VIDEO mode; must increase from call to call.
+        Returns:
+            The hand, with landmarks relative to ``rgb``, or None.
+        """
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 array (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        p = self.params
+        small = _fit(rgb, p.max_side)
+        size = (small.shape[1], small.shape[0])
+        if self.video:
+            ts = self._last_ts + 1 if timestamp_ms is None else max(int(timestamp_ms), self._last_ts + 1)
+            self._last_ts = ts
+            hand = self._hand(self._run(small, ts), size, "tracked")
+        else:
+            hand = self._hand(self._run(small, None), size, "plain")
+        if hand is None and p.pad_fraction > 0:
+            padded, px, py = _pad(small, p.pad_fraction)
+            shift = ((padded.shape[1], padded.shape[0]), (px, py), size)
+            hand = self._hand(self._run(padded, None), size, "padded", shift)
+            if hand is None and p.retry_equalized and not self.video:
+                hand = self._hand(self._run(_equalize(padded), None), size, "equalized", shift)
+        if hand is not None and size != (rgb.shape[1], rgb.shape[0]):
+            hand = Hand(hand.landmarks, hand.world, hand.handedness, hand.score,
+                        (rgb.shape[1], rgb.shape[0]), hand.attempt)
+        return hand
+
+    def close(self) -> None:
+        for lm in (self._image, self._video):
+            if lm is not None:
+                lm.close()
+        self._image = self._video = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):  # MediaPipe's own __del__ fails at interpreter exit; close while we can
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass

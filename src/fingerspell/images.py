@@ -1,0 +1,89 @@
+"""Bytes or files -> RGB uint8 arrays, with limits checked before any pixel is decoded."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import FrameError
+
+DEFAULT_MAX_PIXELS = 4096 * 4096
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode JPEG/PNG/... bytes to an RGB uint8 array (H, W, 3), upright per EXIF.
+
+    The pixel count is read from the header and checked before decoding, so a decompression
+    bomb costs nothing.
+
+    Raises:
+        FrameError: empty, not an image, truncated, or over ``max_pixels``.
+    """
+    if not data:
+        raise FrameError("the image is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > max_pixels:
+                raise FrameError(f"the image is {w}x{h} pixels, over the limit of {max_pixels:,} pixels")
+            if w == 0 or h == 0:
+                raise FrameError("the image has no pixels")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = img.convert("RGB")
+    except FrameError:
+        raise
+    except UnidentifiedImageError:
+        raise FrameError("the bytes are not an image PIL can read (send JPEG or PNG)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise FrameError(f"the image is too large to decode: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise FrameError(f"the image could not be decoded ({exc}); is it truncated?") from None
+    return np.asarray(rgb)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file; FrameError names the file."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise FrameError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return decode_image(data, max_pixels)
+    except FrameError as exc:
+        raise FrameError(f"{path}: {exc}") from None
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def hand_box(points_xy: np.ndarray, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
+    """Square box (x0, y0, x1, y1) around pixel points, grown by ``margin`` of its side, clipped."""
+    x0, y0 = points_xy.min(axis=0)
+    x1, y1 = points_xy.max(axis=0)
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half = max(side / 2, 8)
+    box = (int(cx - half), int(cy - half), int(np.ceil(cx + half)), int(np.ceil(cy + half)))
+    return (max(0, box[0]), max(0, box[1]), min(width, box[2]), min(height, box[3]))
+
+
+def crop_resize(rgb: np.ndarray, size: int, hand=None, margin: float = 0.25) -> np.ndarray:
+    """The CNN's input: the hand's box (or the whole image without a hand) resized to size x size."""
+    if hand is not None:
+        h, w = rgb.shape[:2]
+        pts = hand.pixel_points()[:, :2] * np.array([w / hand.image_size[0], h / hand.image_size[1]])
+        x0, y0, x1, y1 = hand_box(pts, w, h, margin)
+        if x1 - x0 >= 4 and y1 - y0 >= 4:
+            rgb = rgb[y0:y1, x0:x1]
+    img = Image.fromarray(rgb).resize((size, size), Image.BILINEAR)
+    return np.asarray(img)

@@ -1,0 +1,210 @@
+"""Predictor.from_bundle(path).predict(rgb) -> Prediction. Shared by the CLI and the server.
+
+Never imports TensorFlow, Keras, matplotlib or the training code: the classifier runs from the
+bundle's LiteRT export.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import bundle as bundle_io
+from . import features
+from .config import DetectParams, from_dict
+from .errors import BundleError
+from .hands import Hand, HandDetector, ensure_hand_model, sha256_file
+from .images import DEFAULT_MAX_PIXELS, crop_resize, decode_image
+from .labels import NOTHING
+
+TOP_K = 3
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the recogniser saw in one image.
+
+    Attributes:
+        letter: the top label; ``"nothing"`` when no hand was found.
+        score: its probability (1.0 for "no hand").
+        top: the top-3 (label, probability) pairs, best first.
+        hand: the detected hand, or None.
+        timings: milliseconds per stage (decode, detect, classify, total).
+    """
+
+    letter: str
+    score: float
+    top: list[tuple[str, float]]
+    hand: Hand | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "letter": self.letter,
+            "confidence": round(float(self.score), 4),
+            "top": [{"label": k, "score": round(float(v), 4)} for k, v in self.top],
+            "hand": self.hand.to_json() if self.hand is not None else None,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
+        }
+
+
+class Classifier:
+    """The bundle's LiteRT model. Not thread-safe; Predictor hands out one per stream."""
+
+    def __init__(self, tflite_path: Path):
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self._interp = Interpreter(model_path=str(tflite_path), num_threads=1)
+            self._interp.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            raise BundleError(f"{tflite_path} is not a loadable LiteRT model ({exc}); retrain or restore the bundle") from None
+        inp = self._interp.get_input_details()[0]
+        self._in, self._out = inp["index"], self._interp.get_output_details()[0]["index"]
+        self.input_shape = tuple(int(d) for d in inp["shape"][1:])
+        self.num_outputs = int(self._interp.get_output_details()[0]["shape"][-1])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities for one input (without the batch axis)."""
+        self._interp.set_tensor(self._in, np.asarray(x, dtype=np.float32)[None])
+        self._interp.invoke()
+        return self._interp.get_tensor(self._out)[0].copy()
+
+
+class _Engine:
+    """Detector + classifier + the bundle's preprocessing: one per thread or stream."""
+
+    def __init__(self, predictor: "Predictor", video: bool):
+        self.p = predictor
+        self.detector = HandDetector(predictor.hand_model, video=video, params=predictor.detect_params)
+        self.classifier = Classifier(predictor.path / bundle_io.TFLITE)
+
+    def run(self, rgb: np.ndarray, timestamp_ms: int | None, timings: dict) -> Prediction:
+        t0 = time.perf_counter()
+        hand = self.detector.detect(rgb, timestamp_ms)
+        t1 = time.perf_counter()
+        timings["detect"] = (t1 - t0) * 1e3
+        if self.p.kind == "landmarks":
+            if hand is None:
+                timings["classify"] = 0.0
+                return Prediction(NOTHING, 1.0, [(NOTHING, 1.0)], None, timings)
+            x = features.from_hand(hand)
+        else:
+            x = crop_resize(rgb, self.p.image_size, hand, self.p.crop_margin).astype(np.float32)
+        probs = self.classifier(x)
+        timings["classify"] = (time.perf_counter() - t1) * 1e3
+        order = np.argsort(probs)[::-1][:TOP_K]
+        top = [(self.p.labels[i], float(probs[i])) for i in order]
+        return Prediction(top[0][0], top[0][1], top, hand, timings)
+
+    def close(self):
+        self.detector.close()
+
+
+class Stream:
+    """Per-connection state for video: a VIDEO-mode hand tracker and its own classifier."""
+
+    def __init__(self, predictor: "Predictor"):
+        self._engine = _Engine(predictor, video=True)
+        self._t0 = time.monotonic()
+
+    def predict(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> Prediction:
+        if timestamp_ms is None:
+            timestamp_ms = int((time.monotonic() - self._t0) * 1000)
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        pred = self._engine.run(rgb, timestamp_ms, timings)
+        timings["total"] = (time.perf_counter() - t) * 1e3
+        return pred
+
+    def close(self):
+        self._engine.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Predictor:
+    """A loaded bundle, ready to recognise images (IMAGE mode) or to open video streams."""
+
+    def __init__(self, path: Path, meta: dict, hand_model: Path, detect_params: DetectParams):
+        self.path = path
+        self.meta = meta
+        self.kind: str = meta["kind"]
+        self.labels: list[str] = list(meta["labels"])
+        self.hand_model = hand_model
+        self.hand_model_sha256 = sha256_file(hand_model)
+        self.detect_params = detect_params
+        pre = meta.get("preprocessing", {})
+        self.image_size = int(pre.get("image_size", 64))
+        self.crop_margin = float(pre.get("crop_margin", 0.25))
+        self._lock = threading.Lock()
+        self._engine = _Engine(self, video=False)
+        if self._engine.classifier.num_outputs != len(self.labels):
+            raise BundleError(
+                f"{path / bundle_io.TFLITE} has {self._engine.classifier.num_outputs} outputs but "
+                f"bundle.json lists {len(self.labels)} labels"
+            )
+        if self.kind == "landmarks" and self._engine.classifier.input_shape != (features.N_FEATURES,):
+            raise BundleError(f"{path / bundle_io.TFLITE} expects input {self._engine.classifier.input_shape}, "
+                              f"not the {features.N_FEATURES} landmark features of this version")
+
+    @classmethod
+    def from_bundle(cls, path=None, *, hand_model=None, cache_dir=None) -> "Predictor":
+        """Load a bundle (None: the bundled default model) and the hand model.
+
+        Raises:
+            BundleError: the bundle is missing, corrupt or of another format version.
+            HandModelError: the hand model cannot be obtained or loaded.
+        """
+        folder = bundle_io.resolve(path)
+        meta = bundle_io.load_meta(folder)
+        detect = meta.get("config", {}).get("detect") or {}
+        try:
+            params = from_dict(DetectParams, detect)
+        except Exception as exc:  # noqa: BLE001 - a bundle from a newer version
+            raise BundleError(f"{folder / bundle_io.META}: detect settings not understood ({exc})") from None
+        model = Path(hand_model) if hand_model else ensure_hand_model(cache_dir)
+        return cls(folder, meta, model, params)
+
+    def predict(self, rgb: np.ndarray) -> Prediction:
+        """Recognise the letter in one RGB uint8 image (H, W, 3). Thread-safe."""
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        with self._lock:
+            pred = self._engine.run(rgb, None, timings)
+        timings["total"] = (time.perf_counter() - t) * 1e3
+        return pred
+
+    def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prediction:
+        """Decode JPEG/PNG bytes and recognise. Raises FrameError for bad images."""
+        t = time.perf_counter()
+        rgb = decode_image(data, max_pixels)
+        decode_ms = (time.perf_counter() - t) * 1e3
+        pred = self.predict(rgb)
+        pred.timings["decode"] = decode_ms
+        pred.timings["total"] += decode_ms
+        return pred
+
+    def stream(self) -> Stream:
+        """A new per-connection video stream (its own hand tracker)."""
+        return Stream(self)
+
+    def info(self) -> dict:
+        return {
+            "kind": self.kind,
+            "labels": self.labels,
+            "bundle": str(self.path),
+            "hand_model_sha256": self.hand_model_sha256,
+            "metrics": self.meta.get("metrics", {}),
+        }
+
+    def close(self):
+        self._engine.close()

@@ -77,6 +77,8 @@ def test_same_letter_twice_with_a_release_gap_commits_twice():
 
 def test_gap_shorter_than_release_time_does_not_repeat_the_letter():
     assert spell(timeline(("L", 400), (None, 120), ("L", 1000))) == "L"
+    assert spell(timeline(("L", 400), (None, 140), ("L", 1000), step=10)) == "L"
+    assert spell(timeline(("L", 400), (None, 150), ("L", 1000), step=10)) == "LL"
 
 
 @pytest.mark.parametrize(
@@ -90,6 +92,13 @@ def test_nothing_low_confidence_or_another_letter_also_release(gap):
 
 def test_released_letter_needs_a_new_full_hold():
     assert spell(timeline(("L", 400), (None, 200), ("L", 380), (None, 200))) == "L"
+
+
+def test_released_letter_needs_a_new_full_hold_even_when_the_release_was_a_bridged_flicker():
+    # release_ms < flicker_ms: the 60 ms gap releases L but does not end its (long) hold.
+    params = SpellingParams(release_ms=50, flicker_ms=100)
+    events = feed(SpellingDecoder(params), timeline(("L", 1000), (None, 60), ("L", 1000)))
+    assert [e.t_ms for e in events] == [400.0, 1000.0 + 60.0 + 400.0]
 
 
 # -- flicker ------------------------------------------------------------------------------------
@@ -184,6 +193,15 @@ def test_backspace_removes_and_returns_the_last_character():
     assert decoder.text == ""
 
 
+def test_backspace_disarms_the_word_break_so_a_pause_does_not_add_a_space():
+    decoder = SpellingDecoder()
+    frames = timeline(("H", 400), ("I", 400), (None, 5000))
+    feed(decoder, frames[:41])
+    decoder.backspace()
+    feed(decoder, frames[41:])
+    assert decoder.text == "H"
+
+
 def test_clear_empties_the_text_and_a_letter_still_held_is_not_written_again():
     decoder = SpellingDecoder()
     frames = timeline(("L", 2000))
@@ -208,7 +226,7 @@ def test_set_text_is_continued_by_the_next_letter_and_not_followed_by_a_word_bre
 def test_text_beyond_max_text_drops_the_oldest_characters_and_a_leading_space():
     params = SpellingParams(max_text=3)
     assert spell(timeline(*[(c, 400) for c in "ABCDE"]), params) == "CDE"
-    assert spell(timeline(("A", 400), (SPACE, 400), ("B", 400), ("C", 400)), SpellingParams(max_text=2)) == "BC"
+    assert spell(timeline(("A", 400), (SPACE, 400), ("B", 400)), SpellingParams(max_text=2)) == "B"
 
 
 # -- time ---------------------------------------------------------------------------------------
@@ -266,6 +284,8 @@ def test_params_out_of_range_are_refused_with_what_to_fix(field, value, match):
 LABELS = st.sampled_from([*DEFAULT_LABELS, None])
 # Short times so that random streams commit often enough to exercise every rule.
 QUICK = SpellingParams(hold_ms=60, release_ms=40, pause_space_ms=100, flicker_ms=20)
+# Every time zero and a one-character cap: the edges where a division or a slice could fail.
+ZERO = SpellingParams(min_confidence=0.0, hold_ms=0.0, release_ms=0.0, pause_space_ms=0.0, flicker_ms=0.0, max_text=1)
 
 
 @st.composite
@@ -335,7 +355,7 @@ def test_one_letter_held_any_length_commits_exactly_once_iff_held_for_hold_ms(st
         ),
         max_size=200,
     ),
-    params=st.sampled_from([SpellingParams(), QUICK, SpellingParams(0.0, 0.0, 0.0, 0.0, 0.0, 1)]),
+    params=st.sampled_from([SpellingParams(), QUICK, ZERO]),
 )
 def test_decoder_never_raises_and_its_state_stays_in_range(frames, params):
     decoder = SpellingDecoder(params)

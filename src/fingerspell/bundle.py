@@ -93,6 +93,7 @@ def write_bundle(out: str | os.PathLike, meta: dict, files: dict[str, bytes | st
     out = Path(out).expanduser().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
     try:
         for name, content in files.items():
             target = tmp / name

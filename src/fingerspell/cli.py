@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bundle folder to write (replaced atomically)")
     p.add_argument("--kind", choices=("landmarks", "cnn"), default="landmarks",
                    help="landmarks (default): hand landmarks into an MLP; cnn: the tutorial's 64x64 CNN baseline")
-    p.add_argument("--epochs", type=int, help="training epochs (default: 120 landmarks, 15 cnn)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: 60 landmarks, 15 cnn)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--test-fraction", type=float, default=0.0)
     p.add_argument("--grouping", default="auto", choices=("auto", "kaggle-frames", "signer", "roboflow", "regex", "random"),
@@ -82,9 +82,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the web app (camera page, WebSocket stream, /predict)")
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default: %(default)s, this machine only; 0.0.0.0 accepts frames from the network)")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--host", help="address to bind (default: $FINGERSPELL_HOST or 127.0.0.1, this machine only; "
+                   "0.0.0.0 accepts frames from the network)")
+    p.add_argument("--port", type=int, help="port (default: $FINGERSPELL_PORT or 5000)")
     p.add_argument("--tls-cert", help="certificate file: serve HTTPS so phones on the network may use their camera")
     p.add_argument("--tls-key", help="private key file for --tls-cert")
     _add_cache(p)
@@ -105,7 +105,7 @@ def _train_params(args):
                                 seed=args.seed, grouping=args.grouping, group_regex=args.group_regex,
                                 frame_block=args.frame_block)
     lp, cp = base.landmarks, base.cnn
-    if args.epochs:
+    if args.epochs is not None:
         if args.epochs < 1:
             raise FingerspellError("--epochs must be at least 1")
         lp, cp = dataclasses.replace(lp, epochs=args.epochs), dataclasses.replace(cp, epochs=args.epochs)

@@ -14,6 +14,7 @@ import logging
 import multiprocessing as mp
 import os
 import sqlite3
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -150,7 +151,8 @@ def extract(paths: list[str], params: DetectParams = DetectParams(), *, workers:
         n = max(1, min(n, len(todo)))
         ctx = mp.get_context("spawn")  # MediaPipe's graph threads do not survive fork
         fresh: list[tuple[str, bytes]] = []
-        bar = tqdm(total=len(todo), desc="detecting hands", unit="img", disable=not progress, smoothing=0.1)
+        bar = tqdm(total=len(todo), desc="detecting hands", unit="img", disable=not progress, smoothing=0.1,
+                   mininterval=0.5 if sys.stderr.isatty() else 15)  # a log file gets a line every 15 s
         try:
             with ctx.Pool(n, initializer=_init_worker, initargs=(str(model), asdict(params))) as pool:
                 for i, (blob, err) in zip(todo, pool.imap(_detect_file, [paths[i] for i in todo], chunksize=8)):

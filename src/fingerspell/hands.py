@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import types
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -205,7 +206,7 @@ class Hand:
         handedness: "Left" or "Right" as MediaPipe reports it.
         score: handedness confidence.
         image_size: (width, height) of the image the landmarks refer to.
-        attempt: which detection attempt found it ("plain", "padded", "equalized", "tracked").
+        attempt: which detection attempt found it ("plain", "tracked", or a retry such as "pad:0.3").
     """
 
     landmarks: np.ndarray
@@ -260,12 +261,21 @@ def _mediapipe():
         hide = "tensorflow" not in sys.modules
         if hide:
             sys.modules["tensorflow"] = None  # type: ignore[assignment]  # import raises ModuleNotFoundError
+        # vision/drawing_utils.py imports matplotlib.pyplot (~0.6 s, ~30 MB) for a plotting helper
+        # we never call: give it an empty stand-in for the import, then take the stand-in away.
+        stubs = {}
+        if "matplotlib" not in sys.modules:
+            for name in ("matplotlib", "matplotlib.pyplot"):
+                stubs[name] = sys.modules[name] = types.ModuleType(name)
         try:
             import mediapipe as mp
             from mediapipe.tasks.python import BaseOptions, vision
         finally:
             if hide and sys.modules.get("tensorflow", 0) is None:
                 del sys.modules["tensorflow"]
+            for name, stub in stubs.items():
+                if sys.modules.get(name) is stub:
+                    del sys.modules[name]
         _mp = (mp, BaseOptions, vision)
     return _mp
 
@@ -280,10 +290,10 @@ def _fit(rgb: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
-def _pad(rgb: np.ndarray, frac: float) -> tuple[np.ndarray, int, int]:
+def _pad(rgb: np.ndarray, frac: float, mode: str = "constant") -> tuple[np.ndarray, int, int]:
     h, w = rgb.shape[:2]
     py, px = int(round(h * frac)), int(round(w * frac))
-    padded = np.pad(rgb, ((py, py), (px, px), (0, 0)), mode="constant", constant_values=0)
+    padded = np.pad(rgb, ((py, py), (px, px), (0, 0)), mode=mode)
     return padded, px, py
 
 
@@ -295,21 +305,48 @@ def _equalize(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
 
+def parse_retry(spec: str) -> tuple[str, float]:
+    """``"pad:0.3"`` -> ("pad", 0.3); raises ValueError for anything else."""
+    kind, _, frac = spec.partition(":")
+    if kind not in ("pad", "edge", "equalize"):
+        raise ValueError(f"unknown detection retry {spec!r}; use pad:F, edge:F or equalize:F")
+    value = float(frac or 0.3)
+    if not 0 <= value <= 3:
+        raise ValueError(f"detection retry {spec!r}: the border must be between 0 and 3 times the side")
+    return kind, value
+
+
+def retry_image(rgb: np.ndarray, spec: str) -> tuple[np.ndarray, int, int]:
+    """The image a retry runs on, and the border (px, py) added on each side."""
+    kind, frac = parse_retry(spec)
+    if kind == "edge":
+        return _pad(rgb, frac, "edge")
+    padded, px, py = _pad(rgb, frac)
+    return (_equalize(padded) if kind == "equalize" else padded), px, py
+
+
 class HandDetector:
     """One MediaPipe HandLandmarker (IMAGE mode for files, VIDEO mode for streams).
 
     Not thread-safe: give each thread, process or stream its own. ``detect`` returns the most
     confident hand or None; "no hand" is a value, not an exception.
+
+    A VIDEO-mode detector runs its retries (padded images, no tracking) in IMAGE mode. Give it
+    ``retry_with=(image_detector, lock)`` to share one IMAGE-mode landmarker between all streams
+    instead of loading one more per stream (~35 MB each).
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, video: bool = False,
-                 params: DetectParams = DetectParams()):
+                 params: DetectParams = DetectParams(), retry_with: tuple["HandDetector", object] | None = None):
+        for spec in params.retries:
+            parse_retry(spec)
         self.params = params
         self.video = video
         self.model_path = Path(model_path) if model_path else ensure_hand_model()
         self._image = None  # IMAGE-mode landmarker: files, and retries in VIDEO mode
         self._video = None
         self._last_ts = -1
+        self._retry_with = retry_with
         if video:
             self._video = self._create(video=True)
         else:
@@ -336,6 +373,10 @@ class HandDetector:
         mp, _, _ = _mediapipe()
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
         if ts is None:
+            if self._retry_with is not None:
+                shared, lock = self._retry_with
+                with lock:
+                    return shared._run(rgb, None)
             if self._image is None:
                 self._image = self._create(video=False)
             return self._image.detect(image)
@@ -375,12 +416,13 @@ class HandDetector:
             hand = self._hand(self._run(small, ts), size, "tracked")
         else:
             hand = self._hand(self._run(small, None), size, "plain")
-        if hand is None and p.pad_fraction > 0:
-            padded, px, py = _pad(small, p.pad_fraction)
-            shift = ((padded.shape[1], padded.shape[0]), (px, py), size)
-            hand = self._hand(self._run(padded, None), size, "padded", shift)
-            if hand is None and p.retry_equalized and not self.video:
-                hand = self._hand(self._run(_equalize(padded), None), size, "equalized", shift)
+        retries = p.retries[: p.video_retries] if self.video else p.retries
+        for spec in retries:
+            if hand is not None:
+                break
+            image, px, py = retry_image(small, spec)
+            shift = ((image.shape[1], image.shape[0]), (px, py), size)
+            hand = self._hand(self._run(image, None), size, spec, shift)
         if hand is not None and size != (rgb.shape[1], rgb.shape[0]):
             hand = Hand(hand.landmarks, hand.world, hand.handedness, hand.score,
                         (rgb.shape[1], rgb.shape[0]), hand.attempt)

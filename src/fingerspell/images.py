@@ -13,6 +13,9 @@ from .errors import FrameError
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+# The decoders untrusted bytes may reach: the formats of IMAGE_SUFFIXES. Pillow would otherwise try
+# some forty, EPS among them (it runs Ghostscript on the bytes where Ghostscript is installed).
+DECODE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF", "TIFF")
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -29,7 +32,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=DECODE_FORMATS)
             w, h = img.size
             if w * h > max_pixels:
                 raise FrameError(f"the image is {w}x{h} pixels, over the limit of {max_pixels:,} pixels")
@@ -46,6 +49,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
         raise FrameError(f"the image is too large to decode: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise FrameError(f"the image could not be decoded ({exc}); is it truncated?") from None
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes reach many PIL decoders, each with its own errors
+        raise FrameError(f"the image could not be decoded ({type(exc).__name__})") from None
     return np.asarray(rgb)
 
 

@@ -80,7 +80,9 @@ class _Engine:
 
     def __init__(self, predictor: "Predictor", video: bool):
         self.p = predictor
-        self.detector = HandDetector(predictor.hand_model, video=video, params=predictor.detect_params)
+        shared = (predictor._engine.detector, predictor._lock) if video else None
+        self.detector = HandDetector(predictor.hand_model, video=video, params=predictor.detect_params,
+                                     retry_with=shared)
         self.classifier = Classifier(predictor.path / bundle_io.TFLITE)
 
     def run(self, rgb: np.ndarray, timestamp_ms: int | None, timings: dict) -> Prediction:

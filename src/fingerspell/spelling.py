@@ -273,7 +273,6 @@ class SpellingDecoder:
     def _commit(self, sign: str, t_ms: float) -> Event | None:
         """Apply a held sign; the sign is latched even where it changes nothing."""
         self._latched, self._release_ms = sign, 0.0
-        self._held_ms = 0.0
         if sign == SPACE:
             self._break_armed = False
             return Event(SPACE_EVENT, " ", sign, t_ms) if self._append_space() else None

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install fingerspell (serving only: no TensorFlow) into .venv and start the web app on the
+# bundled default model at http://127.0.0.1:5000. Extra arguments go to `fingerspell serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3-venv >/dev/null
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e .
+exec .venv/bin/fingerspell serve "$@"

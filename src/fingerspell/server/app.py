@@ -1,0 +1,699 @@
+"""The web app: the page, ``WS /ws`` for live video, ``POST /predict`` for single images.
+
+``create_app`` builds a FastAPI app from arguments or ``FINGERSPELL_*`` environment variables; the
+model is loaded once, in the lifespan. ``run`` is what ``fingerspell serve`` calls.
+
+The stream protocol (``WS /ws``):
+
+* The client sends each video frame as one binary message (JPEG or PNG bytes). The server
+  answers every frame with one JSON message, ``{"type": "prediction", "frame": n, "letter",
+  "confidence", "top", "hand", "timings_ms", "spelling": {"text", "pending", "progress",
+  "committed"}, "mirror"}``, or ``{"type": "error", "error": "...", "frame": n}`` for a frame it
+  cannot read (the socket stays open), or ``{"type": "skipped", "skipped": true, "frame": n}``
+  for a frame that a newer one replaced while the server was busy. The page keeps one frame in
+  flight, so it never sees a skip; a client that sends faster than the server answers gets only
+  its latest frame recognised instead of a growing queue of stale ones.
+* Text messages are JSON commands: ``{"type": "backspace"}``, ``{"type": "clear"}``,
+  ``{"type": "set_text", "text": "..."}``, ``{"type": "config", "mirror": true}``. Each is
+  answered with ``{"type": "state", "spelling": {...}, "mirror": bool}``.
+* Close codes: 1009 for a message over ``max_message_bytes``, 1013 when ``max_connections``
+  streams are already open, 1008 for a page from another origin (see ``cors_origins``).
+
+This module never imports TensorFlow, Keras, matplotlib or the training code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import ipaddress
+import json
+import logging
+import os
+import platform
+import re
+import time
+from contextlib import asynccontextmanager
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.to_thread
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .. import __version__
+from ..config import ConfigError, ServeParams
+from ..errors import FrameError
+from ..images import decode_image
+from ..predictor import Prediction, Predictor
+from ..spelling import SpellingDecoder, SpellingParams
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+ENV_PREFIX = "FINGERSPELL_"
+IMAGE_TYPES = ("image/jpeg", "image/png")
+COMMANDS = ("backspace", "clear", "set_text", "config")
+# Close codes (RFC 6455 and the IANA registry).
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_ERROR = 1011
+CLOSE_BUSY = 1013
+# uvicorn drops larger messages itself (1009, no reason); ours, a little lower, says why.
+WS_TRANSPORT_SLACK = 64 * 1024
+DOCS_CDN = "https://cdn.jsdelivr.net"
+_HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def params_from_env(environ=None, base: ServeParams | None = None) -> ServeParams:
+    """ServeParams with every ``FINGERSPELL_<FIELD>`` variable that is set applied over ``base``.
+
+    ``FINGERSPELL_CORS_ORIGINS`` is a comma-separated list; an empty
+    ``FINGERSPELL_SAVE_FRAMES_DIR`` means "do not save".
+
+    Raises:
+        ConfigError: a variable's value is not of its field's type.
+    """
+    environ = os.environ if environ is None else environ
+    base = base or ServeParams()
+    changes = {}
+    for f in dataclasses.fields(ServeParams):
+        name = ENV_PREFIX + f.name.upper()
+        raw = environ.get(name)
+        if raw is None:
+            continue
+        default = getattr(base, f.name)
+        if f.name == "cors_origins":
+            changes[f.name] = tuple(o.strip() for o in raw.split(",") if o.strip())
+        elif f.name == "save_frames_dir":
+            changes[f.name] = raw.strip() or None
+        elif isinstance(default, int):
+            try:
+                value = int(raw.replace("_", ""))
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+            if value < (0 if f.name == "port" else 1):
+                raise ConfigError(f"{name}={raw!r} must be positive")
+            changes[f.name] = value
+        else:
+            changes[f.name] = raw
+    return dataclasses.replace(base, **changes)
+
+
+def is_loopback(host: str) -> bool:
+    """True where ``host`` only accepts connections from this computer."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ApiError(Exception):
+    """A request the server refuses: status code and a message that says what to fix."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _security_headers(host: str | None, path: str = "") -> list[tuple[bytes, bytes]]:
+    # The page needs its own scripts and styles, the camera (blob:/mediastream: video) and a
+    # WebSocket back to this host. 'self' covers ws(s) of the same host in CSP 3, but not in
+    # every browser yet, so the host is named as well where its header looks like a host name.
+    connect = "'self'"
+    if host and _HOST_RE.match(host):
+        connect += f" ws://{host} wss://{host}"
+    if path == "/docs" or path.startswith("/docs/"):
+        # FastAPI's Swagger UI: an inline script and assets from its CDN; only on /docs.
+        scripts = styles = f"'self' 'unsafe-inline' {DOCS_CDN}"
+        images = "'self' data: https://fastapi.tiangolo.com"
+    else:
+        scripts = styles = "'self'"
+        images = "'self' data: blob:"
+    csp = (
+        f"default-src 'self'; script-src {scripts}; style-src {styles}; img-src {images}; "
+        f"media-src 'self' blob: mediastream:; connect-src {connect}; object-src 'none'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return [
+        (b"x-frame-options", b"DENY"),
+        (b"content-security-policy", csp.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+
+
+class SecurityHeaders:
+    """ASGI middleware: the security headers on every HTTP response."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        path = scope.get("path", "")
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _SECURITY_NAMES]
+                message = {**message, "headers": headers + _security_headers(host, path)}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_SECURITY_NAMES = {k for k, _ in _security_headers(None)}
+
+
+def _error(status: int, message: str, request: Request | None = None) -> JSONResponse:
+    headers = None
+    if status == 500:  # sent by the outermost middleware, past SecurityHeaders
+        host = request.headers.get("host") if request is not None else None
+        path = request.url.path if request is not None else ""
+        headers = {k.decode(): v.decode() for k, v in _security_headers(host, path)}
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return _error(exc.status, exc.message)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    messages = {404: "not found", 405: "method not allowed"}
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    message = messages.get(exc.status_code, detail)
+    resp = _error(exc.status_code, message)
+    if exc.headers:
+        resp.headers.update(exc.headers)
+    return resp
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return _error(422, f"{where}: {first.get('msg', 'invalid request')}")
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # The last line of defence: log it, answer JSON, never send a traceback to the client.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error(500, "internal error; the server log has the details", request)
+
+
+# --------------------------------------------------------------------------- documented shapes
+
+
+class TopEntry(BaseModel):
+    label: str
+    score: float
+
+
+class HandJson(BaseModel):
+    landmarks: list[list[float]] = Field(description="21 points [x, y, z]; x and y normalised to the image (0..1)")
+    handedness: str = Field(description='"Left" or "Right" as MediaPipe reports it')
+    score: float
+    attempt: str
+
+
+class PredictAnswer(BaseModel):
+    prediction: str = Field(description='the top label; "nothing" when no hand was found')
+    confidence: float
+    top: list[TopEntry]
+    hand: HandJson | None
+    timings_ms: dict[str, float]
+
+
+class ErrorAnswer(BaseModel):
+    error: str = Field(description="what was wrong with the request, in words")
+
+
+class PredictJson(BaseModel):
+    image: str = Field(description="a base64 data URL", examples=["data:image/jpeg;base64,/9j/4AAQ..."])
+
+
+_ERRORS = {code: {"model": ErrorAnswer, "description": text} for code, text in {
+    400: "malformed body: not JSON, no image field, not a base64 data URL",
+    413: "body over max_body_bytes",
+    415: "content type other than application/json, image/jpeg or image/png",
+    422: "the bytes are not a readable image, or it is over max_pixels",
+    500: "a server bug; the log has the details",
+}.items()}
+
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The tutorial's JSON with a data URL, or the raw image bytes.",
+        "content": {
+            "application/json": {"schema": PredictJson.model_json_schema()},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _image_from_json(body: bytes) -> bytes:
+    example = '{"image": "data:image/jpeg;base64,..."}'
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        raise ApiError(400, f"the body is not valid JSON ({reason}); send {example}") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, f"expected a JSON object like {example}")
+    if "image" not in doc:
+        raise ApiError(400, f'the JSON has no "image" field; send {example}')
+    image = doc["image"]
+    if not isinstance(image, str):
+        kind = "null" if image is None else type(image).__name__
+        raise ApiError(400, f'"image" must be a data URL string, not {kind}')
+    header, comma, payload = image.partition(",")
+    if not comma:
+        raise ApiError(400, '"image" must be a data URL like "data:image/jpeg;base64,...": no comma found')
+    if not (header.startswith("data:") and header.endswith(";base64")):
+        raise ApiError(400, '"image" must be a base64 data URL: it should start "data:image/jpeg;base64,"')
+    try:
+        return base64.b64decode("".join(payload.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, f'"image" is not valid base64 ({exc})') from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be over ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(400, "the Content-Length header is not a number") from None
+        if size > limit:
+            raise ApiError(413, f"the body is {size:,} bytes, over the limit of {limit:,} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
+    return bytes(body)
+
+
+def _save_frame(folder: str | None, name: str, data: bytes) -> None:
+    if not folder:
+        return
+    suffix = ".png" if data[:8] == b"\x89PNG\r\n\x1a\n" else ".jpg"
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}{suffix}").write_bytes(data)
+    except OSError as exc:
+        log.warning("could not save a frame in %s: %s", folder, exc.strerror)
+
+
+def _versions() -> dict:
+    def version(dist):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"fingerspell": __version__, "mediapipe": version("mediapipe"),
+            "ai_edge_litert": version("ai-edge-litert"), "fastapi": version("fastapi"),
+            "python": platform.python_version()}
+
+
+def _origin_allowed(headers, params: ServeParams) -> bool:
+    """Browsers send Origin with every WebSocket; other clients usually send none."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    if "*" in params.cors_origins or origin in params.cors_origins:
+        return True
+    return urlsplit(origin).netloc.lower() == (headers.get("host") or "").lower()
+
+
+# --------------------------------------------------------------------------- the stream
+
+
+class _Connection:
+    """One WebSocket: its own hand tracker and spelling decoder, and at most one frame waiting.
+
+    A reader task takes messages as they come: commands are answered at once, a frame replaces
+    the one waiting (which is answered ``skipped``). A worker task recognises the waiting frame
+    in a thread, so the event loop stays free. The decoder is only touched on the event loop.
+    """
+
+    def __init__(self, ws: WebSocket, predictor: Predictor, params: ServeParams, spelling: SpellingParams, cid: int,
+                 limiter: anyio.CapacityLimiter):
+        self.ws = ws
+        self.predictor = predictor
+        self.limiter = limiter
+        self.params = params
+        self.cid = cid
+        self.decoder = SpellingDecoder(spelling)
+        self.mirror = False
+        self.stream = None
+        self.frames = 0
+        self.closed = False
+        self._waiting: tuple[int, bytes, float] | None = None
+        self._wake = anyio.Event()
+        self._send_lock = anyio.Lock()
+        self._t0 = time.monotonic()
+
+    async def serve(self) -> None:
+        self.stream = await run_in_threadpool(self._open_stream)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._work)
+                try:
+                    await self._read()
+                finally:
+                    tg.cancel_scope.cancel()  # waits for a predict already running in its thread
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self.stream.close)
+
+    async def send(self, message: dict) -> None:
+        try:
+            text = json.dumps(message, allow_nan=False)
+        except ValueError:  # NaN or infinity from a broken model: JSON cannot carry it
+            log.warning("stream %d: an answer held a number JSON cannot carry: %r", self.cid, message)
+            text = json.dumps({"type": "error", "error": "the model gave no usable answer for this frame",
+                               "frame": message.get("frame")})
+        async with self._send_lock:
+            if self.closed:
+                return
+            try:
+                await self.ws.send_text(text)
+            except (WebSocketDisconnect, OSError, RuntimeError):
+                self.closed = True  # the client went away; the reader sees the disconnect
+
+    async def close(self, code: int, reason: str) -> None:
+        async with self._send_lock:
+            if not self.closed:
+                self.closed = True
+                try:
+                    await self.ws.close(code, reason)
+                except (WebSocketDisconnect, OSError, RuntimeError):
+                    pass
+
+    async def _read(self) -> None:
+        limit = self.params.max_message_bytes
+        while not self.closed:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                self.closed = True
+                return
+            data, text = message.get("bytes"), message.get("text")
+            size = len(data) if data is not None else len(text or "")
+            if text is not None and size * 4 > limit:
+                size = len(text.encode("utf-8", "surrogatepass"))
+            if size > limit:
+                await self.close(CLOSE_TOO_BIG, f"message of {size:,} bytes is over the {limit:,}-byte limit")
+                return
+            if data is not None:
+                self.frames += 1
+                # Swap before awaiting the send: while it waits, the worker may take whatever is
+                # waiting, and a frame it takes must not also be answered "skipped".
+                stale, self._waiting = self._waiting, (self.frames, data, time.monotonic())
+                self._wake.set()
+                if stale is not None:
+                    await self.send({"type": "skipped", "skipped": True, "frame": stale[0]})
+            elif text is not None:
+                await self.send(self._command(text))
+
+    def _state(self, fresh: bool = False) -> dict:
+        state = self.decoder.state()
+        if fresh:  # a command's answer: the last frame's commits were already reported
+            state["committed"] = []
+        return state
+
+    def _command(self, text: str) -> dict:
+        known = ", ".join(COMMANDS)
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError):
+            return {"type": "error", "error": f'text messages are JSON commands like {{"type": "clear"}} ({known})'}
+        kind = doc.get("type") if isinstance(doc, dict) else None
+        if kind == "backspace":
+            self.decoder.backspace()
+        elif kind == "clear":
+            self.decoder.clear()
+        elif kind == "set_text":
+            if not isinstance(doc.get("text"), str):
+                return {"type": "error", "error": 'set_text needs "text": a string'}
+            self.decoder.set_text(doc["text"])
+        elif kind == "config":
+            if "mirror" in doc:
+                if not isinstance(doc["mirror"], bool):
+                    return {"type": "error", "error": 'config "mirror" must be true or false'}
+                self.mirror = doc["mirror"]
+        else:
+            shown = json.dumps(kind)[:40] if isinstance(kind, str) else "missing"
+            return {"type": "error", "error": f"unknown command type {shown}; known: {known}"}
+        return {"type": "state", "spelling": self._state(fresh=True), "mirror": self.mirror}
+
+    async def _work(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            item, self._waiting = self._waiting, None
+            if item is None:
+                continue
+            number, data, received = item
+            mirror = self.mirror
+            try:
+                pred = await anyio.to_thread.run_sync(self._predict, number, data, mirror, limiter=self.limiter)
+            except FrameError as exc:
+                await self.send({"type": "error", "error": str(exc), "frame": number})
+                continue
+            self.decoder.update(pred.letter, pred.score, (received - self._t0) * 1000)
+            answer = {"type": "prediction", "frame": number, **pred.to_json()}
+            if mirror and answer["hand"] is not None:
+                # Recognised flipped; the landmarks are given back in the frame the client sent.
+                for point in answer["hand"]["landmarks"]:
+                    point[0] = round(1.0 - point[0], 4)
+            answer["timings_ms"]["server"] = round((time.monotonic() - received) * 1000, 2)
+            answer["spelling"] = self._state()
+            answer["mirror"] = mirror
+            await self.send(answer)
+
+    def _open_stream(self):
+        stream = self.predictor.stream()
+        # A new tracker's first frame costs ~10x a normal one (kernels set up): pay it now, on a
+        # blank frame, rather than on the user's first.
+        stream.predict(np.zeros((480, 640, 3), dtype=np.uint8))
+        return stream
+
+    def _predict(self, number: int, data: bytes, mirror: bool) -> Prediction:
+        t = time.perf_counter()
+        rgb = decode_image(data, self.params.max_pixels)
+        decode_ms = (time.perf_counter() - t) * 1e3
+        if mirror:
+            rgb = rgb[:, ::-1]
+        pred = self.stream.predict(rgb)
+        pred.timings["decode"] = decode_ms
+        pred.timings["total"] += decode_ms
+        _save_frame(self.params.save_frames_dir, f"ws{self.cid}-{number:06d}", data)
+        return pred
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def create_app(model=None, params: ServeParams | None = None, spelling: SpellingParams | None = None) -> FastAPI:
+    """The web app.
+
+    Args:
+        model: a bundle folder, a loaded ``Predictor``, or None for ``$FINGERSPELL_MODEL`` or,
+            where that is unset, the bundled default model. A folder is loaded in the lifespan.
+        params: server limits; None reads ``FINGERSPELL_*`` variables over the defaults.
+        spelling: the spelling decoder's hold and release times; None for the defaults.
+
+    Returns:
+        A FastAPI app. Errors in loading the model surface when it starts (the lifespan).
+    """
+    params = params or params_from_env()
+    spelling = spelling or SpellingParams()
+    if model is None:
+        model = os.environ.get(ENV_PREFIX + "MODEL") or None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if isinstance(model, Predictor):
+            predictor, owned = model, False
+        else:
+            t = time.perf_counter()
+            predictor, owned = await run_in_threadpool(Predictor.from_bundle, model), True
+            log.info("loaded %s model (%d labels) from %s in %.1f s", predictor.kind, len(predictor.labels),
+                     predictor.path, time.perf_counter() - t)
+        app.state.predictor = predictor
+        # Recognition runs in worker threads, at most one per CPU core: more would only take turns
+        # on the cores, and every extra thread grows memory (malloc arenas, MediaPipe buffers).
+        app.state.limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
+        app.state.open_streams = 0
+        app.state.stream_ids = 0
+        try:
+            yield
+        finally:
+            if owned:
+                predictor.close()
+
+    app = FastAPI(
+        title="fingerspell",
+        version=__version__,
+        description="Real-time ASL fingerspelling recognition. Open / for the page; WS /ws streams video frames.",
+        lifespan=lifespan,
+        redoc_url=None,  # one set of docs, /docs, is enough
+        debug=False,
+    )
+    app.state.params = params
+    app.state.spelling = spelling
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    if params.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(params.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"])
+    app.add_middleware(SecurityHeaders)
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/health", summary="Model, versions and limits")
+    async def health(request: Request) -> dict:
+        predictor: Predictor = request.app.state.predictor
+        return {
+            "status": "ok",
+            "model": {"kind": predictor.kind, "labels": predictor.labels,
+                      "hand_model_sha256": predictor.hand_model_sha256},
+            "versions": _versions(),
+            "limits": {"max_body_bytes": params.max_body_bytes, "max_message_bytes": params.max_message_bytes,
+                       "max_pixels": params.max_pixels, "max_connections": params.max_connections},
+            "open_streams": request.app.state.open_streams,
+            "spelling": dataclasses.asdict(spelling),
+        }
+
+    @app.post("/predict", summary="Recognise the letter in one image", response_model=PredictAnswer,
+              responses=_ERRORS, openapi_extra=_PREDICT_BODY)
+    async def predict(request: Request):
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json" and content_type not in IMAGE_TYPES:
+            shown = content_type or "no content type"
+            raise ApiError(415, f"{shown} is not supported: send application/json "
+                                '{"image": "data:image/jpeg;base64,..."} or an image/jpeg or image/png body')
+        body = await _read_body(request, params.max_body_bytes)
+        data = _image_from_json(body) if content_type == "application/json" else body
+        predictor: Predictor = request.app.state.predictor
+
+        def run_predict() -> Prediction:
+            pred = predictor.predict_bytes(data, params.max_pixels)
+            _save_frame(params.save_frames_dir, f"post-{time.time_ns()}", data)
+            return pred
+
+        try:
+            pred = await anyio.to_thread.run_sync(run_predict, limiter=request.app.state.limiter)
+        except FrameError as exc:
+            raise ApiError(422, str(exc)) from None
+        answer = pred.to_json()
+        answer["prediction"] = answer.pop("letter")
+        return JSONResponse(answer)
+
+    @app.websocket("/ws")
+    async def ws_stream(ws: WebSocket):
+        state = ws.app.state
+        await ws.accept()
+        if not _origin_allowed(ws.headers, params):
+            await ws.close(CLOSE_POLICY, "this page's origin is not allowed (see cors_origins)")
+            return
+        if state.open_streams >= params.max_connections:
+            log.warning("refused a stream: %d open, the limit is %d", state.open_streams, params.max_connections)
+            await ws.close(CLOSE_BUSY, f"server busy: {state.open_streams} streams open; try again later")
+            return
+        state.open_streams += 1
+        state.stream_ids += 1
+        conn = _Connection(ws, state.predictor, params, spelling, state.stream_ids, state.limiter)
+        log.info("stream %d opened (%d open)", conn.cid, state.open_streams)
+        try:
+            await conn.serve()
+        except Exception:  # noqa: BLE001 - one stream's failure must not take the server down
+            log.exception("stream %d failed", conn.cid)
+            await conn.close(CLOSE_ERROR, "internal error; the server log has the details")
+        finally:
+            state.open_streams -= 1
+            log.info("stream %d closed after %d frames", conn.cid, conn.frames)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def run(host: str | None = None, port: int | None = None, model=None, tls_cert: str | None = None,
+        tls_key: str | None = None, *, cache_dir=None, params: ServeParams | None = None,
+        spelling: SpellingParams | None = None, log_level: str = "info") -> None:
+    """Serve the app with uvicorn until interrupted (what ``fingerspell serve`` calls).
+
+    The model is loaded before the server starts, so a missing or corrupt bundle is reported as
+    its typed error, not as a failed startup.
+
+    Args:
+        host, port: where to listen; None takes them from ``params`` (127.0.0.1:5000 by default).
+        model: a bundle folder, or None for ``$FINGERSPELL_MODEL`` or the bundled default.
+        tls_cert, tls_key: PEM files; with them the page works from other devices (browsers
+            allow the camera only on https or localhost).
+        cache_dir: where the hand model is cached (None: ``$FINGERSPELL_CACHE_DIR`` or the user cache).
+        params: server limits; None reads ``FINGERSPELL_*`` variables over the defaults.
+        spelling: the spelling decoder's settings.
+        log_level: uvicorn's log level.
+
+    Raises:
+        ConfigError: only one of the TLS files, or a file that does not exist.
+        BundleError, HandModelError: the model cannot be loaded.
+    """
+    import uvicorn
+
+    params = params or params_from_env()
+    params = dataclasses.replace(params, host=host or params.host, port=params.port if port is None else port)
+    if bool(tls_cert) != bool(tls_key):
+        raise ConfigError("give both --tls-cert and --tls-key, or neither")
+    for path in (tls_cert, tls_key):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"TLS file {path} does not exist")
+    if not is_loopback(params.host):
+        log.warning("listening on %s: frames will be accepted from the network (use --host 127.0.0.1 to keep "
+                    "the server to this computer)", params.host)
+    predictor = Predictor.from_bundle(model or os.environ.get(ENV_PREFIX + "MODEL") or None, cache_dir=cache_dir)
+    app = create_app(predictor, params, spelling)
+    scheme = "https" if tls_cert else "http"
+    shown = "localhost" if params.host in ("127.0.0.1", "::1") else params.host
+    log.info("open %s://%s:%d/ in a browser", scheme, shown, params.port)
+    try:
+        uvicorn.run(app, host=params.host, port=params.port, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+                    ws_max_size=params.max_message_bytes + WS_TRANSPORT_SLACK, log_level=log_level,
+                    server_header=False, reload=False, timeout_graceful_shutdown=3)
+    finally:
+        predictor.close()

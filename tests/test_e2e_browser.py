@@ -1,0 +1,287 @@
+"""A real Chromium against a real server: the camera, the stream, the page and the spelling.
+
+Chromium's fake camera plays a Y4M clip built here from real hand photos, so the whole path runs:
+getUserMedia -> canvas -> JPEG over the WebSocket -> MediaPipe + the classifier -> the spelling
+decoder -> the text on the page. The spelling test uses the bundled default model and picks, at
+test time, photos that model recognises reliably: it tests streaming, the page and spelling, not
+accuracy (the model's own evaluation does that). The other tests need no trained model.
+
+Never runs ``playwright install``: it drives the system Chromium at /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from _live import ServerProcess, blank_frame, free_port, letterbox, read_y4m, rgb_to_ycbcr420, write_y4m
+from conftest import KAGGLE, ROBOFLOW, need_data
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The bundled default model; FINGERSPELL_E2E_MODEL names another trained bundle to use instead.
+DEFAULT_BUNDLE = Path(os.environ.get("FINGERSPELL_E2E_MODEL")
+                      or Path(__file__).resolve().parents[1] / "src" / "fingerspell" / "models" / "default")
+SCREENSHOT_COPY = Path("/tmp/fingerspell-e2e.png")
+BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run"]
+FPS = 15  # the clip's frame rate: 67 ms between frames, inside the decoder's 100 ms flicker bridge
+HOLD_S = 1.2  # each letter is shown 3x the decoder's 400 ms hold: room for a slow first frame
+GAP_S = 0.6  # blank wall between letters: releases a letter (150 ms) but is no word break (1.5 s)
+# Preferred words: short, and most with a double letter, which only spells right if the blank gap
+# releases the first. J and Z are motion letters and never used.
+WORDS = ("ALL", "BEE", "SEE", "ADD", "ODD", "BOOK", "COOL", "CAB", "BAD", "HI", "OK")
+TRIES_PER_LETTER = 24  # photos tried per letter when picking a reliable one
+
+
+def launch(playwright, *extra):
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM}")
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[*BASE_ARGS, *extra])
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_bundle):
+    server = ServerProcess(tiny_bundle)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def open_page(browser, url: str, init_script: str | None = None):
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    if init_script:
+        page.add_init_script(init_script)
+    page.goto(url)
+    return page, errors
+
+
+# --------------------------------------------------------------------------- the clip
+
+
+def test_y4m_frames_are_limited_range_bt601(tmp_path):
+    black, white = np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 255, np.uint8)
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0] = 255
+    assert [int(p.mean()) for p in rgb_to_ycbcr420(black)] == [16, 128, 128]
+    assert [int(p.mean()) for p in rgb_to_ycbcr420(white)] == [235, 128, 128]
+    y, cb, cr = rgb_to_ycbcr420(red)
+    assert (int(y.mean()), int(cb.mean()), int(cr.mean())) == (81, 90, 240)
+    assert cb.shape == (2, 2)  # 4:2:0
+    path = write_y4m(tmp_path / "c.y4m", [black, white, black], fps=15)
+    fields, planes = read_y4m(path)
+    assert (fields["W"], fields["H"], fields["F"], fields["C"]) == ("4", "4", "15:1", "420jpeg")
+    assert [int(p.mean()) for p in planes] == [16, 235, 16]
+
+
+def test_letterbox_keeps_the_aspect_and_fills_640x480():
+    img = Image.new("RGB", (416, 416), (255, 255, 255))
+    frame = letterbox(img)
+    assert frame.shape == (480, 640, 3)
+    assert frame[:, :80].max() == 0 and frame[:, 80:560].min() == 255  # 480x480 centred
+
+
+# --------------------------------------------------------------------------- spelling a word
+
+
+def _as_sent(rgb: np.ndarray) -> np.ndarray:
+    """The frame as the server will see it: JPEG at the page's quality, decoded."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=80)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def _reliable_frame(predictor, letter: str) -> np.ndarray | None:
+    """A 640x480 frame of ``letter`` that the model reads as that letter, frame after frame."""
+    photos = []
+    for folder in (ROBOFLOW, KAGGLE):
+        photos += sorted((folder / letter).glob("*.jpg"))[:TRIES_PER_LETTER // 2]
+    for photo in photos:
+        frame = letterbox(photo)
+        sent = _as_sent(frame)
+        with predictor.stream() as stream:
+            preds = [stream.predict(sent, timestamp_ms=i * 1000 // FPS) for i in range(6)]
+        if all(p.letter == letter and p.score >= 0.9 for p in preds):
+            return frame
+    return None
+
+
+def _pick_word(predictor) -> tuple[str, dict[str, np.ndarray]]:
+    frames: dict[str, np.ndarray | None] = {}
+
+    def good(letter):
+        if letter not in frames:
+            frames[letter] = _reliable_frame(predictor, letter) if letter in predictor.labels else None
+        return frames[letter] is not None
+
+    for word in WORDS:
+        if all(good(c) for c in word):
+            return word, {c: frames[c] for c in word}
+    usable = [c for c in "ABCDEFGHIKLMNOPQRSTUVWXY" if good(c)][:3]
+    if len(usable) < 2:
+        pytest.fail(f"the default model reads too few letters reliably on the photos in {ROBOFLOW}: {usable}")
+    word = "".join(usable)
+    return word, {c: frames[c] for c in word}
+
+
+def _clip(word: str, frames: dict[str, np.ndarray], path: Path) -> Path:
+    wall = blank_frame()
+    sequence = []
+    for letter in word:
+        sequence += [frames[letter]] * round(HOLD_S * FPS) + [wall] * round(GAP_S * FPS)
+    return write_y4m(path, sequence, FPS)
+
+
+def test_the_page_spells_a_word_signed_at_the_fake_camera(playwright, tmp_path):
+    if not (DEFAULT_BUNDLE / "bundle.json").is_file():
+        pytest.skip(f"the default model is not built yet ({DEFAULT_BUNDLE} has no bundle.json); "
+                    "this test needs a trained model to recognise real hands")
+    need_data(ROBOFLOW, KAGGLE)
+    from fingerspell.predictor import Predictor
+
+    predictor = Predictor.from_bundle(DEFAULT_BUNDLE)
+    try:
+        blank = predictor.predict(_as_sent(blank_frame()))
+        assert blank.letter == "nothing" or blank.score < 0.6, "the blank wall must not read as a sign"
+        word, frames = _pick_word(predictor)
+    finally:
+        predictor.close()
+    clip = _clip(word, frames, tmp_path / "word.y4m")
+    print(f"\nspelling {word!r} from {clip} ({FPS} frames/s); screenshots in {tmp_path}")
+
+    server = ServerProcess(DEFAULT_BUNDLE)
+    browser = None
+    try:
+        server.start()
+        browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                         f"--use-file-for-fake-video-capture={clip}")
+        shown_letters = """
+            window.__shown = [];
+            document.addEventListener("DOMContentLoaded", () => {
+              const el = document.getElementById("letter");
+              new MutationObserver(() => window.__shown.push(el.textContent)).observe(
+                el, {childList: true, characterData: true, subtree: true});
+            });
+        """
+        page, errors = open_page(browser, server.url + "/", shown_letters)
+        try:
+            page.wait_for_function("w => document.getElementById('text').textContent.trim() === w",
+                                   arg=word, timeout=60_000, polling=50)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "e2e-failed.png"))
+            print("text:", repr(page.inner_text("#text")), "shown:", page.evaluate("window.__shown.slice(-60)"),
+                  "status:", page.inner_text("#status"), "camera:", page.inner_text("#camera-message"))
+            raise
+        shown = set(page.evaluate("window.__shown"))
+        assert set(word) <= shown, f"letters shown: {sorted(shown)}"
+        assert page.inner_text("#status") == "Connected"
+        assert float(page.inner_text("#fps")) > 0
+        assert errors == []
+        shot = tmp_path / "e2e.png"
+        page.screenshot(path=str(shot))
+        try:
+            shutil.copyfile(shot, SCREENSHOT_COPY)
+            print(f"screenshot: {shot} (also {SCREENSHOT_COPY})")
+        except OSError:
+            print(f"screenshot: {shot}")
+    except BaseException:
+        print("---- server log ----\n" + server.logs())
+        raise
+    finally:
+        if browser is not None:
+            browser.close()
+        server.stop()
+
+
+# --------------------------------------------------------------------------- camera problems
+
+
+REJECT = """
+    navigator.mediaDevices.getUserMedia = () =>
+        Promise.reject(new DOMException("refused by the test", "%s"));
+"""
+
+
+@pytest.mark.parametrize("init_script,expected", [
+    (REJECT % "NotAllowedError", "Camera access was refused"),
+    (REJECT % "NotFoundError", "No camera was found"),
+    (REJECT % "NotReadableError", "another application may be using it"),
+    ('Object.defineProperty(window, "isSecureContext", {get: () => false});', "only on secure pages"),
+], ids=["refused", "missing", "busy", "insecure"])
+def test_the_page_explains_why_there_is_no_camera(playwright, tiny_server, init_script, expected):
+    browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+    try:
+        page, errors = open_page(browser, tiny_server.url + "/", init_script)
+        message = page.locator("#camera-message")
+        message.wait_for(state="visible", timeout=10_000)
+        assert expected in message.inner_text()
+        if expected == "only on secure pages":
+            assert "localhost" in message.inner_text() and "HTTPS" in message.inner_text()
+        else:
+            assert page.locator("#start-camera").is_visible()
+        page.wait_for_function("() => document.getElementById('status').textContent === 'Connected'", timeout=10_000)
+        assert errors == []
+    finally:
+        browser.close()
+
+
+# --------------------------------------------------------------------------- reconnecting
+
+
+def test_the_page_reconnects_after_a_restart_and_keeps_the_text(playwright, tiny_bundle):
+    port = free_port()
+    server = ServerProcess(tiny_bundle, port=port)
+    browser = None
+    try:
+        server.start()
+        # The fake camera's test pattern has no hand, so nothing is ever committed by signing.
+        browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+        page, errors = open_page(browser, server.url + "/",
+                                 "if (!sessionStorage.getItem('seeded')) { sessionStorage.setItem('seeded', '1');"
+                                 " localStorage.setItem('fingerspell.text', 'HELLO'); }")
+        text = page.locator("#text")
+        page.wait_for_function("() => document.getElementById('status').textContent === 'Connected'", timeout=15_000)
+        page.wait_for_function("() => document.getElementById('fps').textContent !== '–'", timeout=15_000)
+        assert text.inner_text() == "HELLO"
+
+        server.stop()
+        page.wait_for_function("() => document.getElementById('status').textContent.includes('reconnecting')",
+                               timeout=10_000)
+        page.click("#delete")  # edited while the server is down: kept in the page
+        assert text.inner_text() == "HELL"
+
+        server.start()
+        page.wait_for_function("() => document.getElementById('status').textContent === 'Connected'", timeout=30_000)
+        page.wait_for_function("() => document.getElementById('fps').textContent !== '–'", timeout=15_000)
+        page.wait_for_timeout(500)  # frame answers carry the server's text: it must be the page's
+        assert text.inner_text() == "HELL"
+        page.locator("body").press("Backspace")  # answered by the server, from the text it was given
+        page.wait_for_function("() => document.getElementById('text').textContent === 'HEL'", timeout=5_000)
+        page.wait_for_timeout(300)
+        assert text.inner_text() == "HEL"
+        assert page.evaluate("localStorage.getItem('fingerspell.text')") == "HEL"
+        assert errors == []
+    except BaseException:
+        print("---- server log ----\n" + server.logs())
+        raise
+    finally:
+        if browser is not None:
+            browser.close()
+        server.stop()

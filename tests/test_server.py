@@ -1,0 +1,649 @@
+"""The web app: /predict, /health, /docs, static files, security headers and the /ws stream.
+
+Runs against the untrained ``tiny_bundle`` (real LiteRT model and real MediaPipe hand tracker,
+random classifier weights): these tests check the protocol and the handling of bad input, not
+accuracy. A few tests start the real server with uvicorn in a subprocess.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+import zlib
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from starlette.websockets import WebSocketDisconnect
+
+from _live import ROOT, ServerProcess
+from conftest import real_images
+from fingerspell.config import ConfigError, ServeParams
+from fingerspell.server import app as server_app
+from fingerspell.server import create_app, params_from_env
+
+LIMITS = ServeParams(max_body_bytes=300_000, max_message_bytes=200_000, max_pixels=1_000_000, max_connections=3)
+HEADERS = {"x-frame-options": "DENY", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
+
+
+def jpeg(size=(320, 240), colour=(180, 120, 90), quality=85) -> bytes:
+    img = Image.new("RGB", size, colour)
+    img.paste((20, 40, 200), (size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def png(size=(64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (10, 200, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def png_bomb(width=60_000, height=60_000) -> bytes:
+    """A valid PNG header claiming 3.6 billion pixels, with almost no data behind it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def data_url(data: bytes, mime="image/jpeg") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def real_hand_jpeg() -> bytes:
+    """A Roboflow photo in which MediaPipe finds a hand (skips where the data is absent)."""
+    return real_images("B", 1)[0].read_bytes()
+
+
+@pytest.fixture(scope="module")
+def client(tiny_bundle):
+    with TestClient(create_app(model=tiny_bundle, params=LIMITS)) as c:
+        yield c
+
+
+def assert_prediction_json(body: dict, labels, key="prediction") -> None:
+    assert body[key] in labels
+    assert 0.0 <= body["confidence"] <= 1.0
+    assert 1 <= len(body["top"]) <= 3
+    assert all(set(t) == {"label", "score"} and t["label"] in labels for t in body["top"])
+    assert body["top"][0]["label"] == body[key]
+    assert set(body["timings_ms"]) >= {"decode", "detect", "classify", "total"}
+    if body["hand"] is not None:
+        assert len(body["hand"]["landmarks"]) == 21
+        assert all(len(p) == 3 for p in body["hand"]["landmarks"])
+        assert body["hand"]["handedness"] in ("Left", "Right")
+
+
+# --------------------------------------------------------------------------- POST /predict
+
+
+def test_predict_accepts_the_tutorials_json_data_url(client):
+    labels = client.get("/health").json()["model"]["labels"]
+    r = client.post("/predict", json={"image": data_url(jpeg())})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert_prediction_json(body, labels)
+    assert body["prediction"] == "nothing" and body["hand"] is None  # a drawn rectangle is no hand
+
+
+@pytest.mark.parametrize("content_type,make", [("image/jpeg", jpeg), ("image/png", png),
+                                               ("image/jpeg; charset=binary", jpeg)])
+def test_predict_accepts_a_raw_image_body(client, content_type, make):
+    r = client.post("/predict", content=make(), headers={"content-type": content_type})
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"prediction", "confidence", "top", "hand", "timings_ms"}
+
+
+def test_predict_finds_the_hand_in_a_real_photo(client):
+    labels = client.get("/health").json()["model"]["labels"]
+    r = client.post("/predict", content=real_hand_jpeg(), headers={"content-type": "image/jpeg"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert_prediction_json(body, labels)
+    assert body["hand"] is not None, "MediaPipe should find the hand in this photo"
+    xs = [p[0] for p in body["hand"]["landmarks"]]
+    assert 0.0 <= min(xs) < max(xs) <= 1.0  # normalised for drawing
+
+
+def _json(doc) -> tuple[str, bytes]:
+    return "application/json", json.dumps(doc).encode()
+
+
+BAD_REQUESTS = {
+    "missing field": (*_json({"img": "x"}), 400, 'no "image" field'),
+    "null image": (*_json({"image": None}), 400, "not null"),
+    "number image": (*_json({"image": 5}), 400, "not int"),
+    "not JSON": ("application/json", b"{this is not json", 400, "not valid JSON"),
+    "empty JSON body": ("application/json", b"", 400, "not valid JSON"),
+    "JSON array": (*_json([1, 2]), 400, "JSON object"),
+    "deeply nested JSON": ("application/json", b"[" * 100_000, 400, "not valid JSON"),
+    "no comma": (*_json({"image": "data:image/jpeg;base64"}), 400, "no comma"),
+    "not a data URL": (*_json({"image": "http://example.com/a.jpg,x"}), 400, "base64 data URL"),
+    "invalid base64": (*_json({"image": "data:image/jpeg;base64,@@@not base64@@@"}), 400, "not valid base64"),
+    "base64 of text": (*_json({"image": data_url(b"hello, I am not an image")}), 422, "not an image"),
+    "base64 of nothing": (*_json({"image": "data:image/jpeg;base64,"}), 422, "empty"),
+    "zero bytes": ("image/jpeg", b"", 422, "empty"),
+    "non-image bytes": ("image/jpeg", b"GIF89a but not really" * 10, 422, "could not be decoded|not an image"),
+    "truncated JPEG": ("image/jpeg", jpeg()[:400], 422, "truncated"),
+    "over the pixel limit": ("image/png", png((1200, 1000)), 422, "over the limit of 1,000,000 pixels"),
+    "decompression bomb": ("image/png", png_bomb(), 422, "60000x60000 pixels, over the limit|too large"),
+    "unsupported type": ("text/plain", b"hello", 415, "text/plain is not supported"),
+    "no content type": ("", jpeg(), 415, "no content type is not supported"),
+    "octet stream": ("application/octet-stream", jpeg(), 415, "not supported"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_REQUESTS))
+def test_predict_answers_bad_input_with_a_4xx_and_a_message(client, name):
+    content_type, body, status, match = BAD_REQUESTS[name]
+    t = time.perf_counter()
+    r = client.post("/predict", content=body, headers={"content-type": content_type} if content_type else {})
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    error = r.json()["error"]
+    assert re.search(match, error), error
+    assert "Traceback" not in r.text
+    if name == "decompression bomb":
+        assert time.perf_counter() - t < 2, "a bomb must be refused from its header, before decoding"
+
+
+def test_predict_refuses_a_body_over_the_limit_with_413(client):
+    big = jpeg() + b"\0" * LIMITS.max_body_bytes
+    r = client.post("/predict", content=big, headers={"content-type": "image/jpeg"})
+    assert r.status_code == 413
+    assert "over the limit of 300,000 bytes" in r.json()["error"]
+    r = client.post("/predict", json={"image": data_url(big)})
+    assert r.status_code == 413
+
+
+def test_predict_refuses_a_chunked_body_over_the_limit_with_413(client):
+    def chunks():  # no Content-Length: counted while streaming
+        for _ in range(8):
+            yield b"\xff" * 50_000
+
+    r = client.post("/predict", content=chunks(), headers={"content-type": "image/jpeg"})
+    assert r.status_code == 413
+    assert "over the limit" in r.json()["error"]
+
+
+def test_predict_is_documented_as_post_only(client):
+    r = client.get("/predict")
+    assert r.status_code == 405
+    assert r.json() == {"error": "method not allowed"}
+
+
+def test_an_unexpected_error_is_a_json_500_without_traceback(tiny_bundle, caplog):
+    app = create_app(model=tiny_bundle, params=LIMITS)
+
+    @app.get("/boom")
+    async def boom():
+        raise RuntimeError("secret internal detail")
+
+    with TestClient(app, raise_server_exceptions=False) as c, caplog.at_level(logging.ERROR):
+        r = c.get("/boom")
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal error; the server log has the details"}
+    assert "secret" not in r.text
+    assert r.headers["x-frame-options"] == "DENY"
+    assert "secret internal detail" in caplog.text  # logged for the operator
+
+
+# --------------------------------------------------------------------------- other routes
+
+
+def test_health_reports_model_versions_and_hand_model_hash(client):
+    r = client.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["model"]["kind"] == "landmarks"
+    assert "A" in body["model"]["labels"] and "nothing" in body["model"]["labels"]
+    assert len(body["model"]["hand_model_sha256"]) == 64
+    assert set(body["versions"]) >= {"fingerspell", "mediapipe", "python"}
+    assert body["limits"]["max_body_bytes"] == LIMITS.max_body_bytes
+
+
+def test_docs_and_openapi_describe_every_predict_body(client):
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/predict"]["post"]["requestBody"]
+    assert set(body["content"]) == {"application/json", "image/jpeg", "image/png"}
+    assert body["content"]["application/json"]["schema"]["required"] == ["image"]
+    assert body["content"]["image/png"]["schema"]["format"] == "binary"
+    assert {"200", "400", "413", "415", "422"} <= set(spec["paths"]["/predict"]["post"]["responses"])
+
+
+def test_index_is_the_page_and_uses_no_cdn_or_fixed_socket_address(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    for marker in ('id="letter"', 'id="text"', 'id="camera-message"', "/static/app.js", "aria-live"):
+        assert marker in r.text
+    js = client.get("/static/app.js")
+    assert js.status_code == 200
+    assert "localhost:5000" not in js.text and "ws://localhost" not in js.text
+    assert "location.host" in js.text
+    css = client.get("/static/style.css").text
+    external = re.compile(r"""(src|href)=["']?(https?:)?//|url\(["']?(https?:)?//|import\s.*https?:""")
+    for asset in (r.text, js.text, css):
+        assert not external.search(asset), external.search(asset)
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/static/app.js", "/static/missing.js", "/nowhere", "/docs"])
+def test_every_response_carries_the_security_headers(client, path):
+    r = client.get(path)
+    for name, value in HEADERS.items():
+        assert r.headers[name] == value
+    csp = r.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
+
+
+def test_the_page_csp_allows_no_inline_script_and_the_socket_to_this_host(client):
+    csp = client.get("/").headers["content-security-policy"]
+    assert "'unsafe-inline'" not in csp
+    assert "connect-src 'self' ws://testserver wss://testserver" in csp
+    assert "mediastream:" in csp
+
+
+@pytest.mark.parametrize("path", [
+    "/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/%2e%2e%2fapp.py",
+    "/static/..%5capp.py", "/static/%252e%252e/app.py", "/static/....//app.py", "/static//etc/passwd",
+    "/static/%2e%2e/%2e%2e/config.py", "/static/..%2f..%2f__init__.py",
+])
+def test_static_files_refuse_path_traversal(client, path):
+    r = client.get(path)
+    assert r.status_code == 404, path
+    assert "def " not in r.text and "import" not in r.text
+
+
+def test_cors_is_closed_unless_configured(client, tiny_bundle):
+    origin = {"origin": "https://elsewhere.example"}
+    assert "access-control-allow-origin" not in client.get("/health", headers=origin).headers
+    pre = client.options("/predict", headers={**origin, "access-control-request-method": "POST"})
+    assert "access-control-allow-origin" not in pre.headers
+    params = ServeParams(cors_origins=("https://elsewhere.example",))
+    with TestClient(create_app(model=tiny_bundle, params=params)) as open_client:
+        r = open_client.get("/health", headers=origin)
+        assert r.headers["access-control-allow-origin"] == "https://elsewhere.example"
+
+
+# --------------------------------------------------------------------------- settings and run()
+
+
+def test_params_come_from_fingerspell_environment_variables():
+    env = {"FINGERSPELL_MAX_BODY_BYTES": "1_000", "FINGERSPELL_PORT": "8080",
+           "FINGERSPELL_CORS_ORIGINS": "https://a.example, https://b.example", "FINGERSPELL_SAVE_FRAMES_DIR": ""}
+    params = params_from_env(env)
+    assert params.max_body_bytes == 1000 and params.port == 8080
+    assert params.cors_origins == ("https://a.example", "https://b.example")
+    assert params.save_frames_dir is None
+    assert params.max_connections == ServeParams().max_connections
+    with pytest.raises(ConfigError, match="FINGERSPELL_MAX_PIXELS='lots' is not a whole number"):
+        params_from_env({"FINGERSPELL_MAX_PIXELS": "lots"})
+    with pytest.raises(ConfigError, match="must be positive"):
+        params_from_env({"FINGERSPELL_MAX_CONNECTIONS": "0"})
+
+
+def test_create_app_takes_limits_and_model_from_the_environment(tiny_bundle, monkeypatch):
+    monkeypatch.setenv("FINGERSPELL_MODEL", str(tiny_bundle))
+    monkeypatch.setenv("FINGERSPELL_MAX_BODY_BYTES", "1000")
+    with TestClient(create_app()) as c:
+        assert c.get("/health").json()["limits"]["max_body_bytes"] == 1000
+        r = c.post("/predict", content=jpeg(), headers={"content-type": "image/jpeg"})
+        assert r.status_code == 413
+
+
+def test_frames_are_saved_only_where_asked(tiny_bundle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with TestClient(create_app(model=tiny_bundle, params=ServeParams())) as c:
+        c.post("/predict", content=jpeg(), headers={"content-type": "image/jpeg"})
+        with c.websocket_connect("/ws") as ws:
+            ws.send_bytes(jpeg())
+            ws.receive_json()
+    assert list(tmp_path.iterdir()) == []
+    folder = tmp_path / "frames"
+    with TestClient(create_app(model=tiny_bundle, params=ServeParams(save_frames_dir=str(folder)))) as c:
+        c.post("/predict", content=png(), headers={"content-type": "image/png"})
+        with c.websocket_connect("/ws") as ws:
+            ws.send_bytes(jpeg())
+            ws.receive_json()
+    names = sorted(p.suffix for p in folder.iterdir())
+    assert names == [".jpg", ".png"]
+
+
+def test_run_warns_when_frames_can_come_from_the_network(tiny_bundle, monkeypatch, caplog):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    with caplog.at_level(logging.WARNING, logger="fingerspell.server.app"):
+        server_app.run("127.0.0.1", 5001, tiny_bundle)
+    assert "network" not in caplog.text
+    assert calls[-1]["reload"] is False and calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 5001
+    assert calls[-1]["ws_max_size"] > ServeParams().max_message_bytes
+    with caplog.at_level(logging.WARNING, logger="fingerspell.server.app"):
+        server_app.run("0.0.0.0", 5001, tiny_bundle)
+    warnings = [r for r in caplog.records if "frames will be accepted from the network" in r.getMessage()]
+    assert len(warnings) == 1 and "\n" not in warnings[0].getMessage()
+
+
+def test_run_needs_both_tls_files(tiny_bundle, tmp_path):
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    with pytest.raises(ConfigError, match="give both --tls-cert and --tls-key"):
+        server_app.run("127.0.0.1", 5001, tiny_bundle, tls_cert=str(cert))
+    with pytest.raises(ConfigError, match="does not exist"):
+        server_app.run("127.0.0.1", 5001, tiny_bundle, tls_cert=str(cert), tls_key=str(tmp_path / "no.pem"))
+
+
+def test_server_process_never_imports_tensorflow_and_starts_quickly(tiny_bundle):
+    code = textwrap.dedent(f"""
+        import sys, time, io, json
+        from fastapi.testclient import TestClient
+        t = time.perf_counter()  # import of the server, its model and the hand tracker, and start-up
+        from fingerspell.server import create_app
+        with TestClient(create_app(model={str(tiny_bundle)!r})) as c:
+            started = time.perf_counter() - t
+            from PIL import Image
+            buf = io.BytesIO(); Image.new("RGB", (64, 64)).save(buf, "JPEG")
+            assert c.post("/predict", content=buf.getvalue(), headers={{"content-type": "image/jpeg"}}).status_code == 200
+            with c.websocket_connect("/ws") as ws:
+                ws.send_bytes(buf.getvalue()); ws.receive_json()
+        heavy = [m for m in ("tensorflow", "keras", "matplotlib", "fingerspell.train", "fingerspell.dataset")
+                 if m in sys.modules]
+        print(json.dumps({{"heavy": heavy, "started": started}}))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["heavy"] == []
+    assert result["started"] < 3.0, f"import + model load took {result['started']:.1f} s"
+
+
+# --------------------------------------------------------------------------- the real server
+
+
+@pytest.fixture(scope="module")
+def live(tiny_bundle):
+    server = ServerProcess(tiny_bundle, env={"FINGERSPELL_MAX_BODY_BYTES": "300000",
+                                             "FINGERSPELL_MAX_MESSAGE_BYTES": "200000"})
+    try:
+        yield server.start()
+    except BaseException:
+        print(server.logs())
+        raise
+    finally:
+        server.stop()
+
+
+def _raw_request(port: int, head: bytes, body_parts=(), wait: float = 5.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        s.sendall(head)
+        try:
+            for part in body_parts:
+                s.sendall(part)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and stopped reading: what is being tested
+        s.settimeout(wait)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += s.recv(65536)
+        head_part, _, body = answer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: (\d+)", head_part, re.I).group(1))
+        while len(body) < length:
+            body += s.recv(65536)
+        return head_part + b"\r\n\r\n" + body
+
+
+def test_live_server_refuses_a_declared_oversize_body_before_it_is_sent(live):
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: 1000000000\r\n\r\n")
+    answer = _raw_request(live.port, head)  # not a byte of the gigabyte is sent
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"1,000,000,000 bytes, over the limit" in answer
+
+
+def test_live_server_stops_reading_a_chunked_body_once_over_the_limit(live):
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunk = b"\xff" * 100_000
+    parts = [b"%x\r\n" % len(chunk) + chunk + b"\r\n"] * 4  # 400 kB of a body that never ends
+    answer = _raw_request(live.port, head, parts)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"over the limit of 300,000 bytes" in answer
+
+
+def test_live_server_closes_oversize_socket_messages_with_1009(live):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    for size in (250_000, 2_000_000):  # over our limit; and over uvicorn's transport limit too
+        with connect(f"ws://127.0.0.1:{live.port}/ws", max_size=None) as ws:
+            ws.send(jpeg())
+            assert json.loads(ws.recv(timeout=10))["type"] == "prediction"
+            ws.send(b"\xff" * size)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd.code == 1009
+
+
+# --------------------------------------------------------------------------- WS /ws
+
+
+def test_stream_answers_a_frame_with_letter_hand_timings_and_spelling(client):
+    labels = client.get("/health").json()["model"]["labels"]
+    with client.websocket_connect("/ws") as ws:
+        ws.send_bytes(jpeg())
+        answer = ws.receive_json()
+    assert answer["type"] == "prediction" and answer["frame"] == 1
+    assert_prediction_json(answer, labels, key="letter")
+    assert answer["timings_ms"]["server"] >= answer["timings_ms"]["total"] - 1
+    assert set(answer["spelling"]) == {"text", "pending", "progress", "committed"}
+    assert answer["mirror"] is False
+
+
+def test_stream_gives_landmarks_back_in_the_frame_sent_when_mirroring(client):
+    photo = real_hand_jpeg()
+    with client.websocket_connect("/ws") as ws:
+        ws.send_bytes(photo)
+        plain = ws.receive_json()["hand"]
+        ws.send_text(json.dumps({"type": "config", "mirror": True}))
+        assert ws.receive_json()["mirror"] is True
+        ws.send_bytes(photo)
+        answer = ws.receive_json()
+    assert plain is not None and answer["hand"] is not None
+    assert answer["mirror"] is True
+    a, b = np.array(plain["landmarks"]), np.array(answer["hand"]["landmarks"])
+    assert np.abs(a[:, :2] - b[:, :2]).max() < 0.08  # flipped to recognise, flipped back to draw
+
+
+def test_a_bad_frame_gets_an_error_and_the_socket_keeps_working(client):
+    with client.websocket_connect("/ws") as ws:
+        ws.send_bytes(b"not an image at all")
+        error = ws.receive_json()
+        assert error["type"] == "error" and error["frame"] == 1
+        assert "not an image" in error["error"]
+        ws.send_bytes(png((1200, 1000)))
+        assert "over the limit" in ws.receive_json()["error"]
+        ws.send_bytes(jpeg())
+        assert ws.receive_json()["type"] == "prediction"
+
+
+def test_an_oversize_message_closes_the_socket_with_1009(client):
+    with client.websocket_connect("/ws") as ws:
+        ws.send_bytes(b"\0" * (LIMITS.max_message_bytes + 1))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 1009
+    assert "200,001 bytes is over the 200,000-byte limit" in closed.value.reason
+
+
+def test_an_oversize_text_message_closes_the_socket_with_1009(client):
+    with client.websocket_connect("/ws") as ws:
+        ws.send_text(json.dumps({"type": "set_text", "text": "é" * LIMITS.max_message_bytes}))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 1009
+
+
+def test_streams_beyond_the_limit_are_refused_as_busy(client):
+    def ready(ws):
+        ws.send_text('{"type": "clear"}')
+        return ws.receive_json()["type"] == "state"
+
+    with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b, \
+            client.websocket_connect("/ws") as c:
+        assert ready(a) and ready(b) and ready(c)
+        with client.websocket_connect("/ws") as extra:
+            with pytest.raises(WebSocketDisconnect) as closed:
+                extra.receive_json()
+        assert closed.value.code == 1013
+        assert "server busy" in closed.value.reason
+        assert client.get("/health").json()["open_streams"] == 3
+    with client.websocket_connect("/ws") as again:  # the closed ones were counted out
+        assert ready(again)
+
+
+def test_a_page_from_another_origin_is_refused(client):
+    with client.websocket_connect("/ws", headers={"origin": "https://evil.example"}) as ws:
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 1008
+    with client.websocket_connect("/ws", headers={"origin": "http://testserver"}) as ws:
+        ws.send_text('{"type": "clear"}')
+        assert ws.receive_json()["type"] == "state"
+
+
+def test_commands_edit_the_text_and_answer_the_new_state(client):
+    with client.websocket_connect("/ws") as ws:
+        def cmd(doc):
+            ws.send_text(json.dumps(doc) if not isinstance(doc, str) else doc)
+            return ws.receive_json()
+
+        assert cmd({"type": "set_text", "text": "HELLO"})["spelling"]["text"] == "HELLO"
+        state = cmd({"type": "backspace"})
+        assert state["type"] == "state" and state["spelling"]["text"] == "HELL"
+        assert state["spelling"]["committed"] == []
+        assert cmd({"type": "clear"})["spelling"]["text"] == ""
+        assert cmd({"type": "backspace"})["spelling"]["text"] == ""
+        assert cmd({"type": "config", "mirror": True})["mirror"] is True
+        assert cmd({"type": "config", "mirror": "yes"})["error"] == 'config "mirror" must be true or false'
+        assert "set_text needs" in cmd({"type": "set_text"})["error"]
+        assert 'unknown command type "jump"' in cmd({"type": "jump"})["error"]
+        assert "JSON commands" in cmd("backspace please")["error"]
+        assert "unknown command type missing" in cmd([1, 2])["error"]
+        ws.send_bytes(jpeg())  # the socket still recognises frames
+        assert ws.receive_json()["type"] == "prediction"
+
+
+def test_a_client_that_sends_faster_than_it_reads_gets_stale_frames_skipped(client):
+    photo = real_hand_jpeg()
+    with client.websocket_connect("/ws") as ws:
+        for _ in range(6):
+            ws.send_bytes(photo)
+        answers = [ws.receive_json() for _ in range(6)]
+    assert sorted(a["frame"] for a in answers) == [1, 2, 3, 4, 5, 6]  # each frame answered once
+    kinds = {a["frame"]: a["type"] for a in answers}
+    assert kinds[6] == "prediction"  # the newest frame is always recognised
+    assert "skipped" in kinds.values()
+    assert all(a["skipped"] is True for a in answers if a["type"] == "skipped")
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+
+SMALL_JPEG = jpeg((64, 48))
+
+
+@st.composite
+def mutated_jpegs(draw) -> bytes:
+    """A small valid JPEG with a few bytes changed and perhaps cut short: food for the decoders."""
+    base = bytearray(SMALL_JPEG)
+    for _ in range(draw(st.integers(0, 8))):
+        base[draw(st.integers(0, len(base) - 1))] = draw(st.integers(0, 255))
+    if draw(st.booleans()):
+        del base[draw(st.integers(0, len(base))):]
+    return bytes(base)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@st.composite
+def predict_requests(draw):
+    content_type = draw(st.sampled_from(["application/json"] * 3 + ["image/jpeg"] * 3 + ["image/png", "text/plain", ""]))
+    if content_type == "application/json":
+        kind = draw(st.sampled_from(["json", "image-url", "image-url", "bytes"]))
+    else:
+        kind = draw(st.sampled_from(["jpeg", "jpeg", "bytes"]))
+    if kind == "bytes":
+        body = draw(st.binary(max_size=2000))
+    elif kind == "jpeg":
+        body = draw(mutated_jpegs())
+    elif kind == "json":
+        body = json.dumps(draw(json_values)).encode()
+    else:
+        payload = draw(st.sampled_from(["data:image/jpeg;base64,"] * 3 + ["data:,", "", "data:image/png;base64"]))
+        inner = draw(mutated_jpegs())
+        body = json.dumps({"image": payload + base64.b64encode(inner).decode() + draw(st.text(max_size=3))}).encode()
+    return content_type, body
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                    HealthCheck.too_slow])
+@given(req=predict_requests())
+def test_predict_never_answers_5xx_to_random_input(client, req):
+    content_type, body = req
+    r = client.post("/predict", content=body, headers={"content-type": content_type} if content_type else {})
+    assert r.status_code < 500, r.text
+    event(f"status {r.status_code}")
+    if r.status_code == 200:
+        assert set(r.json()) == {"prediction", "confidence", "top", "hand", "timings_ms"}
+    else:
+        assert 400 <= r.status_code < 500 and isinstance(r.json()["error"], str)
+
+
+def test_stream_never_fails_on_random_messages(client):
+    with client.websocket_connect("/ws") as ws:
+        @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(message=st.one_of(
+            st.binary(max_size=2000).map(lambda b: ("bytes", b)),
+            mutated_jpegs().map(lambda b: ("bytes", b)),
+            json_values.map(lambda v: ("text", json.dumps(v))),
+            st.fixed_dictionaries({"type": st.sampled_from(["backspace", "clear", "set_text", "config", "x"]),
+                                   "text": json_values, "mirror": json_values}).map(lambda v: ("text", json.dumps(v))),
+            st.text(max_size=200).map(lambda t: ("text", t)),
+        ))
+        def one(message):
+            kind, payload = message
+            (ws.send_bytes if kind == "bytes" else ws.send_text)(payload)
+            answer = ws.receive_json()
+            event(f"answer {answer['type']}")
+            assert answer["type"] in {"prediction", "error", "state"}, answer
+            if answer["type"] == "error":
+                assert isinstance(answer["error"], str)
+            elif answer["type"] == "state":
+                assert isinstance(answer["spelling"]["text"], str)
+
+        one()
+        ws.send_bytes(jpeg())
+        assert ws.receive_json()["type"] == "prediction"

@@ -92,12 +92,16 @@ def _has_images(folder: Path) -> bool:
 
 
 def _walk_files(folder: Path, skipped: list) -> list[Path]:
-    """All files below ``folder``, following links but never around a loop."""
+    """All files below ``folder``, following links but never around a loop or up to a parent."""
     out, seen = [], set()
+    # A link to a folder above this one (the data folder, say) would take in every other
+    # class's images under this class's label before the loop is noticed.
+    above = {str(p) for p in Path(os.path.realpath(folder)).parents}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen:
-            skipped.append((dirpath, "symlink loop: folder already visited"))
+        if real in seen or real in above:
+            skipped.append((dirpath, "symlink loop: folder already visited" if real in seen
+                            else "symlink loop: links to a folder above the class folder"))
             dirnames[:] = []
             continue
         seen.add(real)

@@ -81,9 +81,10 @@ class _Engine:
     def __init__(self, predictor: "Predictor", video: bool):
         self.p = predictor
         shared = (predictor._engine.detector, predictor._lock) if video else None
+        # The classifier first: a bad export then raises before there is a MediaPipe graph to close.
+        self.classifier = Classifier(predictor.path / bundle_io.TFLITE)
         self.detector = HandDetector(predictor.hand_model, video=video, params=predictor.detect_params,
                                      retry_with=shared)
-        self.classifier = Classifier(predictor.path / bundle_io.TFLITE)
 
     def run(self, rgb: np.ndarray, timestamp_ms: int | None, timings: dict) -> Prediction:
         t0 = time.perf_counter()
@@ -149,14 +150,20 @@ class Predictor:
         self.crop_margin = float(pre.get("crop_margin", 0.25))
         self._lock = threading.Lock()
         self._engine = _Engine(self, video=False)
-        if self._engine.classifier.num_outputs != len(self.labels):
-            raise BundleError(
-                f"{path / bundle_io.TFLITE} has {self._engine.classifier.num_outputs} outputs but "
-                f"bundle.json lists {len(self.labels)} labels"
-            )
-        if self.kind == "landmarks" and self._engine.classifier.input_shape != (features.N_FEATURES,):
-            raise BundleError(f"{path / bundle_io.TFLITE} expects input {self._engine.classifier.input_shape}, "
-                              f"not the {features.N_FEATURES} landmark features of this version")
+        try:
+            if self._engine.classifier.num_outputs != len(self.labels):
+                raise BundleError(
+                    f"{path / bundle_io.TFLITE} has {self._engine.classifier.num_outputs} outputs but "
+                    f"bundle.json lists {len(self.labels)} labels"
+                )
+            if self.kind == "landmarks" and self._engine.classifier.input_shape != (features.N_FEATURES,):
+                raise BundleError(f"{path / bundle_io.TFLITE} expects input {self._engine.classifier.input_shape}, "
+                                  f"not the {features.N_FEATURES} landmark features of this version")
+        except BundleError:
+            # Close now: left to the garbage collector, MediaPipe's close can wait forever on a
+            # dispatcher thread that the same collection has already stopped.
+            self._engine.close()
+            raise
 
     @classmethod
     def from_bundle(cls, path=None, *, hand_model=None, cache_dir=None) -> "Predictor":

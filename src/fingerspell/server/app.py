@@ -71,6 +71,7 @@ CLOSE_ERROR = 1011
 CLOSE_BUSY = 1013
 # uvicorn drops larger messages itself (1009, no reason); ours, a little lower, says why.
 WS_TRANSPORT_SLACK = 64 * 1024
+MAX_HEADER_BYTES = 64 * 1024  # request line and headers; browsers send a few KiB
 DOCS_CDN = "https://cdn.jsdelivr.net"
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
@@ -692,8 +693,11 @@ def run(host: str | None = None, port: int | None = None, model=None, tls_cert: 
     shown = "localhost" if params.host in ("127.0.0.1", "::1") else params.host
     log.info("open %s://%s:%d/ in a browser", scheme, shown, params.port)
     try:
+        # h11, not httptools: httptools takes request headers of any size (a never-ending header
+        # grows the server without bound); h11 refuses a request line and headers over 64 KiB with 400.
         uvicorn.run(app, host=params.host, port=params.port, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
                     ws_max_size=params.max_message_bytes + WS_TRANSPORT_SLACK, log_level=log_level,
-                    server_header=False, reload=False, timeout_graceful_shutdown=3)
+                    server_header=False, reload=False, timeout_graceful_shutdown=3, http="h11",
+                    h11_max_incomplete_event_size=MAX_HEADER_BYTES)
     finally:
         predictor.close()

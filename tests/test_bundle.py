@@ -1,0 +1,337 @@
+"""Model bundles: what loading refuses, and that a failed or interrupted save keeps the old one."""
+
+from __future__ import annotations
+
+import json
+import pickletools
+import shutil
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fingerspell import bundle
+from fingerspell.config import LandmarkParams, SplitParams, TrainParams
+from fingerspell.errors import BundleError
+from fingerspell.extract import Extracted
+from fingerspell.hands import TASK_SHA256, Hand
+from fingerspell.labels import DEFAULT_LABELS
+from fingerspell.predictor import Predictor
+
+
+@pytest.fixture
+def copy(tiny_bundle, tmp_path) -> Path:
+    """A private copy of the tiny bundle that a test may break."""
+    return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+
+
+def edit_meta(folder: Path, **changes) -> Path:
+    meta = json.loads((folder / bundle.META).read_text())
+    meta.update(changes)
+    (folder / bundle.META).write_text(json.dumps(meta))
+    return folder
+
+
+def leftovers(parent: Path) -> list[str]:
+    """Temporary or old folders a save may have left beside the bundle."""
+    return sorted(p.name for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
+
+
+# -- round trip -----------------------------------------------------------------------------------
+
+
+def test_a_tiny_bundle_loads_into_a_predictor_with_its_labels(tiny_bundle, hand_model):
+    meta = bundle.load_meta(tiny_bundle)
+    assert meta["format_version"] == bundle.FORMAT_VERSION
+    assert meta["labels"] == list(DEFAULT_LABELS) and meta["num_outputs"] == 29
+    predictor = Predictor.from_bundle(tiny_bundle, hand_model=hand_model)
+    try:
+        assert predictor.kind == "landmarks"
+        assert predictor.labels == list(DEFAULT_LABELS)
+        info = predictor.info()
+        assert info["bundle"] == str(tiny_bundle) and info["hand_model_sha256"] == TASK_SHA256
+        assert info["metrics"] == {"note": "untrained test fixture"}
+    finally:
+        predictor.close()
+
+
+def test_write_bundle_sets_the_format_version_and_writes_text_bytes_and_copies(tmp_path, tiny_bundle):
+    src = tmp_path / "curve.png"
+    src.write_bytes(b"\x89PNG fake")
+    tflite = (tiny_bundle / bundle.TFLITE).read_bytes()
+    meta = {"kind": "landmarks", "labels": ["A", "B", "C"], "num_outputs": 3}
+    out = bundle.write_bundle(tmp_path / "new", meta, {bundle.TFLITE: tflite, bundle.CARD: "# card\n",
+                                                       f"{bundle.PLOTS}/curve.png": src})
+    assert out == (tmp_path / "new").resolve()
+    assert json.loads((out / bundle.META).read_text())["format_version"] == bundle.FORMAT_VERSION
+    assert (out / bundle.CARD).read_text() == "# card\n"
+    assert (out / bundle.PLOTS / "curve.png").read_bytes() == b"\x89PNG fake"
+    assert (out / bundle.TFLITE).read_bytes() == tflite
+
+
+def test_read_json_returns_an_empty_dict_for_an_absent_file(copy):
+    assert bundle.read_json(copy, bundle.METRICS) == {}
+    (copy / bundle.METRICS).write_text('{"val": {"top1": 0.5}}')
+    assert bundle.read_json(copy, bundle.METRICS) == {"val": {"top1": 0.5}}
+
+
+# -- what loading refuses -------------------------------------------------------------------------
+
+
+def test_a_missing_bundle_folder_says_what_to_give(tmp_path):
+    with pytest.raises(BundleError, match=r"model bundle .*nowhere does not exist \(give --model a folder written by `fingerspell train`\)"):
+        bundle.load_meta(tmp_path / "nowhere")
+
+
+def test_a_folder_without_bundle_json_is_not_a_bundle(copy):
+    (copy / bundle.META).unlink()
+    with pytest.raises(BundleError, match=r"bundle\.json is missing: .* is not a model bundle"):
+        bundle.load_meta(copy)
+
+
+@pytest.mark.parametrize("content", [b'{"kind": "landmarks", ', b"\xff\xfe\x00garbage", b"[1, 2, 3]"])
+def test_a_corrupt_bundle_json_is_reported_as_corrupt(copy, content):
+    (copy / bundle.META).write_bytes(content)
+    with pytest.raises(BundleError, match=r"bundle\.json is corrupt"):
+        bundle.load_meta(copy)
+
+
+def test_another_format_version_names_the_file_and_both_versions(copy):
+    edit_meta(copy, format_version=2)
+    with pytest.raises(BundleError) as info:
+        bundle.load_meta(copy)
+    message = str(info.value)
+    assert str(copy / bundle.META) in message
+    assert "format version 2; this fingerspell reads version 1" in message
+    assert "Retrain" in message
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"kind": "svm"}, r"unknown model kind 'svm' \(known: landmarks, cnn\)"),
+    ({"labels": "ABC"}, r"'labels' must be a non-empty list of names"),
+    ({"labels": []}, r"'labels' must be a non-empty list of names"),
+    ({"labels": ["A", "A"], "num_outputs": 2}, r"'labels' has duplicates"),
+    ({"num_outputs": 30}, r"29 labels but the model has 30 outputs"),
+    ({"labels": list("ABC")}, r"3 labels but the model has 29 outputs"),
+])
+def test_bad_bundle_json_fields_are_refused(copy, changes, message):
+    edit_meta(copy, **changes)
+    with pytest.raises(BundleError, match=message):
+        bundle.load_meta(copy)
+
+
+def test_a_bundle_without_its_serving_export_is_refused(copy):
+    (copy / bundle.TFLITE).unlink()
+    with pytest.raises(BundleError, match=r"model\.tflite is missing: the bundle has no serving export"):
+        bundle.load_meta(copy)
+
+
+class StubDetector:
+    """Stands in for MediaPipe where a test is about the bundle, not about hands."""
+
+    made: list["StubDetector"] = []
+
+    def __init__(self, *args, **kwargs):
+        self.closed = False
+        StubDetector.made.append(self)
+
+    def detect(self, rgb, timestamp_ms=None):
+        return None
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def stub_detector(monkeypatch):
+    from fingerspell import predictor as predictor_mod
+
+    StubDetector.made = []
+    monkeypatch.setattr(predictor_mod, "HandDetector", StubDetector)
+    return StubDetector.made
+
+
+def test_a_corrupt_serving_export_is_refused_when_loading_the_predictor(copy, hand_model, stub_detector):
+    (copy / bundle.TFLITE).write_bytes(b"not a flatbuffer" * 8)
+    with pytest.raises(BundleError, match=r"model\.tflite is not a loadable LiteRT model .*retrain or restore"):
+        Predictor.from_bundle(copy, hand_model=hand_model)
+
+
+def test_labels_that_disagree_with_the_exported_model_are_refused(copy, hand_model, stub_detector):
+    # bundle.json is self-consistent, but the LiteRT model has 29 outputs
+    edit_meta(copy, labels=list("ABC"), num_outputs=3)
+    with pytest.raises(BundleError, match=r"model\.tflite has 29 outputs but bundle\.json lists 3 labels"):
+        Predictor.from_bundle(copy, hand_model=hand_model)
+
+
+def test_a_landmark_bundle_with_an_image_model_is_refused(tmp_path, hand_model, stub_detector):
+    from conftest import make_tiny_bundle
+
+    cnn = make_tiny_bundle(tmp_path / "cnn", kind="cnn")
+    edit_meta(cnn, kind="landmarks")
+    with pytest.raises(BundleError, match=r"expects input \(16, 16, 3\), not the 288 landmark features"):
+        Predictor.from_bundle(cnn, hand_model=hand_model)
+
+
+@pytest.mark.parametrize("damage", ["corrupt export", "labels disagree"])
+def test_a_refused_bundle_leaves_no_hand_detector_open(copy, hand_model, stub_detector, damage):
+    if damage == "corrupt export":
+        (copy / bundle.TFLITE).write_bytes(b"not a flatbuffer" * 8)
+    else:
+        edit_meta(copy, labels=list("ABC"), num_outputs=3)
+    with pytest.raises(BundleError):
+        Predictor.from_bundle(copy, hand_model=hand_model)
+    assert all(d.closed for d in stub_detector), "a detector of the refused bundle was left open"
+
+
+def test_detect_settings_from_a_newer_version_are_refused(copy, hand_model):
+    edit_meta(copy, config={"detect": {"min_detection_confidence": 0.3, "use_gpu": True}})
+    with pytest.raises(BundleError, match=r"detect settings not understood .*use_gpu"):
+        Predictor.from_bundle(copy, hand_model=hand_model)
+
+
+# -- atomic writes --------------------------------------------------------------------------------
+
+
+def test_a_failure_while_writing_files_keeps_the_old_bundle_and_leaves_no_temp_folder(copy, tmp_path):
+    before = (copy / bundle.META).read_bytes()
+    tflite = (copy / bundle.TFLITE).read_bytes()
+    files = {bundle.TFLITE: tflite, bundle.CARD: "# new card\n",
+             bundle.KERAS: tmp_path / "vanished.keras"}  # a file to copy that is gone: FileNotFoundError
+    with pytest.raises(FileNotFoundError):
+        bundle.write_bundle(copy, {"kind": "landmarks", "labels": list(DEFAULT_LABELS), "num_outputs": 29}, files)
+    assert (copy / bundle.META).read_bytes() == before
+    assert not (copy / bundle.CARD).exists()
+    bundle.load_meta(copy)
+    assert leftovers(copy.parent) == []
+
+
+def test_a_new_bundle_that_would_not_load_is_never_moved_into_place(copy):
+    before = (copy / bundle.META).read_bytes()
+    tflite = (copy / bundle.TFLITE).read_bytes()
+    with pytest.raises(BundleError, match="3 labels but the model has 4 outputs"):
+        bundle.write_bundle(copy, {"kind": "landmarks", "labels": list("ABC"), "num_outputs": 4}, {bundle.TFLITE: tflite})
+    assert (copy / bundle.META).read_bytes() == before
+    assert leftovers(copy.parent) == []
+
+
+def test_an_interrupt_during_the_save_keeps_the_old_bundle(copy, monkeypatch):
+    before = (copy / bundle.META).read_bytes()
+    tflite = (copy / bundle.TFLITE).read_bytes()
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bundle, "load_meta", interrupted)  # the check that runs just before the swap
+    with pytest.raises(KeyboardInterrupt):
+        bundle.write_bundle(copy, {"kind": "landmarks", "labels": list(DEFAULT_LABELS), "num_outputs": 29},
+                            {bundle.TFLITE: tflite, bundle.CARD: "# new\n"})
+    monkeypatch.undo()
+    assert (copy / bundle.META).read_bytes() == before
+    bundle.load_meta(copy)
+    assert leftovers(copy.parent) == []
+
+
+def test_a_successful_save_replaces_the_old_bundle_whole(copy):
+    (copy / "stale.txt").write_text("from the old bundle")
+    tflite = (copy / bundle.TFLITE).read_bytes()
+    bundle.write_bundle(copy, {"kind": "landmarks", "labels": list(DEFAULT_LABELS), "num_outputs": 29,
+                               "metrics": {"marker": 2}}, {bundle.TFLITE: tflite})
+    assert bundle.load_meta(copy)["metrics"] == {"marker": 2}
+    assert not (copy / "stale.txt").exists()
+    assert leftovers(copy.parent) == []
+
+
+# -- bundles written by train ---------------------------------------------------------------------
+
+
+TEMPLATE = np.array([[0, 0, 0], [-30, -20, -5], [-50, -40, -8], [-65, -60, -10], [-75, -80, -12],
+                     [-25, -90, -4], [-28, -130, -6], [-30, -155, -8], [-32, -175, -9],
+                     [0, -95, -3], [0, -140, -5], [0, -168, -7], [0, -190, -8],
+                     [22, -90, -3], [24, -130, -5], [25, -155, -7], [26, -175, -8],
+                     [42, -80, -2], [46, -110, -4], [48, -130, -6], [50, -148, -7]], np.float32)
+
+
+@pytest.fixture
+def synthetic_data(tmp_path) -> Path:
+    """Three class folders of small drawn images; the fake detector below gives their hands."""
+    root = tmp_path / "data"
+    for label in "ABC":
+        (root / label).mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (32, 32), (40 * i, 0, 0)).save(root / label / f"{label.lower()}_{i}.png")
+    return root
+
+
+def fake_extract(paths, params=None, **kwargs):
+    """The seam: one synthetic hand per file, shaped by its class folder."""
+    out = []
+    for p in paths:
+        label = Path(p).parent.name
+        shape = np.random.default_rng(ord(label)).normal(0, 20, (21, 3))
+        noise = np.random.default_rng(zlib.crc32(str(p).encode())).normal(0, 2, (21, 3))
+        px = TEMPLATE + shape + noise + np.array([320, 400, 0])
+        lm = (px / np.array([640, 480, 640])).astype(np.float32)
+        out.append(Extracted(Hand(lm, lm, "Right", 0.9, (640, 480))))
+    return out
+
+
+QUICK = TrainParams(split=SplitParams(grouping="random", val_fraction=0.25), workers=1,
+                    landmarks=LandmarkParams(hidden=(16,), epochs=2, augment_copies=1))
+
+
+@pytest.fixture
+def fake_hands(monkeypatch, hand_model):
+    from fingerspell import train as train_mod
+
+    monkeypatch.setattr(train_mod, "extract", fake_extract)
+    monkeypatch.setattr(train_mod, "ensure_hand_model", lambda cache=None: hand_model)
+    return train_mod
+
+
+def test_a_trained_bundle_holds_no_pickle(fake_hands, synthetic_data, tmp_path, tiny_bundle):
+    out = tmp_path / "trained"
+    fake_hands.train([synthetic_data], out, QUICK, progress=False)
+    meta = bundle.load_meta(out)
+    assert meta["labels"] == ["A", "B", "C"] and meta["config"]["landmarks"]["hidden"] == [16]
+    for folder in (out, tiny_bundle):
+        for f in folder.rglob("*"):
+            if f.is_file():
+                assert_no_pickle(f.name, f.read_bytes())
+                if zipfile.is_zipfile(f):  # model.keras is a zip of JSON and HDF5
+                    with zipfile.ZipFile(f) as z:
+                        for name in z.namelist():
+                            assert_no_pickle(f"{f.name}:{name}", z.read(name))
+
+
+def assert_no_pickle(name: str, data: bytes) -> None:
+    assert not name.endswith((".pkl", ".pickle", ".joblib", ".npy")), f"{name}: pickle-like file"
+    if data[:1] == b"\x80" and 2 <= data[1:2][0] <= 5:
+        try:
+            ops = list(pickletools.genops(data))
+        except Exception:  # noqa: BLE001 - not a pickle after all
+            return
+        pytest.fail(f"{name} is a pickle ({len(ops)} opcodes)")
+
+
+@pytest.mark.parametrize("where", ["export", "swap"])
+def test_an_interrupted_training_run_keeps_the_previous_bundle(fake_hands, synthetic_data, copy, monkeypatch, where):
+    before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if where == "export":
+        monkeypatch.setattr(fake_hands, "export_tflite", interrupt)
+    else:
+        monkeypatch.setattr(bundle, "load_meta", interrupt)  # inside write_bundle, after every file is written
+    with pytest.raises(KeyboardInterrupt):
+        fake_hands.train([synthetic_data], copy, QUICK, progress=False)
+    monkeypatch.undo()
+    after = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    assert after == before
+    bundle.load_meta(copy)
+    assert leftovers(copy.parent) == []

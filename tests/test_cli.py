@@ -1,0 +1,239 @@
+"""The ``fingerspell`` command, run as a user runs it: in a subprocess, reading its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import real_images
+from fingerspell.hands import TASK_SHA256
+
+COMMANDS = ["setup", "download", "train", "evaluate", "predict", "serve"]
+
+
+@pytest.fixture
+def env(tmp_path, hand_model) -> dict:
+    """A clean environment: the verified hand model placed by hand, a private cache, no Kaggle."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("FINGERSPELL_", "KAGGLE_"))}
+    e.update(FINGERSPELL_HAND_MODEL=str(hand_model), FINGERSPELL_CACHE_DIR=str(tmp_path / "cache"),
+             HOME=str(tmp_path / "home"), PYTHONWARNINGS="ignore")
+    (tmp_path / "home").mkdir()
+    return e
+
+
+def cli(*args, env: dict, timeout: float = 180, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fingerspell", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=cwd)
+
+
+def assert_one_line_error(out: subprocess.CompletedProcess, command: str, fragment: str) -> str:
+    """A user mistake: non-zero exit, exactly one line on stderr, saying what to fix."""
+    assert out.returncode != 0, out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{out.stderr}"
+    assert lines[0].startswith(f"fingerspell {command}: error: "), lines[0]
+    assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def drawn_folder(root: Path, classes="AB", n=2) -> Path:
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (32, 32), (60 * i, 90, 30)).save(root / c / f"{c}{i}.png")
+    return root
+
+
+# -- help -----------------------------------------------------------------------------------------
+
+
+def test_top_level_help_lists_every_command(env):
+    out = cli("--help", env=env)
+    assert out.returncode == 0
+    for command in COMMANDS:
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_of_every_command_exits_zero(env, command):
+    out = cli(command, "--help", env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"usage: fingerspell {command}")
+    assert out.stderr == ""
+
+
+def test_version_is_printed(env):
+    from fingerspell import __version__
+
+    out = cli("--version", env=env)
+    assert out.returncode == 0 and out.stdout.strip() == f"fingerspell {__version__}"
+
+
+# -- user mistakes: one line, non-zero exit -------------------------------------------------------
+
+
+def test_predict_of_a_missing_path_says_so(env, tmp_path):
+    out = cli("predict", tmp_path / "nope.jpg", env=env)
+    assert_one_line_error(out, "predict", "nope.jpg: no such file or folder")
+
+
+def test_predict_of_a_folder_without_images_says_so(env, tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = cli("predict", tmp_path / "empty", env=env)
+    assert_one_line_error(out, "predict", "no images or videos found in")
+
+
+def test_predict_with_a_nonexistent_model_says_what_to_give(env, tmp_path):
+    img = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(img)
+    out = cli("predict", img, "--model", tmp_path / "no-model", env=env)
+    line = assert_one_line_error(out, "predict", "no-model does not exist")
+    assert "--model" in line
+    assert out.returncode == 4
+
+
+def test_evaluate_with_a_nonexistent_model_says_what_to_give(env, tmp_path):
+    out = cli("evaluate", "--model", tmp_path / "no-model", "--data", drawn_folder(tmp_path / "d"), env=env)
+    assert_one_line_error(out, "evaluate", "no-model does not exist")
+
+
+def test_predict_with_a_corrupt_bundle_says_it_is_corrupt(env, tmp_path, tiny_bundle):
+    broken = Path(shutil.copytree(tiny_bundle, tmp_path / "broken"))
+    (broken / "bundle.json").write_text('{"kind": ')
+    img = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(img)
+    out = cli("predict", img, "--model", broken, env=env)
+    assert_one_line_error(out, "predict", "bundle.json is corrupt")
+    assert out.returncode == 4
+
+
+def test_train_on_a_data_folder_that_does_not_exist(env, tmp_path):
+    out = cli("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "m", env=env)
+    assert_one_line_error(out, "train", "nowhere does not exist")
+    assert out.returncode == 3
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_on_a_file_asks_for_a_folder(env, tmp_path):
+    f = tmp_path / "A.jpg"
+    Image.new("RGB", (32, 32)).save(f)
+    out = cli("train", "--data", f, "--out", tmp_path / "m", env=env)
+    assert_one_line_error(out, "train", "is a file; give a folder of class folders")
+
+
+@pytest.mark.parametrize("epochs", ["0", "-3"])
+def test_train_refuses_fewer_than_one_epoch(env, tmp_path, epochs):
+    data = drawn_folder(tmp_path / "d")
+    out = cli("train", "--data", data, "--out", tmp_path / "m", "--epochs", epochs, env=env, timeout=60)
+    assert_one_line_error(out, "train", "--epochs must be at least 1")
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_bad_grouping_is_an_argparse_error_listing_the_choices(env, tmp_path):
+    out = cli("train", "--data", tmp_path, "--out", tmp_path / "m", "--grouping", "folders", env=env)
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("fingerspell train: error: argument --grouping: invalid choice: 'folders'")
+    assert "kaggle-frames" in last
+
+
+def test_regex_grouping_without_a_regex_says_what_to_add(env, tmp_path):
+    out = cli("train", "--data", drawn_folder(tmp_path / "d"), "--out", tmp_path / "m", "--grouping", "regex",
+              env=env)
+    assert_one_line_error(out, "train", "grouping 'regex' needs --group-regex")
+
+
+def test_a_missing_command_is_an_argparse_error(env):
+    out = cli(env=env)
+    assert out.returncode == 2 and "fingerspell: error:" in out.stderr
+
+
+# -- download and setup ---------------------------------------------------------------------------
+
+
+def test_download_without_kaggle_credentials_says_how_to_get_them(env, tmp_path):
+    out = cli("download", "--dest", tmp_path / "kaggle", env=env)
+    line = assert_one_line_error(out, "download", "no Kaggle credentials")
+    assert "kaggle.json" in line and "KAGGLE_USERNAME" in line
+    assert not (tmp_path / "kaggle").exists()
+
+
+def test_setup_prints_the_path_and_hash_of_the_cached_hand_model(env, tmp_path, hand_model):
+    cache = tmp_path / "setup-cache"
+    cache.mkdir()
+    shutil.copyfile(hand_model, cache / "hand_landmarker.task")  # already there: setup downloads nothing
+    del env["FINGERSPELL_HAND_MODEL"]
+    out = cli("setup", "--cache-dir", cache, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"hand model ready: {cache / 'hand_landmarker.task'} (sha256 {TASK_SHA256})"
+
+
+def test_setup_honours_a_model_placed_by_hand(env, hand_model):
+    out = cli("setup", env=env)
+    assert out.returncode == 0, out.stderr
+    assert f"hand model ready: {hand_model} (sha256 {TASK_SHA256})" in out.stdout
+
+
+def test_setup_with_a_damaged_placed_model_says_to_replace_it(env, tmp_path):
+    bad = tmp_path / "hand.task"
+    bad.write_bytes(b"junk")
+    env["FINGERSPELL_HAND_MODEL"] = str(bad)
+    out = cli("setup", env=env)
+    assert_one_line_error(out, "setup", "not a readable .task file")
+    assert out.returncode == 5
+
+
+# -- predict --------------------------------------------------------------------------------------
+
+
+def test_predict_json_prints_one_object_per_image(env, tmp_path, tiny_bundle):
+    photos = real_images("A", 2) + real_images("V", 1)
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((240, 320, 3), 255, np.uint8)).save(blank)
+    out = cli("predict", *photos, blank, "--model", tiny_bundle, "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    records = json.loads(out.stdout)
+    assert [r["path"] for r in records] == [str(p) for p in photos] + [str(blank)]
+    for r in records:
+        assert {"path", "letter", "confidence", "top", "hand"} <= set(r)
+        assert isinstance(r["confidence"], float) and 0 <= r["confidence"] <= 1
+        assert r["top"][0]["label"] == r["letter"]
+    assert records[-1]["letter"] == "nothing" and records[-1]["hand"] is None
+    with_hand = [r for r in records[:-1] if r["hand"] is not None]
+    assert len(with_hand) >= 2 and all(len(r["top"]) == 3 for r in with_hand)
+
+
+def test_predict_of_a_folder_prints_a_line_per_image(env, tmp_path, tiny_bundle):
+    folder = drawn_folder(tmp_path / "imgs", classes="AB", n=2)
+    out = cli("predict", folder, "--model", tiny_bundle, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 4
+    assert all(": nothing (1.00)  top-3: nothing 1.00" in line for line in lines)
+
+
+def test_predict_reports_an_unreadable_image_and_carries_on(env, tmp_path, tiny_bundle):
+    good = tmp_path / "good.png"
+    Image.new("RGB", (32, 32)).save(good)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    out = cli("predict", bad, good, "--model", tiny_bundle, env=env)
+    assert out.returncode == 0
+    assert f"{bad}: error: " in out.stderr and "not an image" in out.stderr
+    assert f"{good}: nothing" in out.stdout
+
+
+def test_predict_exits_non_zero_when_no_image_could_be_read(env, tmp_path, tiny_bundle):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    out = cli("predict", bad, "--model", tiny_bundle, "--json", env=env)
+    assert out.returncode == 6
+    assert json.loads(out.stdout)[0]["error"].startswith(f"{bad}: ")

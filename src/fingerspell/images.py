@@ -18,21 +18,22 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".ti
 DECODE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF", "TIFF")
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 formats: tuple[str, ...] = DECODE_FORMATS) -> np.ndarray:
     """Decode JPEG/PNG/... bytes to an RGB uint8 array (H, W, 3), upright per EXIF.
 
     The pixel count is read from the header and checked before decoding, so a decompression
-    bomb costs nothing.
+    bomb costs nothing. Only the decoders of ``formats`` (Pillow's names) ever see the bytes.
 
     Raises:
-        FrameError: empty, not an image, truncated, or over ``max_pixels``.
+        FrameError: empty, not an image of ``formats``, truncated, or over ``max_pixels``.
     """
     if not data:
         raise FrameError("the image is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=DECODE_FORMATS)
+            img = Image.open(io.BytesIO(data), formats=formats)
             w, h = img.size
             if w * h > max_pixels:
                 raise FrameError(f"the image is {w}x{h} pixels, over the limit of {max_pixels:,} pixels")

@@ -18,7 +18,7 @@ from . import features
 from .config import DetectParams, from_dict
 from .errors import BundleError
 from .hands import Hand, HandDetector, ensure_hand_model, sha256_file
-from .images import DEFAULT_MAX_PIXELS, crop_resize, decode_image
+from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, crop_resize, decode_image
 from .labels import NOTHING
 
 TOP_K = 3
@@ -192,10 +192,11 @@ class Predictor:
         timings["total"] = (time.perf_counter() - t) * 1e3
         return pred
 
-    def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prediction:
-        """Decode JPEG/PNG bytes and recognise. Raises FrameError for bad images."""
+    def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                      formats: tuple[str, ...] = DECODE_FORMATS) -> Prediction:
+        """Decode JPEG/PNG bytes (or another of ``formats``) and recognise. Raises FrameError for bad images."""
         t = time.perf_counter()
-        rgb = decode_image(data, max_pixels)
+        rgb = decode_image(data, max_pixels, formats)
         decode_ms = (time.perf_counter() - t) * 1e3
         pred = self.predict(rgb)
         pred.timings["decode"] = decode_ms

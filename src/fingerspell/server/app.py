@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 ENV_PREFIX = "FINGERSPELL_"
 IMAGE_TYPES = ("image/jpeg", "image/png")
+# The decoders network bytes reach: what the page sends and /predict documents. Training reads
+# more (BMP, WebP, GIF, TIFF); each is more decoder code for hostile bytes, and libtiff writes
+# its complaints about a broken file straight to stderr.
+SERVE_FORMATS = ("JPEG", "PNG")
 COMMANDS = ("backspace", "clear", "set_text", "config")
 # Close codes (RFC 6455 and the IANA registry).
 CLOSE_POLICY = 1008
@@ -509,7 +513,7 @@ class _Connection:
 
     def _predict(self, number: int, data: bytes, mirror: bool) -> Prediction:
         t = time.perf_counter()
-        rgb = decode_image(data, self.params.max_pixels)
+        rgb = decode_image(data, self.params.max_pixels, SERVE_FORMATS)
         decode_ms = (time.perf_counter() - t) * 1e3
         if mirror:
             rgb = rgb[:, ::-1]
@@ -613,7 +617,7 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
         predictor: Predictor = request.app.state.predictor
 
         def run_predict() -> Prediction:
-            pred = predictor.predict_bytes(data, params.max_pixels)
+            pred = predictor.predict_bytes(data, params.max_pixels, SERVE_FORMATS)
             _save_frame(params.save_frames_dir, f"post-{time.time_ns()}", data)
             return pred
 

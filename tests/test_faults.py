@@ -436,7 +436,7 @@ def test_training_interrupted_or_killed_mid_run_keeps_the_previous_bundle_and_th
         for how, (root, out, before, log, proc) in runs.items():
             os.killpg(proc.pid, getattr(signal, how))  # Ctrl-C reaches the whole process group, too
         for how, (root, out, before, log, proc) in runs.items():
-            proc.wait(60)
+            proc.wait(240)  # generous: a loaded CI machine can take a while to unwind TensorFlow
     finally:
         for _, _, _, _, proc in runs.values():
             if proc.poll() is None:

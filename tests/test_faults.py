@@ -422,8 +422,11 @@ def test_training_interrupted_or_killed_mid_run_keeps_the_previous_bundle_and_th
         env = clean_env(root, hand_model)
         log = root / "train.log"
         with open(log, "wb") as f:
+            # A shell that starts a job in the background (as CI runners may) leaves SIGINT ignored,
+            # and children inherit that; a person's Ctrl-C reaches a process whose SIGINT is default.
             proc = subprocess.Popen(train_cmd(real_slice, out, 100_000), stdout=f, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True)
+                                    env=env, start_new_session=True,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         runs[how] = (root, out, snapshot(out), log, proc)
     try:
         for how, (root, out, before, log, proc) in runs.items():

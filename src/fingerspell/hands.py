@@ -11,6 +11,7 @@ hand-model hash in its bundles.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import io
 import logging
@@ -325,6 +326,18 @@ def retry_image(rgb: np.ndarray, spec: str) -> tuple[np.ndarray, int, int]:
     return (_equalize(padded) if kind == "equalize" else padded), px, py
 
 
+_OPEN: set = set()
+
+
+@atexit.register
+def _close_open_detectors() -> None:
+    for det in list(_OPEN):
+        try:
+            det.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
 class HandDetector:
     """One MediaPipe HandLandmarker (IMAGE mode for files, VIDEO mode for streams).
 
@@ -347,6 +360,10 @@ class HandDetector:
         self._video = None
         self._last_ts = -1
         self._retry_with = retry_with
+        # Held until closed: MediaPipe's close() can wait forever when the garbage collector runs
+        # it (its dispatcher thread may be collected first), so a detector nobody closed is kept
+        # alive and closed at exit, while MediaPipe is still whole.
+        _OPEN.add(self)
         if video:
             self._video = self._create(video=True)
         else:
@@ -433,6 +450,7 @@ class HandDetector:
             if lm is not None:
                 lm.close()
         self._image = self._video = None
+        _OPEN.discard(self)
 
     def __enter__(self):
         return self
@@ -440,8 +458,3 @@ class HandDetector:
     def __exit__(self, *exc):
         self.close()
 
-    def __del__(self):  # MediaPipe's own __del__ fails at interpreter exit; close while we can
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass

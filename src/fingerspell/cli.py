@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -235,8 +236,20 @@ COMMANDS = {"setup": cmd_setup, "download": cmd_download, "train": cmd_train, "e
             "predict": cmd_predict, "serve": cmd_serve}
 
 
+_interrupted = False
+
+
+def _on_sigint(signum, frame):
+    # Remember Ctrl-C: landing inside TensorFlow's graph tracing it can surface as another error.
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.verbose:
@@ -248,6 +261,11 @@ def main(argv=None) -> int:
         print(f"fingerspell {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        print(f"fingerspell {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        if not _interrupted:
+            raise
         print(f"fingerspell {args.command}: interrupted", file=sys.stderr)
         return 130
 

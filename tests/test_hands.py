@@ -24,7 +24,7 @@ from fingerspell.images import read_image
 
 DEFAULTS = DetectParams()
 IMAGE_ATTEMPTS = {"plain", *DEFAULTS.retries}  # which attempt found a hand: the first pass or a retry
-VIDEO_ATTEMPTS = {"tracked", *DEFAULTS.retries[: DEFAULTS.video_retries]}
+VIDEO_ATTEMPTS = {"plain", "tracked", *DEFAULTS.retries[: DEFAULTS.video_retries]}
 
 
 def members_of(task: Path) -> dict[str, bytes]:
@@ -360,7 +360,66 @@ def test_video_mode_tracks_a_hand_and_tolerates_repeated_or_backward_timestamps(
         attempts.append(det.detect(rgb))  # no timestamp: the next one is made up
     assert all(h is not None for h in attempts)
     assert {h.attempt for h in attempts} <= VIDEO_ATTEMPTS
-    assert attempts[0].attempt == "tracked"
+    # found by the palm detector, then followed; time going backwards starts afresh
+    assert [h.attempt for h in attempts] == ["plain", "tracked", "plain", "plain", "tracked", "tracked"]
+
+
+def test_tracking_gives_the_landmarks_mediapipe_video_mode_gives(hand_model):
+    """Our tracker reproduces MediaPipe's tracking step: same region, same crop, same projection."""
+    mp, BaseOptions, vision = hands._mediapipe()
+    compared = 0
+    for path in [p for letter in "BLVY" for p in real_images(letter, 2)]:
+        rgb = read_image(path)
+        options = vision.HandLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(hand_model)), running_mode=vision.RunningMode.VIDEO,
+            num_hands=1, min_hand_detection_confidence=0.3, min_hand_presence_confidence=0.3)
+        with vision.HandLandmarker.create_from_options(options) as ref:
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+            # the second frame is tracked from the first one's landmarks
+            found = [ref.detect_for_video(image, ts) for ts in (0, 33)]
+        if not all(r.hand_landmarks for r in found):
+            continue
+        want = np.array([[p.x, p.y, p.z] for p in found[1].hand_landmarks[0]])
+        want_world = np.array([[p.x, p.y, p.z] for p in found[1].hand_world_landmarks[0]])
+        first = np.array([[p.x, p.y, p.z] for p in found[0].hand_landmarks[0]], dtype=np.float32)
+        with HandDetector(hand_model, video=True) as det:
+            det._last = Hand(first, first, "Right", 1.0, (rgb.shape[1], rgb.shape[0]))
+            got = det.detect(rgb, 33)
+        assert got is not None and got.attempt == "tracked", path.name
+        pixel_error = np.abs((got.landmarks[:, :2] - want[:, :2]) * rgb.shape[1::-1]).max()
+        assert pixel_error < 0.5, f"{path.name}: landmarks {pixel_error:.2f} px from MediaPipe's"
+        assert np.abs(got.landmarks[:, 2] - want[:, 2]).max() < 0.01
+        assert np.abs(got.world - want_world).max() < 0.002
+        assert got.handedness == found[1].handedness[0][0].category_name
+        compared += 1
+    assert compared >= 4
+
+
+def test_detector_pool_makes_at_most_its_size_and_shares_them(hand_model):
+    import threading
+
+    pool = hands.DetectorPool(hand_model, DetectParams(), size=2)
+    inside, peak, lock = [0], [0], threading.Lock()
+    rgb = read_image(real_images("B", 1)[0])
+
+    def use():
+        with pool.borrow() as det:
+            with lock:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            assert det.detect(rgb) is not None
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=use) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert len(pool._made) <= 2 and peak[0] <= 2
+    finally:
+        pool.close()
 
 
 def test_video_mode_goes_from_hand_to_no_hand_and_back(hand_model):

@@ -20,6 +20,8 @@ WRIST = 0
 PALM = (5, 9, 13, 17)  # finger bases: their mean distance to the wrist is the hand's size
 FINGERS = ((0, 1, 2, 3, 4), (0, 5, 6, 7, 8), (0, 9, 10, 11, 12), (0, 13, 14, 15, 16), (0, 17, 18, 19, 20))
 _I, _J = np.triu_indices(N_POINTS, k=1)
+# the 15 joints as (before, joint, after) index triples, finger by finger
+_A, _B, _C = (np.array(ix) for ix in zip(*[t for ch in FINGERS for t in zip(ch, ch[1:], ch[2:])]))
 N_COORDS = N_POINTS * 3
 N_DISTANCES = len(_I)
 N_ANGLES = 15
@@ -65,14 +67,11 @@ def from_points(points: np.ndarray, is_left: np.ndarray | bool) -> np.ndarray:
     n = pts.shape[0]
     coords = pts.reshape(n, -1)
     dist = np.linalg.norm(pts[:, _I] - pts[:, _J], axis=-1)
-    angles = []
-    for chain in FINGERS:
-        for a, b, c in zip(chain, chain[1:], chain[2:]):
-            u = pts[:, a] - pts[:, b]
-            v = pts[:, c] - pts[:, b]
-            cos = (u * v).sum(-1) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-9)
-            angles.append(cos)
-    out = np.concatenate([coords, dist, np.stack(angles, axis=1)], axis=1).astype(np.float32)
+    u = pts[:, _A] - pts[:, _B]
+    v = pts[:, _C] - pts[:, _B]
+    norms = np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1)
+    angles = (u * v).sum(-1) / np.maximum(norms, 1e-9)
+    out = np.concatenate([coords, dist, angles], axis=1).astype(np.float32)
     return out[0] if single else out
 
 

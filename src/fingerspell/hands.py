@@ -12,13 +12,16 @@ hand-model hash in its bundles.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import io
 import logging
 import os
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 import types
 import urllib.request
 import zipfile
@@ -338,66 +341,111 @@ def _close_open_detectors() -> None:
             pass
 
 
+class DetectorPool:
+    """IMAGE-mode detectors shared by the streams of one process, made when first needed.
+
+    At most ``size`` exist (~35 MB each); a stream that needs one while all are busy waits for
+    one. Detection is CPU-bound, so more than one per core buys nothing.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, params: DetectParams, size: int):
+        self.model_path, self.params, self.size = Path(model_path), params, max(1, int(size))
+        self._free: queue.LifoQueue = queue.LifoQueue()
+        self._made: list[HandDetector] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def borrow(self):
+        """A free detector for the duration of the block."""
+        try:
+            det = self._free.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                det = HandDetector(self.model_path, params=self.params) if len(self._made) < self.size else None
+                if det is not None:
+                    self._made.append(det)
+            if det is None:
+                det = self._free.get()
+        try:
+            yield det
+        finally:
+            self._free.put(det)
+
+    def close(self) -> None:
+        with self._lock:
+            for det in self._made:
+                det.close()
+            self._made.clear()
+
+
 class HandDetector:
-    """One MediaPipe HandLandmarker (IMAGE mode for files, VIDEO mode for streams).
+    """Finds one hand in images (IMAGE mode) or follows it through a video (VIDEO mode).
 
     Not thread-safe: give each thread, process or stream its own. ``detect`` returns the most
     confident hand or None; "no hand" is a value, not an exception.
 
-    A VIDEO-mode detector runs its retries (padded images, no tracking) in IMAGE mode. Give it
-    ``retry_with=(image_detector, lock)`` to share one IMAGE-mode landmarker between all streams
-    instead of loading one more per stream (~35 MB each).
+    IMAGE mode is MediaPipe's HandLandmarker: the palm detector, then the landmark network.
+    VIDEO mode does what MediaPipe's VIDEO mode does, faster: while a hand is tracked, a frame
+    runs only the landmark network, on the region the previous frame's landmarks give
+    (``tracking.LandmarkTracker``, LiteRT on ``track_threads`` threads). When the hand is lost,
+    the frame runs IMAGE-mode detection (and at most ``video_retries`` retries) on a detector
+    borrowed from ``pool`` (a ``DetectorPool`` shared by all streams), or on one of its own.
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, video: bool = False,
-                 params: DetectParams = DetectParams(), retry_with: tuple["HandDetector", object] | None = None):
+                 params: DetectParams = DetectParams(), pool: DetectorPool | None = None,
+                 track_threads: int | None = None):
         for spec in params.retries:
             parse_retry(spec)
         self.params = params
         self.video = video
         self.model_path = Path(model_path) if model_path else ensure_hand_model()
-        self._image = None  # IMAGE-mode landmarker: files, and retries in VIDEO mode
-        self._video = None
+        self._image = None  # MediaPipe IMAGE-mode landmarker, made when first needed in VIDEO mode
+        self._tracker = None
+        self._last: Hand | None = None  # VIDEO mode: the previous frame's hand
         self._last_ts = -1
-        self._retry_with = retry_with
+        self._pool = pool
         # Held until closed: MediaPipe's close() can wait forever when the garbage collector runs
         # it (its dispatcher thread may be collected first), so a detector nobody closed is kept
         # alive and closed at exit, while MediaPipe is still whole.
         _OPEN.add(self)
         if video:
-            self._video = self._create(video=True)
-        else:
-            self._image = self._create(video=False)
+            from .tracking import LandmarkTracker
 
-    def _create(self, video: bool):
+            threads = track_threads or min(2, os.cpu_count() or 1)
+            try:
+                self._tracker = LandmarkTracker(self.model_path, threads, params.min_tracking_confidence)
+            except (OSError, KeyError, ValueError, RuntimeError, zipfile.BadZipFile) as exc:
+                _OPEN.discard(self)
+                raise HandModelError(f"the hand model {self.model_path} has no usable landmark network ({exc}); "
+                                     f"run `fingerspell setup` to fetch it again") from None
+        else:
+            self._image = self._create()
+
+    def _create(self):
         mp, BaseOptions, vision = _mediapipe()
         p = self.params
         kwargs = dict(
             base_options=BaseOptions(model_asset_path=str(self.model_path)),
-            running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+            running_mode=vision.RunningMode.IMAGE,
             num_hands=1,
             min_hand_detection_confidence=p.min_detection_confidence,
             min_hand_presence_confidence=p.min_presence_confidence,
         )
-        if video:
-            kwargs["min_tracking_confidence"] = p.min_tracking_confidence
         try:
             return vision.HandLandmarker.create_from_options(vision.HandLandmarkerOptions(**kwargs))
         except (RuntimeError, ValueError) as exc:
             raise HandModelError(f"MediaPipe could not load the hand model {self.model_path}: {exc}") from exc
 
-    def _run(self, rgb: np.ndarray, ts: int | None):
+    def _run(self, rgb: np.ndarray):
+        """MediaPipe IMAGE-mode detection: the pool's detector when there is a pool, else its own."""
+        if self._pool is not None:
+            with self._pool.borrow() as det:
+                return det._run(rgb)
         mp, _, _ = _mediapipe()
-        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        if ts is None:
-            if self._retry_with is not None:
-                shared, lock = self._retry_with
-                with lock:
-                    return shared._run(rgb, None)
-            if self._image is None:
-                self._image = self._create(video=False)
-            return self._image.detect(image)
-        return self._video.detect_for_video(image, ts)
+        if self._image is None:
+            self._image = self._create()
+        return self._image.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
 
     @staticmethod
     def _hand(result, size, attempt, shift=None) -> Hand | None:
@@ -427,29 +475,42 @@ class HandDetector:
         p = self.params
         small = _fit(rgb, p.max_side)
         size = (small.shape[1], small.shape[0])
+        hand = None
         if self.video:
-            ts = self._last_ts + 1 if timestamp_ms is None else max(int(timestamp_ms), self._last_ts + 1)
-            self._last_ts = ts
-            hand = self._hand(self._run(small, ts), size, "tracked")
-        else:
-            hand = self._hand(self._run(small, None), size, "plain")
-        retries = p.retries[: p.video_retries] if self.video else p.retries
-        for spec in retries:
-            if hand is not None:
-                break
-            image, px, py = retry_image(small, spec)
-            shift = ((image.shape[1], image.shape[0]), (px, py), size)
-            hand = self._hand(self._run(image, None), size, spec, shift)
+            if timestamp_ms is not None and timestamp_ms <= self._last_ts:
+                self._last = None  # time went backwards: a new clip, nothing to follow
+            self._last_ts = timestamp_ms if timestamp_ms is not None else self._last_ts + 1
+            if self._last is not None:
+                hand = self._track(small, size)
+        if hand is None:
+            hand = self._hand(self._run(small), size, "plain")
+            retries = p.retries[: p.video_retries] if self.video else p.retries
+            for spec in retries:
+                if hand is not None:
+                    break
+                image, px, py = retry_image(small, spec)
+                shift = ((image.shape[1], image.shape[0]), (px, py), size)
+                hand = self._hand(self._run(image), size, spec, shift)
+        if self.video:
+            self._last = hand
         if hand is not None and size != (rgb.shape[1], rgb.shape[0]):
             hand = Hand(hand.landmarks, hand.world, hand.handedness, hand.score,
                         (rgb.shape[1], rgb.shape[0]), hand.attempt)
         return hand
 
+    def _track(self, small: np.ndarray, size: tuple[int, int]) -> Hand | None:
+        from .tracking import roi_from_landmarks
+
+        found = self._tracker.run(small, roi_from_landmarks(self._last.landmarks, *size))
+        if found is None:
+            return None
+        landmarks, world, handedness, score, _ = found
+        return Hand(landmarks, world, handedness, score, size, "tracked")
+
     def close(self) -> None:
-        for lm in (self._image, self._video):
-            if lm is not None:
-                lm.close()
-        self._image = self._video = None
+        if self._image is not None:
+            self._image.close()
+        self._image = self._tracker = self._last = None
         _OPEN.discard(self)
 
     def __enter__(self):

@@ -6,6 +6,7 @@ bundle's LiteRT export.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from . import bundle as bundle_io
 from . import features
 from .config import DetectParams, from_dict
 from .errors import BundleError
-from .hands import Hand, HandDetector, ensure_hand_model, sha256_file
+from .hands import DetectorPool, Hand, HandDetector, ensure_hand_model, sha256_file
 from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, crop_resize, decode_image
 from .labels import NOTHING
 
@@ -80,11 +81,10 @@ class _Engine:
 
     def __init__(self, predictor: "Predictor", video: bool):
         self.p = predictor
-        shared = (predictor._engine.detector, predictor._lock) if video else None
         # The classifier first: a bad export then raises before there is a MediaPipe graph to close.
         self.classifier = Classifier(predictor.path / bundle_io.TFLITE)
         self.detector = HandDetector(predictor.hand_model, video=video, params=predictor.detect_params,
-                                     retry_with=shared)
+                                     pool=predictor._pool if video else None)
 
     def run(self, rgb: np.ndarray, timestamp_ms: int | None, timings: dict) -> Prediction:
         t0 = time.perf_counter()
@@ -149,6 +149,8 @@ class Predictor:
         self.image_size = int(pre.get("image_size", 64))
         self.crop_margin = float(pre.get("crop_margin", 0.25))
         self._lock = threading.Lock()
+        # Streams find lost hands with these, one per core at most, rather than one each.
+        self._pool = DetectorPool(hand_model, detect_params, size=min(4, os.cpu_count() or 1))
         self._engine = _Engine(self, video=False)
         try:
             if self._engine.classifier.num_outputs != len(self.labels):
@@ -218,3 +220,4 @@ class Predictor:
 
     def close(self):
         self._engine.close()
+        self._pool.close()

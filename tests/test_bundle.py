@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickletools
 import shutil
 import zipfile
@@ -233,6 +234,25 @@ def test_an_interrupt_during_the_save_keeps_the_old_bundle(copy, monkeypatch):
     assert (copy / bundle.META).read_bytes() == before
     bundle.load_meta(copy)
     assert leftovers(copy.parent) == []
+
+
+def test_a_bundle_left_aside_by_a_killed_save_is_put_back_when_loading(copy):
+    """SIGKILL between write_bundle's two renames leaves the old bundle at .NAME.old-PID."""
+    import subprocess
+    import sys
+
+    before = (copy / bundle.META).read_bytes()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    aside = copy.with_name(f".{copy.name}.old-{int(dead.stdout)}")
+    copy.rename(aside)
+    busy = copy.with_name(f".{copy.name}.old-{os.getpid()}")  # a save still at work: left alone
+    shutil.copytree(aside, busy)
+    try:
+        assert bundle.load_meta(copy)["kind"] == "landmarks"
+        assert (copy / bundle.META).read_bytes() == before
+        assert not aside.exists() and busy.exists()
+    finally:
+        shutil.rmtree(busy)
 
 
 def test_a_successful_save_replaces_the_old_bundle_whole(copy):

@@ -11,6 +11,7 @@ Never runs ``playwright install``: it drives the system Chromium at /usr/bin/chr
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -60,6 +61,23 @@ def tiny_server(tiny_bundle):
     try:
         yield server.start()
     finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def browser_on(playwright, server: ServerProcess, *flags):
+    """Start ``server`` and a browser; print the server's log if the block fails; close both."""
+    browser = None
+    try:
+        server.start()
+        browser = launch(playwright, *flags)
+        yield browser
+    except BaseException:
+        print("---- server log ----\n" + server.logs())
+        raise
+    finally:
+        if browser is not None:
+            browser.close()
         server.stop()
 
 
@@ -167,11 +185,8 @@ def test_the_page_spells_a_word_signed_at_the_fake_camera(playwright, tmp_path):
     print(f"\nspelling {word!r} from {clip} ({FPS} frames/s); screenshots in {tmp_path}")
 
     server = ServerProcess(DEFAULT_BUNDLE)
-    browser = None
-    try:
-        server.start()
-        browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                         f"--use-file-for-fake-video-capture={clip}")
+    with browser_on(playwright, server, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-video-capture={clip}") as browser:
         shown_letters = """
             window.__shown = [];
             document.addEventListener("DOMContentLoaded", () => {
@@ -201,13 +216,6 @@ def test_the_page_spells_a_word_signed_at_the_fake_camera(playwright, tmp_path):
             print(f"screenshot: {shot} (also {SCREENSHOT_COPY})")
         except OSError:
             print(f"screenshot: {shot}")
-    except BaseException:
-        print("---- server log ----\n" + server.logs())
-        raise
-    finally:
-        if browser is not None:
-            browser.close()
-        server.stop()
 
 
 # --------------------------------------------------------------------------- camera problems
@@ -248,11 +256,8 @@ def test_the_page_explains_why_there_is_no_camera(playwright, tiny_server, init_
 def test_the_page_reconnects_after_a_restart_and_keeps_the_text(playwright, tiny_bundle):
     port = free_port()
     server = ServerProcess(tiny_bundle, port=port)
-    browser = None
-    try:
-        server.start()
-        # The fake camera's test pattern has no hand, so nothing is ever committed by signing.
-        browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+    # The fake camera's test pattern has no hand, so nothing is ever committed by signing.
+    with browser_on(playwright, server, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream") as browser:
         page, errors = open_page(browser, server.url + "/",
                                  "if (!sessionStorage.getItem('seeded')) { sessionStorage.setItem('seeded', '1');"
                                  " localStorage.setItem('fingerspell.text', 'HELLO'); }")
@@ -278,10 +283,3 @@ def test_the_page_reconnects_after_a_restart_and_keeps_the_text(playwright, tiny
         assert text.inner_text() == "HEL"
         assert page.evaluate("localStorage.getItem('fingerspell.text')") == "HEL"
         assert errors == []
-    except BaseException:
-        print("---- server log ----\n" + server.logs())
-        raise
-    finally:
-        if browser is not None:
-            browser.close()
-        server.stop()

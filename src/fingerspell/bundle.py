@@ -11,12 +11,14 @@ A bundle is one self-describing folder::
     MODEL_CARD.md   data, splits and figures in prose
 
 Bundles are written to a temporary sibling folder and moved into place, so an interrupted
-save leaves the previous bundle intact. No pickle anywhere.
+save leaves the previous bundle intact (a writer killed between moving the old bundle aside and
+the new one in leaves the old one at ``.NAME.old-PID``; loading puts it back). No pickle anywhere.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -34,6 +36,8 @@ PLOTS = "plots"
 KINDS = ("landmarks", "cnn")
 DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
 
+log = logging.getLogger(__name__)
+
 
 def resolve(path: str | os.PathLike | None) -> Path:
     """The bundle folder for ``path``; None means the bundled default model."""
@@ -49,6 +53,8 @@ def load_meta(path: str | os.PathLike | None) -> dict:
     """
     folder = resolve(path)
     meta_path = folder / META
+    if not folder.exists():
+        _recover(folder)
     if not folder.is_dir():
         raise BundleError(f"model bundle {folder} does not exist (give --model a folder written by `fingerspell train`)")
     try:
@@ -79,6 +85,30 @@ def load_meta(path: str | os.PathLike | None) -> dict:
     if not (folder / TFLITE).is_file():
         raise BundleError(f"{folder / TFLITE} is missing: the bundle has no serving export")
     return meta
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours to signal
+        return True
+    return True
+
+
+def _recover(folder: Path) -> None:
+    """Move back the bundle a killed ``write_bundle`` left aside at ``.NAME.old-PID``."""
+    for old in sorted(folder.parent.glob(f".{folder.name}.old-*")):
+        pid = old.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or _alive(int(pid)) or not (old / META).is_file():
+            continue  # a writer still at work, or not a bundle
+        try:
+            os.replace(old, folder)
+        except OSError:
+            return
+        log.warning("restored %s from %s, left by an interrupted save", folder, old.name)
+        return
 
 
 def write_bundle(out: str | os.PathLike, meta: dict, files: dict[str, bytes | str | Path]) -> Path:

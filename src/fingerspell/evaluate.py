@@ -9,14 +9,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from . import features
 from .dataset import scan
 from .extract import extract
-from .images import crop_resize, read_image
-from .labels import NOTHING
+from .images import read_image
 from .metrics import summarize
 from .predictor import Predictor
 
@@ -27,22 +24,13 @@ def predict_files(predictor: Predictor, paths: list[str], *, workers: int = 0, c
                   progress: bool = True) -> list[dict]:
     """One record per file: {path, letter, confidence, top, no_hand, error}."""
     found = extract(paths, predictor.detect_params, workers=workers, cache=cache, progress=progress)
-    clf = predictor._engine.classifier
     out = []
     for path, ex in tqdm(list(zip(paths, found)), desc="classifying", unit="img", disable=not progress or predictor.kind == "landmarks"):
         rec = {"path": path, "no_hand": ex.hand is None and ex.error is None, "error": ex.error}
         if ex.error is not None:
             rec.update(letter=None, confidence=0.0, top=[])
-        elif predictor.kind == "landmarks" and ex.hand is None:
-            rec.update(letter=NOTHING, confidence=1.0, top=[(NOTHING, 1.0)])
         else:
-            if predictor.kind == "landmarks":
-                x = features.from_hand(ex.hand)
-            else:
-                x = crop_resize(read_image(path), predictor.image_size, ex.hand, predictor.crop_margin).astype(np.float32)
-            probs = clf(x)
-            order = np.argsort(probs)[::-1][:3]
-            top = [(predictor.labels[i], float(probs[i])) for i in order]
+            top = predictor.classify(ex.hand, lambda: read_image(path))
             rec.update(letter=top[0][0], confidence=top[0][1], top=top)
         out.append(rec)
     return out

@@ -91,21 +91,25 @@ class _Engine:
         hand = self.detector.detect(rgb, timestamp_ms)
         t1 = time.perf_counter()
         timings["detect"] = (t1 - t0) * 1e3
-        if self.p.kind == "landmarks":
-            if hand is None:
-                timings["classify"] = 0.0
-                return Prediction(NOTHING, 1.0, [(NOTHING, 1.0)], None, timings)
-            x = features.from_hand(hand)
-        else:
-            x = crop_resize(rgb, self.p.image_size, hand, self.p.crop_margin).astype(np.float32)
-        probs = self.classifier(x)
+        top = self.p.classify(hand, lambda: rgb, self.classifier)
         timings["classify"] = (time.perf_counter() - t1) * 1e3
-        order = np.argsort(probs)[::-1][:TOP_K]
-        top = [(self.p.labels[i], float(probs[i])) for i in order]
         return Prediction(top[0][0], top[0][1], top, hand, timings)
 
     def close(self):
         self.detector.close()
+
+
+def _decoded(predict, data: bytes, max_pixels: int, formats: tuple[str, ...], mirror: bool) -> Prediction:
+    """``predict`` on decoded bytes, with the decode time in the timings."""
+    t = time.perf_counter()
+    rgb = decode_image(data, max_pixels, formats)
+    if mirror:
+        rgb = rgb[:, ::-1]
+    decode_ms = (time.perf_counter() - t) * 1e3
+    pred = predict(rgb)
+    pred.timings["decode"] = decode_ms
+    pred.timings["total"] += decode_ms
+    return pred
 
 
 class Stream:
@@ -114,6 +118,11 @@ class Stream:
     def __init__(self, predictor: "Predictor"):
         self._engine = _Engine(predictor, video=True)
         self._t0 = time.monotonic()
+
+    def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                      formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False) -> Prediction:
+        """Decode JPEG/PNG bytes, optionally mirror them, and recognise. Raises FrameError for bad images."""
+        return _decoded(self.predict, data, max_pixels, formats, mirror)
 
     def predict(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> Prediction:
         if timestamp_ms is None:
@@ -195,15 +204,28 @@ class Predictor:
         return pred
 
     def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-                      formats: tuple[str, ...] = DECODE_FORMATS) -> Prediction:
+                      formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False) -> Prediction:
         """Decode JPEG/PNG bytes (or another of ``formats``) and recognise. Raises FrameError for bad images."""
-        t = time.perf_counter()
-        rgb = decode_image(data, max_pixels, formats)
-        decode_ms = (time.perf_counter() - t) * 1e3
-        pred = self.predict(rgb)
-        pred.timings["decode"] = decode_ms
-        pred.timings["total"] += decode_ms
-        return pred
+        return _decoded(self.predict, data, max_pixels, formats, mirror)
+
+    def classify(self, hand: Hand | None, image, classifier: Classifier | None = None) -> list[tuple[str, float]]:
+        """The top-3 (label, probability) for a detected hand (None: no hand), best first.
+
+        Args:
+            hand: what the detector found in the image.
+            image: a callable returning the RGB image; only the CNN calls it (for its crop).
+            classifier: the LiteRT classifier to use (default: the Predictor's own; not
+                thread-safe, so threads other than the Predictor's pass their own).
+        """
+        if self.kind == "landmarks":
+            if hand is None:
+                return [(NOTHING, 1.0)]
+            x = features.from_hand(hand)
+        else:
+            x = crop_resize(image(), self.image_size, hand, self.crop_margin).astype(np.float32)
+        probs = (classifier or self._engine.classifier)(x)
+        order = np.argsort(probs)[::-1][:TOP_K]
+        return [(self.labels[i], float(probs[i])) for i in order]
 
     def stream(self) -> Stream:
         """A new per-connection video stream (its own hand tracker)."""

@@ -101,6 +101,9 @@ class LandmarkTracker:
         self._lm, self._presence, self._right, self._world = (
             outs["Identity"], outs["Identity_1"], outs["Identity_2"], outs["Identity_3"])
         self.min_presence = min_presence
+        # The first run sets up the kernels and costs several times a normal one: pay it now.
+        self._interp.set_tensor(self._in, np.zeros((1, self.size, self.size, 3), np.float32))
+        self._interp.invoke()
 
     def run(self, rgb: np.ndarray, roi: Roi):
         """Landmarks of the hand in ``roi`` of ``rgb``, or None when the network sees no hand.
@@ -111,6 +114,7 @@ class LandmarkTracker:
         """
         import cv2
 
+        rgb = np.ascontiguousarray(rgb)  # a mirrored view has negative strides
         h, w = rgb.shape[:2]
         fwd = _crop_matrix(roi, w, h, self.size)
         crop = cv2.warpAffine(rgb, fwd, (self.size, self.size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,

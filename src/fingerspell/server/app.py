@@ -54,7 +54,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .. import __version__
 from ..config import ConfigError, ServeParams
 from ..errors import FrameError
-from ..images import decode_image
 from ..predictor import Prediction, Predictor
 from ..spelling import SpellingDecoder, SpellingParams
 
@@ -506,20 +505,13 @@ class _Connection:
 
     def _open_stream(self):
         stream = self.predictor.stream()
-        # A new tracker's first frame costs ~10x a normal one (kernels set up): pay it now, on a
-        # blank frame, rather than on the user's first.
+        # A detector's first frame costs ~10x a normal one (kernels set up): pay it now, on a
+        # blank frame, rather than on the user's first. (The tracker warms itself.)
         stream.predict(np.zeros((480, 640, 3), dtype=np.uint8))
         return stream
 
     def _predict(self, number: int, data: bytes, mirror: bool) -> Prediction:
-        t = time.perf_counter()
-        rgb = decode_image(data, self.params.max_pixels, SERVE_FORMATS)
-        decode_ms = (time.perf_counter() - t) * 1e3
-        if mirror:
-            rgb = rgb[:, ::-1]
-        pred = self.stream.predict(rgb)
-        pred.timings["decode"] = decode_ms
-        pred.timings["total"] += decode_ms
+        pred = self.stream.predict_bytes(data, self.params.max_pixels, SERVE_FORMATS, mirror=mirror)
         _save_frame(self.params.save_frames_dir, f"ws{self.cid}-{number:06d}", data)
         return pred
 

@@ -36,7 +36,7 @@ class DetectParams:
 
     min_detection_confidence: float = 0.3  # palm detector; 0.5 (MediaPipe's default) misses more hands
     min_presence_confidence: float = 0.3  # landmark model's "is this a hand" score
-    min_tracking_confidence: float = 0.3  # VIDEO mode: below this the palm detector runs again
+    min_tracking_confidence: float = 0.3  # VIDEO mode: a followed hand scoring below this is lost; the palm detector runs again
     # Retries, in order, while no hand is found (each costs one more detector run, ~25 ms):
     # "pad:F" adds a black border of F times the side (the palm detector misses hands that fill
     # the frame), "edge:F" a border that repeats the edge pixels, "equalize:F" a padded,

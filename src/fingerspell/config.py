@@ -72,7 +72,7 @@ class CnnParams:
     learning_rate: float = 1e-3
     crop_to_hand: bool = True  # crop to the detected hand (with margin) when one is found
     crop_margin: float = 0.25
-    augment: bool = True  # random flips, rotation, zoom, brightness and contrast
+    augment: bool = True  # mild random rotation, zoom, shift, brightness and contrast (no flips)
 
 
 @dataclass(frozen=True)

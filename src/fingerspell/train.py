@@ -251,9 +251,11 @@ def _fit_cnn(ds, ext, y, sides, labels, params, tf, keras, progress):
     model.compile(optimizer=keras.optimizers.Adam(cp.learning_rate), loss="categorical_crossentropy",
                   metrics=["accuracy"])
     L = keras.layers
-    aug = keras.Sequential([L.RandomFlip("horizontal"), L.RandomRotation(0.05), L.RandomZoom(0.15),
-                            L.RandomTranslation(0.1, 0.1), L.RandomBrightness(0.25, value_range=(0, 255)),
-                            L.RandomContrast(0.3)]) if cp.augment else None
+    # Mild, on raw 0-255 pixels. No flips: a mirrored hand is a different hand to the model, and the
+    # crops are already tight around the hand, so small shifts and zooms are enough.
+    aug = keras.Sequential([L.RandomRotation(0.04), L.RandomZoom(0.1), L.RandomTranslation(0.05, 0.05),
+                            L.RandomBrightness(0.15, value_range=(0, 255)),
+                            L.RandomContrast(0.15, value_range=(0, 255))]) if cp.augment else None
     train_ds = tf.data.Dataset.from_tensor_slices((x_tr.astype("float32"), y_tr)).shuffle(len(x_tr), seed=params.seed)
     train_ds = train_ds.batch(cp.batch_size)
     if aug is not None:

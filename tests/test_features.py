@@ -216,3 +216,31 @@ def test_augment_stays_within_its_rotation_range():
     degrees = np.rad2deg(np.arctan2(v[:, 0], -v[:, 1]))
     assert np.abs(degrees).max() <= 15 + 1e-3
     assert np.abs(degrees).max() > 10  # and does use it
+
+
+# -- depth ----------------------------------------------------------------------------------------
+
+
+@given(depth=arrays(np.float64, (21,), elements=st.floats(-200, 200)), is_left=st.booleans())
+def test_without_depth_the_features_ignore_z_entirely(depth, is_left):
+    flat = TEMPLATE.copy()
+    deep = TEMPLATE.copy()
+    deep[:, 2] = depth
+    a, b = features.from_points(flat, is_left, depth=False), features.from_points(deep, is_left, depth=False)
+    # the hand's size still comes from the 3D palm, so only the scale may differ: compare angles
+    np.testing.assert_allclose(a[-features.N_ANGLES:], b[-features.N_ANGLES:], atol=1e-5)
+    assert np.all(b[2:features.N_COORDS:3] == 0)
+
+
+def test_depth_changes_the_features_only_when_used():
+    deep = TEMPLATE.copy()
+    deep[8, 2] += 40.0  # the index fingertip towards the camera
+    assert not close(features.from_points(deep, False), features.from_points(TEMPLATE, False))
+    # a fingertip is not one of the palm points that set the scale: nothing else changes
+    assert close(features.from_points(deep, False, depth=False), features.from_points(TEMPLATE, False, depth=False))
+
+
+def test_bundles_record_whether_depth_was_used():
+    assert features.preprocessing(False)["depth"] is False
+    assert features.preprocessing(True)["depth"] is True
+    assert features.preprocessing(False)["features"] == features.PREPROCESSING["features"]

@@ -398,7 +398,7 @@ def test_tracking_gives_the_landmarks_mediapipe_video_mode_gives(hand_model):
 def test_detector_pool_makes_at_most_its_size_and_shares_them(hand_model):
     import threading
 
-    pool = hands.DetectorPool(hand_model, DetectParams(), size=2)
+    pool = hands.Pool(lambda: HandDetector(hand_model), size=2)
     inside, peak, lock = [0], [0], threading.Lock()
     rgb = read_image(real_images("B", 1)[0])
 

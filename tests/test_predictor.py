@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -222,3 +223,29 @@ print(json.dumps({{"letter": pred.letter,
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["letter"] == NOTHING
     assert result["loaded"] == []
+
+
+@pytest.mark.parametrize("depth", [True, False])
+def test_the_bundle_says_whether_the_features_use_depth(tmp_path, hand_model, depth):
+    folder = make_tiny_bundle(tmp_path / "b")
+    meta = json.loads((folder / "bundle.json").read_text())
+    meta["preprocessing"]["depth"] = depth
+    (folder / "bundle.json").write_text(json.dumps(meta))
+    hand = synthetic_hand()
+    with contextlib.closing(Predictor.from_bundle(folder, hand_model=hand_model)) as p:
+        got = dict(p.classify(hand, None))
+        want = Classifier(folder / "model.tflite")(features.from_hand(hand, depth))
+    best = int(np.argmax(want))
+    assert got[DEFAULT_LABELS[best]] == pytest.approx(float(want[best]), abs=1e-6)
+    # and z matters to this (random) model, so the flag is really what decided
+    other = Classifier(folder / "model.tflite")(features.from_hand(hand, not depth))
+    assert not np.allclose(want, other)
+
+
+def test_bundles_from_before_the_depth_option_use_depth(tmp_path, hand_model):
+    folder = make_tiny_bundle(tmp_path / "old")
+    meta = json.loads((folder / "bundle.json").read_text())
+    del meta["preprocessing"]["depth"]
+    (folder / "bundle.json").write_text(json.dumps(meta))
+    with contextlib.closing(Predictor.from_bundle(folder, hand_model=hand_model)) as p:
+        assert p.depth is True

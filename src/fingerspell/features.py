@@ -9,6 +9,10 @@ to right ones:
   in-plane rotation;
 * ``angles``: the cosine of the bend at each of the 15 finger joints - invariant to rotation
   and scale.
+
+MediaPipe's z (depth) from one photo is noisy, and a hand photographed from the signer's own
+side has its depth order reversed; ``depth=False`` sets z to 0 after normalising, so distances
+and angles are 2D and the z inputs constant. Bundles say which they were trained with.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ N_FEATURES = N_COORDS + N_DISTANCES + N_ANGLES  # 288
 #: names of the preprocessing steps, written into bundles so a reader knows what a model expects
 PREPROCESSING = {
     "features": "fingerspell.features.v1",
+    "depth": True,
     "points": "image landmarks in pixel units (x*w, y*h, z*w)",
     "mirror": "left hands mirrored to right (x -> -x)",
     "centre": "wrist",
@@ -58,9 +63,19 @@ def canonical(points: np.ndarray, is_left: np.ndarray | bool) -> np.ndarray:
     return (pts[0] if single else pts).astype(np.float32)
 
 
-def from_points(points: np.ndarray, is_left: np.ndarray | bool) -> np.ndarray:
-    """Feature vectors of hands given as pixel-unit points; (N, 21, 3) -> (N, 288)."""
+def preprocessing(depth: bool) -> dict:
+    """What a bundle records about its features."""
+    return {**PREPROCESSING, "depth": bool(depth)}
+
+
+def from_points(points: np.ndarray, is_left: np.ndarray | bool, depth: bool = True) -> np.ndarray:
+    """Feature vectors of hands given as pixel-unit points; (N, 21, 3) -> (N, 288).
+
+    ``depth=False``: z is set to 0 once the points are normalised (see the module docstring).
+    """
     pts = canonical(points, is_left).astype(np.float64)
+    if not depth:
+        pts[..., 2] = 0.0
     single = pts.ndim == 2
     if single:
         pts = pts[None]
@@ -75,9 +90,9 @@ def from_points(points: np.ndarray, is_left: np.ndarray | bool) -> np.ndarray:
     return out[0] if single else out
 
 
-def from_hand(hand) -> np.ndarray:
+def from_hand(hand, depth: bool = True) -> np.ndarray:
     """Feature vector (288,) of one ``hands.Hand``."""
-    return from_points(hand.pixel_points(), hand.handedness == "Left")
+    return from_points(hand.pixel_points(), hand.handedness == "Left", depth)
 
 
 def augment(points: np.ndarray, rng: np.random.Generator, *, rotate_degrees: float,

@@ -341,41 +341,53 @@ def _close_open_detectors() -> None:
             pass
 
 
-class DetectorPool:
-    """IMAGE-mode detectors shared by the streams of one process, made when first needed.
+class Pool:
+    """Workers (detectors, trackers) shared by the streams of one process, made when first needed.
 
-    At most ``size`` exist (~35 MB each); a stream that needs one while all are busy waits for
-    one. Detection is CPU-bound, so more than one per core buys nothing.
+    At most ``size`` exist; a stream that needs one while all are busy waits for one. The work
+    is CPU-bound, so more than one per core buys nothing, and memory stays flat however many
+    streams are open: a stream's own state is only the hand it is following.
     """
 
-    def __init__(self, model_path: str | os.PathLike, params: DetectParams, size: int):
-        self.model_path, self.params, self.size = Path(model_path), params, max(1, int(size))
+    def __init__(self, make, size: int):
+        self._make, self.size = make, max(1, int(size))
         self._free: queue.LifoQueue = queue.LifoQueue()
-        self._made: list[HandDetector] = []
+        self._made: list = []
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def borrow(self):
-        """A free detector for the duration of the block."""
+        """A free worker for the duration of the block."""
         try:
-            det = self._free.get_nowait()
+            worker = self._free.get_nowait()
         except queue.Empty:
             with self._lock:
-                det = HandDetector(self.model_path, params=self.params) if len(self._made) < self.size else None
-                if det is not None:
-                    self._made.append(det)
-            if det is None:
-                det = self._free.get()
+                worker = self._make() if len(self._made) < self.size else None
+                if worker is not None:
+                    self._made.append(worker)
+            if worker is None:
+                worker = self._free.get()
         try:
-            yield det
+            yield worker
         finally:
-            self._free.put(det)
+            self._free.put(worker)
 
     def close(self) -> None:
         with self._lock:
-            for det in self._made:
-                det.close()
+            for worker in self._made:
+                worker.close()
             self._made.clear()
+
+
+def landmark_tracker(model_path: str | os.PathLike, params: DetectParams, threads: int | None = None):
+    """The hand model's landmark network, ready to follow a hand (``tracking.LandmarkTracker``)."""
+    from .tracking import LandmarkTracker
+
+    try:
+        return LandmarkTracker(model_path, threads or min(2, os.cpu_count() or 1), params.min_tracking_confidence)
+    except (OSError, KeyError, ValueError, RuntimeError, zipfile.BadZipFile) as exc:
+        raise HandModelError(f"the hand model {model_path} has no usable landmark network ({exc}); "
+                             f"run `fingerspell setup` to fetch it again") from None
 
 
 class HandDetector:
@@ -385,16 +397,17 @@ class HandDetector:
     confident hand or None; "no hand" is a value, not an exception.
 
     IMAGE mode is MediaPipe's HandLandmarker: the palm detector, then the landmark network.
-    VIDEO mode does what MediaPipe's VIDEO mode does, faster: while a hand is tracked, a frame
+    VIDEO mode does what MediaPipe's VIDEO mode does, faster: while a hand is followed, a frame
     runs only the landmark network, on the region the previous frame's landmarks give
-    (``tracking.LandmarkTracker``, LiteRT on ``track_threads`` threads). When the hand is lost,
-    the frame runs IMAGE-mode detection (and at most ``video_retries`` retries) on a detector
-    borrowed from ``pool`` (a ``DetectorPool`` shared by all streams), or on one of its own.
+    (``tracking.LandmarkTracker`` on LiteRT). When the hand is lost, the frame runs IMAGE-mode
+    detection (and at most ``video_retries`` retries). Detectors and trackers come from
+    ``detectors`` and ``trackers`` (``Pool``s shared by all streams) where given, else it makes
+    its own.
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, video: bool = False,
-                 params: DetectParams = DetectParams(), pool: DetectorPool | None = None,
-                 track_threads: int | None = None):
+                 params: DetectParams = DetectParams(), detectors: Pool | None = None,
+                 trackers: Pool | None = None, track_threads: int | None = None):
         for spec in params.retries:
             parse_retry(spec)
         self.params = params
@@ -404,22 +417,19 @@ class HandDetector:
         self._tracker = None
         self._last: Hand | None = None  # VIDEO mode: the previous frame's hand
         self._last_ts = -1
-        self._pool = pool
+        self._detectors = detectors
+        self._trackers = trackers
         # Held until closed: MediaPipe's close() can wait forever when the garbage collector runs
         # it (its dispatcher thread may be collected first), so a detector nobody closed is kept
         # alive and closed at exit, while MediaPipe is still whole.
         _OPEN.add(self)
-        if video:
-            from .tracking import LandmarkTracker
-
-            threads = track_threads or min(2, os.cpu_count() or 1)
+        if video and trackers is None:
             try:
-                self._tracker = LandmarkTracker(self.model_path, threads, params.min_tracking_confidence)
-            except (OSError, KeyError, ValueError, RuntimeError, zipfile.BadZipFile) as exc:
+                self._tracker = landmark_tracker(self.model_path, params, track_threads)
+            except HandModelError:
                 _OPEN.discard(self)
-                raise HandModelError(f"the hand model {self.model_path} has no usable landmark network ({exc}); "
-                                     f"run `fingerspell setup` to fetch it again") from None
-        else:
+                raise
+        elif not video:
             self._image = self._create()
 
     def _create(self):
@@ -439,8 +449,8 @@ class HandDetector:
 
     def _run(self, rgb: np.ndarray):
         """MediaPipe IMAGE-mode detection: the pool's detector when there is a pool, else its own."""
-        if self._pool is not None:
-            with self._pool.borrow() as det:
+        if self._detectors is not None:
+            with self._detectors.borrow() as det:
                 return det._run(rgb)
         mp, _, _ = _mediapipe()
         if self._image is None:
@@ -501,7 +511,12 @@ class HandDetector:
     def _track(self, small: np.ndarray, size: tuple[int, int]) -> Hand | None:
         from .tracking import roi_from_landmarks
 
-        found = self._tracker.run(small, roi_from_landmarks(self._last.landmarks, *size))
+        roi = roi_from_landmarks(self._last.landmarks, *size)
+        if self._trackers is not None:
+            with self._trackers.borrow() as tracker:
+                found = tracker.run(small, roi)
+        else:
+            found = self._tracker.run(small, roi)
         if found is None:
             return None
         landmarks, world, handedness, score, _ = found

@@ -6,7 +6,7 @@ from .config import CnnParams, LandmarkParams
 from .features import N_FEATURES
 
 
-def build_landmarks(n_classes: int, p: LandmarkParams):
+def build_landmarks(n_classes: int, p: LandmarkParams, name: str = "landmarks"):
     """Small MLP on the 288 landmark features. Normalisation is learnt from the training set."""
     import keras
 
@@ -15,7 +15,17 @@ def build_landmarks(n_classes: int, p: LandmarkParams):
         layers += [keras.layers.Dense(units, activation="relu"), keras.layers.BatchNormalization(),
                    keras.layers.Dropout(p.dropout)]
     layers.append(keras.layers.Dense(n_classes, activation="softmax", name="probs"))
-    return keras.Sequential(layers, name="landmarks")
+    return keras.Sequential(layers, name=name)
+
+
+def average(members: list):
+    """One model whose output is the mean of the members' probabilities (one export, one call)."""
+    import keras
+
+    if len(members) == 1:
+        return members[0]
+    inp = keras.Input((N_FEATURES,), name="features")
+    return keras.Model(inp, keras.layers.Average(name="probs")([m(inp) for m in members]), name="ensemble")
 
 
 def build_cnn(n_classes: int, p: CnnParams):
@@ -42,11 +52,11 @@ def build_cnn(n_classes: int, p: CnnParams):
 REGISTRY = {"landmarks": build_landmarks, "cnn": build_cnn}
 
 
-def build(kind: str, n_classes: int, params):
+def build(kind: str, n_classes: int, params, **kwargs):
     try:
         builder = REGISTRY[kind]
     except KeyError:
         from .errors import FingerspellError
 
         raise FingerspellError(f"unknown model kind {kind!r}; choose one of {', '.join(REGISTRY)}") from None
-    return builder(n_classes, params)
+    return builder(n_classes, params, **kwargs)

@@ -18,7 +18,7 @@ from . import bundle as bundle_io
 from . import features
 from .config import DetectParams, from_dict
 from .errors import BundleError
-from .hands import DetectorPool, Hand, HandDetector, ensure_hand_model, sha256_file
+from .hands import Hand, HandDetector, Pool, ensure_hand_model, landmark_tracker, sha256_file
 from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, crop_resize, decode_image
 from .labels import NOTHING
 
@@ -84,7 +84,8 @@ class _Engine:
         # The classifier first: a bad export then raises before there is a MediaPipe graph to close.
         self.classifier = Classifier(predictor.path / bundle_io.TFLITE)
         self.detector = HandDetector(predictor.hand_model, video=video, params=predictor.detect_params,
-                                     pool=predictor._pool if video else None)
+                                     detectors=predictor._detectors if video else None,
+                                     trackers=predictor._trackers if video else None)
 
     def run(self, rgb: np.ndarray, timestamp_ms: int | None, timings: dict) -> Prediction:
         t0 = time.perf_counter()
@@ -157,9 +158,15 @@ class Predictor:
         pre = meta.get("preprocessing", {})
         self.image_size = int(pre.get("image_size", 64))
         self.crop_margin = float(pre.get("crop_margin", 0.25))
+        self.depth = bool(pre.get("depth", True))  # bundles before the option used z
         self._lock = threading.Lock()
-        # Streams find lost hands with these, one per core at most, rather than one each.
-        self._pool = DetectorPool(hand_model, detect_params, size=min(4, os.cpu_count() or 1))
+        # Streams share these, at most one of each per core, rather than one each: a stream's own
+        # state is the hand it follows. The first tracker is made now, so a bad model fails here.
+        workers = min(4, os.cpu_count() or 1)
+        self._detectors = Pool(lambda: HandDetector(hand_model, params=detect_params), workers)
+        self._trackers = Pool(lambda: landmark_tracker(hand_model, detect_params), workers)
+        with self._trackers.borrow():
+            pass
         self._engine = _Engine(self, video=False)
         try:
             if self._engine.classifier.num_outputs != len(self.labels):
@@ -220,7 +227,7 @@ class Predictor:
         if self.kind == "landmarks":
             if hand is None:
                 return [(NOTHING, 1.0)]
-            x = features.from_hand(hand)
+            x = features.from_hand(hand, self.depth)
         else:
             x = crop_resize(image(), self.image_size, hand, self.crop_margin).astype(np.float32)
         probs = (classifier or self._engine.classifier)(x)
@@ -242,4 +249,5 @@ class Predictor:
 
     def close(self):
         self._engine.close()
-        self._pool.close()
+        self._detectors.close()
+        self._trackers.close()

@@ -138,3 +138,6 @@ class LandmarkTracker:
         world[:, 1] = s * wx + c * wy
         handed, score = ("Right", right) if right > 0.5 else ("Left", 1 - right)
         return lm.astype(np.float32), world.astype(np.float32), handed, score, presence
+
+    def close(self) -> None:
+        self._interp = None

@@ -114,7 +114,7 @@ def _decoded(predict, data: bytes, max_pixels: int, formats: tuple[str, ...], mi
 
 
 class Stream:
-    """Per-connection state for video: a VIDEO-mode hand tracker and its own classifier."""
+    """Per-connection state for video: the hand it follows (VIDEO-mode tracking on pooled networks) and its classifier."""
 
     def __init__(self, predictor: "Predictor"):
         self._engine = _Engine(predictor, video=True)

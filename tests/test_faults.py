@@ -431,7 +431,7 @@ def test_training_interrupted_or_killed_mid_run_keeps_the_previous_bundle_and_th
     try:
         for how, (root, out, before, log, proc) in runs.items():
             def fitting(log=log, proc=proc):
-                return "training the landmark MLP" in log.read_text(errors="replace") or proc.poll() is not None
+                return "training landmark MLP" in log.read_text(errors="replace") or proc.poll() is not None
 
             wait_until(fitting, 240, f"{how}: training reaches the fit")
             assert proc.poll() is None, log.read_text()

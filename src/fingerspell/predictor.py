@@ -180,7 +180,7 @@ class Predictor:
         except BundleError:
             # Close now: left to the garbage collector, MediaPipe's close can wait forever on a
             # dispatcher thread that the same collection has already stopped.
-            self._engine.close()
+            self.close()
             raise
 
     @classmethod
@@ -221,8 +221,8 @@ class Predictor:
         Args:
             hand: what the detector found in the image.
             image: a callable returning the RGB image; only the CNN calls it (for its crop).
-            classifier: the LiteRT classifier to use (default: the Predictor's own; not
-                thread-safe, so threads other than the Predictor's pass their own).
+            classifier: the LiteRT classifier to use (default: the Predictor's own, under its
+                lock, so this is thread-safe like ``predict``).
         """
         if self.kind == "landmarks":
             if hand is None:
@@ -230,7 +230,11 @@ class Predictor:
             x = features.from_hand(hand, self.depth)
         else:
             x = crop_resize(image(), self.image_size, hand, self.crop_margin).astype(np.float32)
-        probs = (classifier or self._engine.classifier)(x)
+        if classifier is None:
+            with self._lock:
+                probs = self._engine.classifier(x)
+        else:
+            probs = classifier(x)
         order = np.argsort(probs)[::-1][:TOP_K]
         return [(self.labels[i], float(probs[i])) for i in order]
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the live-server helpers the browser tests use
 sys.path.insert(0, str(ROOT / "src"))
 
-from _live import ServerProcess, letterbox  # noqa: E402
+from _live import PeakRss, ServerProcess, letterbox  # noqa: E402
 
 TARGETS = {  # what the server should reach on a laptop-class CPU
     "server_ms_median": 15.0,
@@ -86,30 +86,6 @@ def stream(port: int, frames: list[bytes], results: list, barrier: threading.Bar
                 raise RuntimeError(f"unexpected answer: {answer}")
             results.append((rtt, answer["timings_ms"]["total"], answer["hand"] is not None, answer["timings_ms"]))
         results.append(("elapsed", time.perf_counter() - start))
-
-
-class RssPeak:
-    """The highest resident memory of a process while the block runs (sampled every 50 ms)."""
-
-    def __init__(self, proc):
-        self.proc = proc
-        self.mb = 0.0
-        self._stop = threading.Event()
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.mb = max(self.mb, self.proc.memory_info().rss / 2**20)
-            self._stop.wait(0.05)
-
-    def __enter__(self):
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def run_clients(port: int, frames: list[bytes], clients: int) -> dict:
@@ -193,7 +169,7 @@ def main(argv=None) -> int:
         print(f"server up in {server.started_in:.1f} s (process start to /health answering)")
         proc = psutil.Process(server.proc.pid)
         idle_mb = proc.memory_info().rss / 2**20
-        peak = RssPeak(proc)
+        peak = PeakRss(proc)
         with peak:
             one = run_clients(server.port, frames, 1)
         one_mb = peak.mb

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -170,3 +171,29 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class PeakRss:
+    """The highest resident memory of a process (a psutil.Process) while the block runs.
+
+    Sampled every ``interval`` seconds; the peak carries over if the object is used again.
+    """
+
+    def __init__(self, ps, interval: float = 0.05):
+        self.ps, self.interval, self.mb = ps, interval, 0.0
+        self._stop = threading.Event()
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.mb = max(self.mb, self.ps.memory_info().rss / 2**20)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()

@@ -21,7 +21,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
-from _live import letterbox
+from _live import PeakRss, letterbox
 from conftest import ROBOFLOW, need_data
 from fingerspell import bundle
 from fingerspell.config import ServeParams
@@ -222,30 +221,11 @@ def test_clients_vanishing_mid_frame_leave_others_served_streams_closed_and_the_
     new = log[log_lines:]
     assert not [line for line in new if re.search(r"ERROR|Traceback|Exception|WARNING", line)], "\n".join(new)
     assert len(new) <= 6 * (2 * vanished + 1), "a log storm:\n" + "\n".join(new[-50:])
-    # An open stream holds a hand tracker: 4 threads and 3 file descriptors. 24 left open would add
-    # ~100 threads; the slack is for worker threads that outlive a busy moment.
+    # An open stream holds its own classifier (LiteRT) and state; 24 left open would keep their
+    # threads and descriptors; the slack is for worker threads that outlive a busy moment.
     wait_until(lambda: server.ps.num_threads() <= threads + 10 and server.ps.num_fds() <= fds + 10, 20,
                lambda: f"threads {threads} -> {server.ps.num_threads()}, descriptors {fds} -> "
                        f"{server.ps.num_fds()}: the vanished streams' resources are released")
-
-
-class PeakRss:
-    def __init__(self, ps: psutil.Process):
-        self.ps, self.mb, self._stop = ps, 0.0, threading.Event()
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.mb = max(self.mb, self.ps.memory_info().rss / 2**20)
-            self._stop.wait(0.02)
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def test_a_client_sending_faster_than_it_reads_gets_each_frame_answered_once_in_bounded_memory(server):
@@ -259,7 +239,7 @@ def test_a_client_sending_faster_than_it_reads_gets_each_frame_answered_once_in_
             await ws.send(frame)
             await ws.recv()
             before = server.ps.memory_info().rss / 2**20
-            with PeakRss(server.ps) as peak:
+            with PeakRss(server.ps, interval=0.02) as peak:
                 for _ in range(count):  # as fast as the socket takes them, reading nothing
                     await ws.send(frame)
                 answers = [json.loads(await asyncio.wait_for(ws.recv(), 30)) for _ in range(count)]

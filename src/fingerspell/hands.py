@@ -401,8 +401,8 @@ class HandDetector:
     runs only the landmark network, on the region the previous frame's landmarks give
     (``tracking.LandmarkTracker`` on LiteRT). When the hand is lost, the frame runs IMAGE-mode
     detection (and at most ``video_retries`` retries). Detectors and trackers come from
-    ``detectors`` and ``trackers`` (``Pool``s shared by all streams) where given, else it makes
-    its own.
+    ``detectors`` and ``trackers`` (``Pool``s shared by all streams) where given, else from
+    pools of one that it makes and closes itself.
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, video: bool = False,
@@ -413,24 +413,31 @@ class HandDetector:
         self.params = params
         self.video = video
         self.model_path = Path(model_path) if model_path else ensure_hand_model()
-        self._image = None  # MediaPipe IMAGE-mode landmarker, made when first needed in VIDEO mode
-        self._tracker = None
+        self._image = None  # MediaPipe IMAGE-mode landmarker (IMAGE mode without a pool)
         self._last: Hand | None = None  # VIDEO mode: the previous frame's hand
         self._last_ts = -1
-        self._detectors = detectors
-        self._trackers = trackers
+        # Without shared pools, a video detector makes pools of one of its own and closes them.
+        self._detectors, self._trackers, self._owned = detectors, trackers, []
         # Held until closed: MediaPipe's close() can wait forever when the garbage collector runs
         # it (its dispatcher thread may be collected first), so a detector nobody closed is kept
         # alive and closed at exit, while MediaPipe is still whole.
         _OPEN.add(self)
-        if video and trackers is None:
-            try:
-                self._tracker = landmark_tracker(self.model_path, params, track_threads)
-            except HandModelError:
-                _OPEN.discard(self)
-                raise
-        elif not video:
-            self._image = self._create()
+        try:
+            if video and trackers is None:
+                self._trackers = self._own(Pool(lambda: landmark_tracker(self.model_path, params, track_threads), 1))
+                with self._trackers.borrow():  # made now: a broken hand model fails here, not mid-stream
+                    pass
+            if video and detectors is None:
+                self._detectors = self._own(Pool(lambda: HandDetector(self.model_path, params=params), 1))
+            if not video and detectors is None:
+                self._image = self._create()
+        except HandModelError:
+            self.close()
+            raise
+
+    def _own(self, pool: Pool) -> Pool:
+        self._owned.append(pool)
+        return pool
 
     def _create(self):
         mp, BaseOptions, vision = _mediapipe()
@@ -448,7 +455,7 @@ class HandDetector:
             raise HandModelError(f"MediaPipe could not load the hand model {self.model_path}: {exc}") from exc
 
     def _run(self, rgb: np.ndarray):
-        """MediaPipe IMAGE-mode detection: the pool's detector when there is a pool, else its own."""
+        """MediaPipe IMAGE-mode detection: a pooled detector when there is a pool, else its own."""
         if self._detectors is not None:
             with self._detectors.borrow() as det:
                 return det._run(rgb)
@@ -512,11 +519,8 @@ class HandDetector:
         from .tracking import roi_from_landmarks
 
         roi = roi_from_landmarks(self._last.landmarks, *size)
-        if self._trackers is not None:
-            with self._trackers.borrow() as tracker:
-                found = tracker.run(small, roi)
-        else:
-            found = self._tracker.run(small, roi)
+        with self._trackers.borrow() as tracker:
+            found = tracker.run(small, roi)
         if found is None:
             return None
         landmarks, world, handedness, score, _ = found
@@ -525,7 +529,10 @@ class HandDetector:
     def close(self) -> None:
         if self._image is not None:
             self._image.close()
-        self._image = self._tracker = self._last = None
+        for pool in self._owned:
+            pool.close()
+        self._owned.clear()
+        self._image = self._last = None
         _OPEN.discard(self)
 
     def __enter__(self):

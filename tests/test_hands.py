@@ -251,6 +251,14 @@ def test_a_hand_survives_the_cache_record_round_trip(rng):
     np.testing.assert_array_equal(back.world, hand.world)
     assert (back.handedness, back.score, back.image_size, back.attempt) == ("Left", 0.875, (640, 480), "pad:0.3")
     assert Hand.from_array(Hand(hand.landmarks, hand.world, "Right", 0.5, (3, 4)).to_array()).handedness == "Right"
+    assert back.unrefined is None
+    refined = Hand(hand.landmarks + 0.01, hand.world, "Right", 0.9, (640, 480), "plain", unrefined=hand)
+    again = Hand.from_array(refined.to_array(), "plain")
+    np.testing.assert_array_equal(again.landmarks, refined.landmarks)
+    np.testing.assert_array_equal(again.unrefined.landmarks, hand.landmarks)
+    assert (again.handedness, again.unrefined.handedness) == ("Right", "Left")
+    with pytest.raises(ValueError, match="a hand record has 130 or 260 numbers, not 129"):
+        Hand.from_array(hand.to_array()[:-1])
 
 
 def test_pixel_points_scale_x_and_z_by_width_and_y_by_height():
@@ -347,6 +355,69 @@ def test_the_retries_find_hands_that_fill_the_frame(detector, hand_model):
         assert error < 0.1 * size, f"{name}: landmarks {error:.1f} px off (hand {size:.0f} px)"
     assert found >= len(crops) // 2, f"the retries found only {found} of {len(crops)} tight crops"
     assert found > plain_found, "the retries found no hand that plain detection missed"
+
+
+def test_centre_retries_find_hands_the_palm_detector_cannot(hand_model):
+    # tight crops the palm detector (plain and padded) misses; the landmark network alone, on the
+    # centre of the picture, finds most of them
+    palm_only = DetectParams(retries=("pad:0.3", "pad:1.0", "edge:0.3"), refine=0)
+    centre = DetectParams(retries=(*palm_only.retries, "centre:1.0", "centre:0.75", "centre:1.25"), refine=0)
+    photos = [p for letter in "ABCDEFGHIKLMNOPQRSTUVWXY" for p in real_images(letter, 3)]
+    missed = found = 0
+    errors = []
+    with HandDetector(hand_model, params=palm_only) as palm, HandDetector(hand_model, params=centre) as both:
+        for path in photos:
+            rgb = read_image(path)
+            h, w = rgb.shape[:2]
+            hand = palm.detect(rgb)
+            if hand is None:
+                continue
+            px = hand.pixel_points()[:, :2]
+            x0, y0 = np.maximum(np.floor(px.min(axis=0)).astype(int), 0)
+            x1, y1 = np.minimum(np.ceil(px.max(axis=0)).astype(int), (w, h))
+            crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+            if palm.detect(crop) is not None:
+                continue
+            missed += 1
+            again = both.detect(crop)
+            if again is None:
+                continue
+            found += 1
+            assert again.attempt.startswith("centre:")
+            # landmarks mean distance from the full photo's, as a fraction of the crop's side
+            errors.append(np.linalg.norm(again.pixel_points()[:, :2] - (px - [x0, y0]), axis=1).mean() / max(crop.shape[:2]))
+    if missed < 2:
+        pytest.skip(f"the palm detector missed only {missed} tight crops of these photos; nothing to retry")
+    assert found >= missed // 2, f"centre retries found {found} of {missed} hands the palm detector missed"
+    # on the hand, roughly where the full photo puts it (a crop this tight cuts the fingertips off)
+    assert np.median(errors) < 0.2 and max(errors) < 0.35, f"centre landmarks off by {np.round(errors, 2)} of the crop's side"
+
+
+@pytest.mark.parametrize("spec", ["centre:0", "centre:4", "middle:1"])
+def test_a_bad_retry_is_refused_with_the_kinds_to_use(hand_model, spec):
+    with pytest.raises(ValueError, match="centre"):
+        HandDetector(hand_model, params=DetectParams(retries=(spec,)))
+
+
+def test_refinement_is_one_landmark_network_pass_on_the_hands_own_region(hand_model):
+    from fingerspell.tracking import roi_from_landmarks
+
+    rgb = read_image(real_images("W", 1)[0])
+    h, w = rgb.shape[:2]
+    with HandDetector(hand_model, params=DetectParams(refine=0)) as raw, \
+            HandDetector(hand_model, params=DetectParams(refine=1)) as refined:
+        first, second = raw.detect(rgb), refined.detect(rgb)
+    tracker = hands.landmark_tracker(hand_model, DetectParams(), threads=1)
+    expected = tracker.run(rgb, roi_from_landmarks(first.landmarks, w, h))
+    assert expected is not None and second is not None
+    np.testing.assert_allclose(second.landmarks, expected[0], atol=1e-4)
+    assert second.attempt == first.attempt  # the attempt that found the hand is kept
+    np.testing.assert_array_equal(second.unrefined.landmarks, first.landmarks)  # kept for training
+    assert first.unrefined is None
+    moved = np.abs(second.landmarks[:, :2] - first.landmarks[:, :2]).max()
+    assert 0 < moved < 0.05, f"refinement moved landmarks by {moved:.3f} of the frame"
+    with pytest.raises(ValueError, match="refine must be between 0 and 5"):
+        HandDetector(hand_model, params=DetectParams(refine=-1))
 
 
 # -- VIDEO mode -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from PIL import Image
 
 from conftest import make_tiny_bundle, real_images
 from fingerspell import features
+from fingerspell.config import DetectParams, to_dict
 from fingerspell.errors import FrameError
 from fingerspell.hands import Hand
 from fingerspell.images import read_image
@@ -249,3 +250,20 @@ def test_bundles_from_before_the_depth_option_use_depth(tmp_path, hand_model):
     (folder / "bundle.json").write_text(json.dumps(meta))
     with contextlib.closing(Predictor.from_bundle(folder, hand_model=hand_model)) as p:
         assert p.depth is True
+
+
+def test_bundles_from_before_refinement_detect_without_it(tmp_path, hand_model):
+    folder = make_tiny_bundle(tmp_path / "old")
+    meta = json.loads((folder / "bundle.json").read_text())
+    detect = to_dict(DetectParams())
+    del detect["refine"]
+    detect["retries"] = ["pad:0.3", "pad:1.0"]
+    meta["config"] = {"detect": detect}
+    (folder / "bundle.json").write_text(json.dumps(meta))
+    with contextlib.closing(Predictor.from_bundle(folder, hand_model=hand_model)) as p:
+        assert p.detect_params.refine == 0
+        assert p.detect_params.retries == ("pad:0.3", "pad:1.0")
+    meta["config"] = {}  # a bundle that records no detection settings gets today's
+    (folder / "bundle.json").write_text(json.dumps(meta))
+    with contextlib.closing(Predictor.from_bundle(folder, hand_model=hand_model)) as p:
+        assert p.detect_params == DetectParams()

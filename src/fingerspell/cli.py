@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="bundle folder to write (replaced atomically)")
     p.add_argument("--kind", choices=("landmarks", "cnn"), default="landmarks",
                    help="landmarks (default): hand landmarks into an MLP; cnn: the tutorial's 64x64 CNN baseline")
-    p.add_argument("--epochs", type=int, help="training epochs (default: 20 for each of the 3 landmark MLPs, 15 cnn)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: 10 for each of the 3 landmark MLPs, 15 cnn)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--test-fraction", type=float, default=0.0)
     p.add_argument("--grouping", default="auto", choices=("auto", "kaggle-frames", "signer", "roboflow", "regex", "random"),

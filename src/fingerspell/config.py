@@ -40,8 +40,14 @@ class DetectParams:
     # Retries, in order, while no hand is found (each costs one more detector run, ~25 ms):
     # "pad:F" adds a black border of F times the side (the palm detector misses hands that fill
     # the frame), "edge:F" a border that repeats the edge pixels, "equalize:F" a padded,
-    # contrast-equalised image (dim rooms). Measured by bench/bench_detection.py.
-    retries: tuple[str, ...] = ("pad:0.3", "pad:1.0", "edge:0.3", "equalize:0.3")
+    # contrast-equalised image (dim rooms). "centre:F" skips the palm detector: the landmark
+    # network alone looks at the centred square F times the long side, and its presence score
+    # decides (~7 ms; finds most hands the palm detector cannot). Measured by bench/bench_detection.py.
+    retries: tuple[str, ...] = ("pad:0.3", "pad:1.0", "edge:0.3", "equalize:0.3", "centre:1.0", "centre:0.75",
+                                "centre:1.25")
+    # Landmark-network passes on the region a found hand's own landmarks give (the region
+    # tracking uses; the palm detector's is coarser): steadier landmarks, ~7 ms a pass.
+    refine: int = 1
     video_retries: int = 1  # a stream frame tries at most this many: a frame without a hand must stay cheap
     max_side: int = 640  # larger images are downscaled first; detection needs no more
 
@@ -53,8 +59,11 @@ class LandmarkParams:
     hidden: tuple[int, ...] = (256, 128)  # two layers were enough in our trials; wider overfits one signer
     members: int = 3  # MLPs trained with different seeds and averaged into one model (~+1.5 points on new people)
     depth: bool = False  # use MediaPipe's z; without it, as good or better on new people (see features.py)
+    unrefined: bool = True  # also train on each hand's landmarks before refinement (DetectParams.refine): +5 points on new people
     dropout: float = 0.3
-    epochs: int = 20  # per member; three 20-epoch members beat one 60-epoch MLP at the same cost (measured)
+    # per member, over two estimates of each hand (refined and unrefined): as many updates as 20
+    # epochs over one, and within a point of 20 epochs over both at half the time (measured)
+    epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 2e-3
     label_smoothing: float = 0.05

@@ -98,7 +98,8 @@ _worker_detector: HandDetector | None = None
 def _init_worker(model_path: str, params: dict) -> None:
     global _worker_detector
     os.environ.setdefault("GLOG_minloglevel", "2")
-    _worker_detector = HandDetector(model_path, params=DetectParams(**params))
+    # one worker per core: the landmark network (refinement, centre retries) gets one thread each
+    _worker_detector = HandDetector(model_path, params=DetectParams(**params), track_threads=1)
 
 
 def _detect_file(path: str) -> tuple[bytes | None, str | None]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import hashlib
 import io
 import logging
@@ -211,6 +212,8 @@ class Hand:
         score: handedness confidence.
         image_size: (width, height) of the image the landmarks refer to.
         attempt: which detection attempt found it ("plain", "tracked", or a retry such as "pad:0.3").
+        unrefined: the hand as first found, before refinement (``DetectParams.refine``), or None.
+            A second, independent estimate of the same hand: training learns from both.
     """
 
     landmarks: np.ndarray
@@ -219,6 +222,7 @@ class Hand:
     score: float
     image_size: tuple[int, int]
     attempt: str = "plain"
+    unrefined: "Hand | None" = None
 
     def pixel_points(self) -> np.ndarray:
         """(21, 3) points in pixel units, with aspect preserved (z scaled like x)."""
@@ -234,19 +238,25 @@ class Hand:
         }
 
     def to_array(self) -> np.ndarray:
-        """Flat float32 record for caches: landmarks, world, is_left, score, w, h."""
-        return np.concatenate([
+        """Flat float32 record for caches: landmarks, world, is_left, score, w, h; then the unrefined hand's."""
+        own = np.concatenate([
             self.landmarks.ravel(), self.world.ravel(),
             np.array([self.handedness == "Left", self.score, *self.image_size], dtype=np.float32),
         ]).astype(np.float32)
+        return own if self.unrefined is None else np.concatenate([own, self.unrefined.to_array()])
 
     @classmethod
     def from_array(cls, arr: np.ndarray, attempt: str = "cached") -> "Hand":
         arr = np.asarray(arr, dtype=np.float32)
+        if arr.size not in (_RECORD, 2 * _RECORD):
+            raise ValueError(f"a hand record has {_RECORD} or {2 * _RECORD} numbers, not {arr.size}")
+        unrefined = cls.from_array(arr[_RECORD:], attempt) if arr.size == 2 * _RECORD else None
         return cls(arr[:63].reshape(21, 3), arr[63:126].reshape(21, 3),
                    "Left" if arr[126] > 0.5 else "Right", float(arr[127]),
-                   (int(arr[128]), int(arr[129])), attempt)
+                   (int(arr[128]), int(arr[129])), attempt, unrefined)
 
+
+_RECORD = 130  # numbers in one hand's cache record
 
 _mp = None
 
@@ -309,20 +319,28 @@ def _equalize(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
 
+#: pad/edge/equalize re-run the palm detector on a changed image; centre skips it (see HandDetector).
+RETRY_KINDS = ("pad", "edge", "equalize", "centre")
+
+
 def parse_retry(spec: str) -> tuple[str, float]:
     """``"pad:0.3"`` -> ("pad", 0.3); raises ValueError for anything else."""
     kind, _, frac = spec.partition(":")
-    if kind not in ("pad", "edge", "equalize"):
-        raise ValueError(f"unknown detection retry {spec!r}; use pad:F, edge:F or equalize:F")
-    value = float(frac or 0.3)
+    if kind not in RETRY_KINDS:
+        raise ValueError(f"unknown detection retry {spec!r}; use pad:F, edge:F, equalize:F or centre:F")
+    value = float(frac or (1.0 if kind == "centre" else 0.3))
+    if kind == "centre" and not 0 < value <= 3:
+        raise ValueError(f"detection retry {spec!r}: the square's side must be above 0 and at most 3 times the image's")
     if not 0 <= value <= 3:
         raise ValueError(f"detection retry {spec!r}: the border must be between 0 and 3 times the side")
     return kind, value
 
 
 def retry_image(rgb: np.ndarray, spec: str) -> tuple[np.ndarray, int, int]:
-    """The image a retry runs on, and the border (px, py) added on each side."""
+    """The image a palm-detector retry (pad, edge, equalize) runs on, and the border (px, py) added on each side."""
     kind, frac = parse_retry(spec)
+    if kind == "centre":
+        raise ValueError(f"detection retry {spec!r} runs no palm detector, so it has no retry image")
     if kind == "edge":
         return _pad(rgb, frac, "edge")
     padded, px, py = _pad(rgb, frac)
@@ -410,6 +428,8 @@ class HandDetector:
                  trackers: Pool | None = None, track_threads: int | None = None):
         for spec in params.retries:
             parse_retry(spec)
+        if not 0 <= params.refine <= 5:
+            raise ValueError(f"refine must be between 0 and 5 passes, not {params.refine}")
         self.params = params
         self.video = video
         self.model_path = Path(model_path) if model_path else ensure_hand_model()
@@ -418,6 +438,7 @@ class HandDetector:
         self._last_ts = -1
         # Without shared pools, a video detector makes pools of one of its own and closes them.
         self._detectors, self._trackers, self._owned = detectors, trackers, []
+        self._track_threads = track_threads
         # Held until closed: MediaPipe's close() can wait forever when the garbage collector runs
         # it (its dispatcher thread may be collected first), so a detector nobody closed is kept
         # alive and closed at exit, while MediaPipe is still whole.
@@ -505,26 +526,69 @@ class HandDetector:
             for spec in retries:
                 if hand is not None:
                     break
+                if spec.startswith("centre"):
+                    hand = self._centre(small, size, spec)
+                    continue
                 image, px, py = retry_image(small, spec)
                 shift = ((image.shape[1], image.shape[0]), (px, py), size)
                 hand = self._hand(self._run(image), size, spec, shift)
+            if hand is not None:
+                hand = self._refine(small, size, hand, p.refine)
         if self.video:
             self._last = hand
         if hand is not None and size != (rgb.shape[1], rgb.shape[0]):
-            hand = Hand(hand.landmarks, hand.world, hand.handedness, hand.score,
-                        (rgb.shape[1], rgb.shape[0]), hand.attempt)
+            full = (rgb.shape[1], rgb.shape[0])  # landmarks are normalised: only the size changes
+            hand = dataclasses.replace(hand, image_size=full, unrefined=hand.unrefined and dataclasses.replace(
+                hand.unrefined, image_size=full))
         return hand
 
-    def _track(self, small: np.ndarray, size: tuple[int, int]) -> Hand | None:
-        from .tracking import roi_from_landmarks
-
-        roi = roi_from_landmarks(self._last.landmarks, *size)
+    def _network(self, small: np.ndarray, size: tuple[int, int], roi, attempt: str) -> Hand | None:
+        """The landmark network alone on ``roi`` (None when its presence score is too low)."""
+        if self._trackers is None:  # IMAGE mode without a shared pool: made when first needed
+            p = self.params
+            self._trackers = self._own(Pool(lambda: landmark_tracker(self.model_path, p, self._track_threads), 1))
         with self._trackers.borrow() as tracker:
             found = tracker.run(small, roi)
         if found is None:
             return None
         landmarks, world, handedness, score, _ = found
-        return Hand(landmarks, world, handedness, score, size, "tracked")
+        return Hand(landmarks, world, handedness, score, size, attempt)
+
+    def _track(self, small: np.ndarray, size: tuple[int, int]) -> Hand | None:
+        from .tracking import roi_from_landmarks
+
+        return self._network(small, size, roi_from_landmarks(self._last.landmarks, *size), "tracked")
+
+    def _refine(self, small: np.ndarray, size: tuple[int, int], hand: Hand, passes: int) -> Hand:
+        """Run the landmark network again on the region the hand's own landmarks give.
+
+        The palm detector's region is coarse; the region from the landmarks is the one tracking
+        uses, and one more pass there gives steadier landmarks (``bench/bench_detection.py``).
+        A pass that loses the hand keeps the landmarks found so far.
+        """
+        from .tracking import roi_from_landmarks
+
+        first = hand
+        for _ in range(passes):
+            found = self._network(small, size, roi_from_landmarks(hand.landmarks, *size), hand.attempt)
+            if found is None:
+                break
+            hand = dataclasses.replace(found, unrefined=first)
+        return hand
+
+    def _centre(self, small: np.ndarray, size: tuple[int, int], spec: str) -> Hand | None:
+        """The landmark network alone on the centred square ``F`` times the image's long side.
+
+        For hands the palm detector does not find at all (a hand filling a photo, odd light):
+        no palm region to start from, so the network looks at the middle of the picture, and
+        its own presence score says whether a hand is there.
+        """
+        from .tracking import Roi
+
+        _, frac = parse_retry(spec)
+        w, h = size
+        side = max(w, h) * frac
+        return self._network(small, size, Roi(0.5, 0.5, side / w, side / h, 0.0), spec)
 
     def close(self) -> None:
         if self._image is not None:

@@ -85,7 +85,7 @@ class _Engine:
         self.classifier = Classifier(predictor.path / bundle_io.TFLITE)
         self.detector = HandDetector(predictor.hand_model, video=video, params=predictor.detect_params,
                                      detectors=predictor._detectors if video else None,
-                                     trackers=predictor._trackers if video else None)
+                                     trackers=predictor._trackers)
 
     def run(self, rgb: np.ndarray, timestamp_ms: int | None, timings: dict) -> Prediction:
         t0 = time.perf_counter()
@@ -193,7 +193,11 @@ class Predictor:
         """
         folder = bundle_io.resolve(path)
         meta = bundle_io.load_meta(folder)
-        detect = meta.get("config", {}).get("detect") or {}
+        detect = dict(meta.get("config", {}).get("detect") or {})
+        if detect:
+            detect.setdefault("refine", 0)  # bundles from before refinement were made without it
+            if isinstance(detect.get("retries"), list):
+                detect["retries"] = tuple(detect["retries"])
         try:
             params = from_dict(DetectParams, detect)
         except Exception as exc:  # noqa: BLE001 - a bundle from a newer version

@@ -199,12 +199,23 @@ def _fit_landmarks(ds, ext, y, found, sides, labels, params, keras):
     def feats(p, lf):
         return features.from_points(p, lf, lp.depth)
 
-    xs, ys = [feats(pts[tr], left[tr])], [y[tr]]
-    for _ in range(lp.augment_copies):
-        aug = features.augment(pts[tr], rng, rotate_degrees=lp.rotate_degrees, scale_range=lp.scale_range,
-                               jitter=lp.jitter)
-        xs.append(feats(aug, left[tr]))
-        ys.append(y[tr])
+    # Each training hand once as found, and once more as first found before refinement (when
+    # lp.unrefined): two estimates of one hand teach the model what landmark noise looks like.
+    views = [(pts[tr], left[tr], y[tr])]
+    if lp.unrefined:
+        first = [i for i in tr if ext[i].hand.unrefined is not None]
+        if first:
+            views.append((np.stack([ext[i].hand.unrefined.pixel_points() for i in first]),
+                          np.array([ext[i].hand.unrefined.handedness == "Left" for i in first]), y[first]))
+    xs, ys = [], []
+    for p, lf, yy in views:
+        xs.append(feats(p, lf))
+        ys.append(yy)
+        for _ in range(lp.augment_copies):
+            aug = features.augment(p, rng, rotate_degrees=lp.rotate_degrees, scale_range=lp.scale_range,
+                                   jitter=lp.jitter)
+            xs.append(feats(aug, lf))
+            ys.append(yy)
     x_train, y_train = np.concatenate(xs), np.concatenate(ys)
     perm = rng.permutation(len(x_train))
     x_train, y_train = x_train[perm], keras.utils.to_categorical(y_train[perm], len(labels))
@@ -216,8 +227,9 @@ def _fit_landmarks(ds, ext, y, found, sides, labels, params, keras):
         val_data = (feats(pts[va], left[va]), keras.utils.to_categorical(y[va], len(labels)))
     members, histories = [], []
     for k in range(max(1, lp.members)):
-        log.info("training landmark MLP %d/%d on %s hands (%d augmented copies each)", k + 1, max(1, lp.members),
-                 f"{len(tr):,}", lp.augment_copies)
+        log.info("training landmark MLP %d/%d on %s hands, %s samples with the unrefined estimates "
+                 "(%d augmented copies each)", k + 1, max(1, lp.members), f"{len(tr):,}",
+                 f"{sum(len(v[2]) for v in views):,}", lp.augment_copies)
         keras.utils.set_random_seed(params.seed + 1000 * k)
         member = build("landmarks", len(labels), lp, name=f"landmarks_{k}")
         member.get_layer("norm").adapt(x_train)

@@ -327,6 +327,34 @@ def test_a_trained_bundle_holds_no_pickle(fake_hands, synthetic_data, tmp_path, 
                             assert_no_pickle(f"{f.name}:{name}", z.read(name))
 
 
+@pytest.mark.parametrize("use_unrefined", [True, False])
+def test_training_learns_from_the_unrefined_estimate_of_each_hand_too(fake_hands, synthetic_data, tmp_path,
+                                                                       monkeypatch, caplog, use_unrefined):
+    import dataclasses
+    import logging
+
+    def refined_extract(paths, params=None, **kwargs):
+        out = fake_extract(paths, params)
+        for k, e in enumerate(out[::2]):  # every other hand was refined; the rest were not
+            first = dataclasses.replace(e.hand, landmarks=e.hand.landmarks + np.float32(0.001))
+            out[2 * k] = Extracted(dataclasses.replace(e.hand, unrefined=first))
+        return out
+
+    monkeypatch.setattr(fake_hands, "extract", refined_extract)
+    params = dataclasses.replace(QUICK, landmarks=dataclasses.replace(QUICK.landmarks, members=1,
+                                                                      unrefined=use_unrefined))
+    with caplog.at_level(logging.INFO, logger="fingerspell.train"):
+        fake_hands.train([synthetic_data], tmp_path / "b", params, progress=False)
+    line = next(r.getMessage() for r in caplog.records if "training landmark MLP" in r.getMessage())
+    hands, unrefined = [int(n.replace(",", "")) for n in
+                        (line.split(" on ")[1].split(" hands")[0], line.split(" and ")[1].split(" unrefined")[0])]
+    assert hands == 18  # 24 images, a quarter held out
+    if use_unrefined:
+        assert 0 < unrefined <= 12  # only the refined hands (every other one) that are in training
+    else:
+        assert unrefined == 0
+
+
 def assert_no_pickle(name: str, data: bytes) -> None:
     assert not name.endswith((".pkl", ".pickle", ".joblib", ".npy")), f"{name}: pickle-like file"
     if data[:1] == b"\x80" and 2 <= data[1:2][0] <= 5:

@@ -227,9 +227,9 @@ def _fit_landmarks(ds, ext, y, found, sides, labels, params, keras):
         val_data = (feats(pts[va], left[va]), keras.utils.to_categorical(y[va], len(labels)))
     members, histories = [], []
     for k in range(max(1, lp.members)):
-        log.info("training landmark MLP %d/%d on %s hands, %s samples with the unrefined estimates "
+        log.info("training landmark MLP %d/%d on %s hands and %s unrefined estimates of them "
                  "(%d augmented copies each)", k + 1, max(1, lp.members), f"{len(tr):,}",
-                 f"{sum(len(v[2]) for v in views):,}", lp.augment_copies)
+                 f"{sum(len(v[2]) for v in views[1:]):,}", lp.augment_copies)
         keras.utils.set_random_seed(params.seed + 1000 * k)
         member = build("landmarks", len(labels), lp, name=f"landmarks_{k}")
         member.get_layer("norm").adapt(x_train)

@@ -184,6 +184,16 @@ def test_two_streams_track_independently(predictor):
         assert b.predict(photo, 40).hand is not None
 
 
+def test_a_stream_looks_afresh_when_mirroring_is_switched(predictor):
+    buf = io.BytesIO()
+    Image.open(real_images("L", 1)[0]).convert("RGB").save(buf, "JPEG")
+    photo = buf.getvalue()
+    with predictor.stream() as stream:
+        attempts = [stream.predict_bytes(photo, mirror=m).hand.attempt for m in (False, False, True, True, False)]
+    # the hand followed in a frame is on the other side of its mirror image: switching finds it again
+    assert attempts == ["plain", "tracked", "plain", "tracked", "plain"]
+
+
 # -- the cnn kind ---------------------------------------------------------------------------------
 
 

@@ -590,6 +590,10 @@ class HandDetector:
         side = max(w, h) * frac
         return self._network(small, size, Roi(0.5, 0.5, side / w, side / h, 0.0), spec)
 
+    def forget(self) -> None:
+        """VIDEO mode: stop following the hand; the next frame looks for one afresh."""
+        self._last = None
+
     def close(self) -> None:
         if self._image is not None:
             self._image.close()

@@ -119,10 +119,14 @@ class Stream:
     def __init__(self, predictor: "Predictor"):
         self._engine = _Engine(predictor, video=True)
         self._t0 = time.monotonic()
+        self._mirror = False
 
     def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                       formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False) -> Prediction:
         """Decode JPEG/PNG bytes, optionally mirror them, and recognise. Raises FrameError for bad images."""
+        if mirror != self._mirror:  # the followed hand is on the other side of a mirrored frame
+            self._engine.detector.forget()
+            self._mirror = mirror
         return _decoded(self.predict, data, max_pixels, formats, mirror)
 
     def predict(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> Prediction:

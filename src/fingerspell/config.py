@@ -19,8 +19,11 @@ class ConfigError(FingerspellError):
 
 
 def from_dict(cls, data: dict | None):
-    """Build dataclass ``cls`` from ``data``, refusing keys it does not have."""
-    data = dict(data or {})
+    """Build dataclass ``cls`` from ``data``, refusing keys it does not have.
+
+    JSON lists become tuples: every sequence setting is a tuple, so the frozen settings stay hashable.
+    """
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in (data or {}).items()}
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -137,9 +140,5 @@ def train_params_from_dict(data: dict) -> TrainParams:
     nested = {"split": SplitParams, "detect": DetectParams, "landmarks": LandmarkParams, "cnn": CnnParams}
     for key, cls in nested.items():
         if key in data:
-            sub = dict(data[key])
-            for name in ("hidden", "retries"):
-                if isinstance(sub.get(name), list):
-                    sub[name] = tuple(sub[name])
-            data[key] = from_dict(cls, sub)
+            data[key] = from_dict(cls, data[key])
     return from_dict(TrainParams, data)

@@ -436,18 +436,19 @@ class HandDetector:
         self._image = None  # MediaPipe IMAGE-mode landmarker (IMAGE mode without a pool)
         self._last: Hand | None = None  # VIDEO mode: the previous frame's hand
         self._last_ts = -1
-        # Without shared pools, a video detector makes pools of one of its own and closes them.
+        # Without shared pools, a detector makes pools of one of its own (their workers are made
+        # when first borrowed) and closes them.
         self._detectors, self._trackers, self._owned = detectors, trackers, []
-        self._track_threads = track_threads
         # Held until closed: MediaPipe's close() can wait forever when the garbage collector runs
         # it (its dispatcher thread may be collected first), so a detector nobody closed is kept
         # alive and closed at exit, while MediaPipe is still whole.
         _OPEN.add(self)
         try:
-            if video and trackers is None:
+            if trackers is None:
                 self._trackers = self._own(Pool(lambda: landmark_tracker(self.model_path, params, track_threads), 1))
-                with self._trackers.borrow():  # made now: a broken hand model fails here, not mid-stream
-                    pass
+                if video:
+                    with self._trackers.borrow():  # made now: a broken hand model fails here, not mid-stream
+                        pass
             if video and detectors is None:
                 self._detectors = self._own(Pool(lambda: HandDetector(self.model_path, params=params), 1))
             if not video and detectors is None:
@@ -526,8 +527,9 @@ class HandDetector:
             for spec in retries:
                 if hand is not None:
                     break
-                if spec.startswith("centre"):
-                    hand = self._centre(small, size, spec)
+                kind, frac = parse_retry(spec)
+                if kind == "centre":
+                    hand = self._centre(small, size, frac, spec)
                     continue
                 image, px, py = retry_image(small, spec)
                 shift = ((image.shape[1], image.shape[0]), (px, py), size)
@@ -544,9 +546,6 @@ class HandDetector:
 
     def _network(self, small: np.ndarray, size: tuple[int, int], roi, attempt: str) -> Hand | None:
         """The landmark network alone on ``roi`` (None when its presence score is too low)."""
-        if self._trackers is None:  # IMAGE mode without a shared pool: made when first needed
-            p = self.params
-            self._trackers = self._own(Pool(lambda: landmark_tracker(self.model_path, p, self._track_threads), 1))
         with self._trackers.borrow() as tracker:
             found = tracker.run(small, roi)
         if found is None:
@@ -576,8 +575,8 @@ class HandDetector:
             hand = dataclasses.replace(found, unrefined=first)
         return hand
 
-    def _centre(self, small: np.ndarray, size: tuple[int, int], spec: str) -> Hand | None:
-        """The landmark network alone on the centred square ``F`` times the image's long side.
+    def _centre(self, small: np.ndarray, size: tuple[int, int], frac: float, spec: str) -> Hand | None:
+        """The landmark network alone on the centred square ``frac`` times the image's long side.
 
         For hands the palm detector does not find at all (a hand filling a photo, odd light):
         no palm region to start from, so the network looks at the middle of the picture, and
@@ -585,7 +584,6 @@ class HandDetector:
         """
         from .tracking import Roi
 
-        _, frac = parse_retry(spec)
         w, h = size
         side = max(w, h) * frac
         return self._network(small, size, Roi(0.5, 0.5, side / w, side / h, 0.0), spec)

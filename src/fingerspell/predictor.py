@@ -200,8 +200,6 @@ class Predictor:
         detect = dict(meta.get("config", {}).get("detect") or {})
         if detect:
             detect.setdefault("refine", 0)  # bundles from before refinement were made without it
-            if isinstance(detect.get("retries"), list):
-                detect["retries"] = tuple(detect["retries"])
         try:
             params = from_dict(DetectParams, detect)
         except Exception as exc:  # noqa: BLE001 - a bundle from a newer version

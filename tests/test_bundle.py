@@ -383,3 +383,51 @@ def test_an_interrupted_training_run_keeps_the_previous_bundle(fake_hands, synth
     assert after == before
     bundle.load_meta(copy)
     assert leftovers(copy.parent) == []
+
+
+def test_ctrl_c_while_fitting_stops_the_fit_then_interrupts_and_keeps_the_previous_bundle(
+        fake_hands, synthetic_data, copy, caplog):
+    import dataclasses
+    import logging
+    import signal
+    import threading
+
+    before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    handler = signal.getsignal(signal.SIGINT)
+
+    class CtrlCOnceFitting(logging.Handler):
+        def emit(self, record):
+            if "training landmark MLP" in record.getMessage():
+                threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    hook = CtrlCOnceFitting()
+    logging.getLogger("fingerspell.train").addHandler(hook)
+    endless = dataclasses.replace(QUICK, landmarks=dataclasses.replace(QUICK.landmarks, epochs=10**7))
+    try:
+        with caplog.at_level(logging.INFO, logger="fingerspell.train"), pytest.raises(KeyboardInterrupt) as caught:
+            fake_hands.train([synthetic_data], copy, endless, progress=False)
+    finally:
+        logging.getLogger("fingerspell.train").removeHandler(hook)
+    # Raised by the library once Keras had stopped, not by the signal handler inside TensorFlow.
+    assert caught.traceback[-1].name == "raise_if_stopped"
+    assert signal.getsignal(signal.SIGINT) is handler
+    after = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    assert after == before and leftovers(copy.parent) == []
+
+
+def test_a_second_ctrl_c_while_fitting_goes_through_at_once():
+    import signal
+    import time
+
+    from fingerspell.train import ctrl_c_stops_fitting
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        with ctrl_c_stops_fitting() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            assert stop.is_set()  # the first only asks the fit to stop
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+            pytest.fail("a second Ctrl-C did not interrupt")
+    assert caught.traceback[-1].name != "raise_if_stopped"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

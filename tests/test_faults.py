@@ -399,7 +399,7 @@ def test_training_interrupted_or_killed_mid_run_keeps_the_previous_bundle_and_th
     for how in ("SIGINT", "SIGKILL"):
         root = tmp_path / how
         out = Path(shutil.copytree(tiny_bundle, root / "models" / "model"))
-        env = clean_env(root, hand_model)
+        env = clean_env(root, hand_model, PYTHONFAULTHANDLER="1")
         log = root / "train.log"
         with open(log, "wb") as f:
             # A shell that starts a job in the background (as CI runners may) leaves SIGINT ignored,
@@ -419,7 +419,12 @@ def test_training_interrupted_or_killed_mid_run_keeps_the_previous_bundle_and_th
         for how, (root, out, before, log, proc) in runs.items():
             os.killpg(proc.pid, getattr(signal, how))  # Ctrl-C reaches the whole process group, too
         for how, (root, out, before, log, proc) in runs.items():
-            proc.wait(240)  # generous: a loaded CI machine can take a while to unwind TensorFlow
+            try:
+                proc.wait(240)  # generous: a loaded CI machine can take a while to unwind TensorFlow
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack into the log
+                proc.wait(30)
+                pytest.fail(f"{how}: training still running 240 s after the signal:\n{log.read_text()[-6000:]}")
     finally:
         for _, _, _, _, proc in runs.values():
             if proc.poll() is None:

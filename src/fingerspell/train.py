@@ -7,12 +7,15 @@ checked against Keras -> bundle written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
 import platform
+import signal
 import subprocess
 import tempfile
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -60,12 +63,17 @@ def _source_commit() -> str | None:
 
 
 class _EpochLog:
-    """Keras callback: one log line every ``every`` epochs (no print in the library)."""
+    """Keras callback: one log line every ``every`` epochs (no print in the library), and a stop
+    after the current step once ``stop`` is set (see ``ctrl_c_stops_fitting``)."""
 
-    def __new__(cls, every: int, total: int):
+    def __new__(cls, every: int, total: int, stop: threading.Event | None = None):
         _, keras = _tf()
 
         class CB(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if stop is not None and stop.is_set():
+                    self.model.stop_training = True
+
             def on_epoch_end(self, epoch, logs=None):
                 if (epoch + 1) % every == 0 or epoch + 1 == total:
                     logs = logs or {}
@@ -73,6 +81,41 @@ class _EpochLog:
                              logs.get("accuracy", 0), f"{logs['val_accuracy']:.3f}" if "val_accuracy" in logs else "-")
 
         return CB()
+
+
+@contextlib.contextmanager
+def ctrl_c_stops_fitting():
+    """While fitting, Ctrl-C stops Keras after the step it lands in, then raises KeyboardInterrupt.
+
+    A KeyboardInterrupt raised by the signal handler lands wherever Python happens to be. Inside
+    TensorFlow's graph tracing it surfaces as another error. Inside a finaliser it is swallowed
+    ("Exception ignored in ..."), and training runs on. So within this block the handler only sets
+    the event it yields; ``_EpochLog(..., stop=event)`` reads it after every step, and the fit
+    returns. Check ``raise_if_stopped(event)`` after each fit. A second Ctrl-C goes to the previous
+    handler at once. Where Ctrl-C is ignored (SIG_IGN), or off the main thread, nothing changes.
+    """
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            previous(signum, frame)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    raise_if_stopped(stop)
+
+
+def raise_if_stopped(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise KeyboardInterrupt
 
 
 def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progress: bool = True) -> dict:
@@ -114,10 +157,11 @@ def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progres
 
     tf, keras = _tf()
     keras.utils.set_random_seed(params.seed)
-    if params.kind == "landmarks":
-        model, history, probs = _fit_landmarks(ds, ext, y, found, sides, labels, params, keras)
-    else:
-        model, history, probs = _fit_cnn(ds, ext, y, sides, labels, params, tf, keras, progress)
+    with ctrl_c_stops_fitting() as stop:
+        if params.kind == "landmarks":
+            model, history, probs = _fit_landmarks(ds, ext, y, found, sides, labels, params, keras, stop)
+        else:
+            model, history, probs = _fit_cnn(ds, ext, y, sides, labels, params, tf, keras, progress, stop)
 
     tflite = export_tflite(model)
     metrics = {"data": ds.report(), "split": describe_split(ds, sides, params.split), "detection": detection}
@@ -183,7 +227,7 @@ def _detection_report(ds, ext, bad) -> dict:
     return out
 
 
-def _fit_landmarks(ds, ext, y, found, sides, labels, params, keras):
+def _fit_landmarks(ds, ext, y, found, sides, labels, params, keras, stop):
     lp = params.landmarks
     n = len(ds.samples)
     pts = np.zeros((n, 21, 3), np.float32)
@@ -240,7 +284,8 @@ def _fit_landmarks(ds, ext, y, found, sides, labels, params, keras):
                        metrics=["accuracy"], steps_per_execution=32, jit_compile=False)
         histories.append(member.fit(x_train, y_train, epochs=lp.epochs, batch_size=lp.batch_size,
                                     validation_data=val_data, verbose=0,
-                                    callbacks=[_EpochLog(max(1, lp.epochs // 6), lp.epochs)]).history)
+                                    callbacks=[_EpochLog(max(1, lp.epochs // 6), lp.epochs, stop)]).history)
+        raise_if_stopped(stop)
         members.append(member)
     model = average(members)
     # the curves of the members, averaged epoch by epoch
@@ -267,7 +312,7 @@ def _crops(ds, ext, idx, cp, progress):
     return out
 
 
-def _fit_cnn(ds, ext, y, sides, labels, params, tf, keras, progress):
+def _fit_cnn(ds, ext, y, sides, labels, params, tf, keras, progress, stop):
     cp = params.cnn
     from .models import build
 
@@ -292,7 +337,8 @@ def _fit_cnn(ds, ext, y, sides, labels, params, tf, keras, progress):
                keras.utils.to_categorical(y[sides["val"]], len(labels)))
     log.info("training the CNN on %s images", f"{len(x_tr):,}")
     hist = model.fit(train_ds.prefetch(tf.data.AUTOTUNE), epochs=cp.epochs, validation_data=val, verbose=0,
-                     callbacks=[_EpochLog(1, cp.epochs)])
+                     callbacks=[_EpochLog(1, cp.epochs, stop)])
+    raise_if_stopped(stop)
     probs = {"val": list(model.predict(val[0], verbose=0)) if val else []}
     if sides["test"]:
         probs["test"] = list(model.predict(_crops(ds, ext, sides["test"], cp, progress).astype("float32"), verbose=0))

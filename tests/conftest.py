@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
+from fingerspell.extract import Extracted
+from fingerspell.hands import Hand
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FINGERSPELL_DATA", ROOT.parent / "shared" / "data"))
@@ -65,3 +71,59 @@ def tiny_bundle(tmp_path_factory) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def real_slice(tmp_path) -> Path:
+    """Three letters, six real photos each: enough for a short training run."""
+    need_data(ROBOFLOW)
+    root = tmp_path / "data"
+    for letter in "ABC":
+        (root / letter).mkdir(parents=True)
+        for photo in sorted((ROBOFLOW / letter).glob("*.jpg"))[:6]:
+            shutil.copyfile(photo, root / letter / photo.name)
+    return root
+
+
+# A right hand seen from the front, fingers up, in pixels (y grows downwards), about 180 px tall.
+TEMPLATE = np.array([
+    [0, 0, 0],                                                            # wrist
+    [-30, -20, -5], [-50, -40, -8], [-65, -60, -10], [-75, -80, -12],     # thumb
+    [-25, -90, -4], [-28, -130, -6], [-30, -155, -8], [-32, -175, -9],    # index
+    [0, -95, -3], [0, -140, -5], [0, -168, -7], [0, -190, -8],            # middle
+    [22, -90, -3], [24, -130, -5], [25, -155, -7], [26, -175, -8],        # ring
+    [42, -80, -2], [46, -110, -4], [48, -130, -6], [50, -148, -7],        # little
+], dtype=np.float64)
+
+
+@pytest.fixture
+def synthetic_data(tmp_path) -> Path:
+    """Three class folders of small drawn images; the fake detector below gives their hands."""
+    root = tmp_path / "data"
+    for label in "ABC":
+        (root / label).mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (32, 32), (40 * i, 0, 0)).save(root / label / f"{label.lower()}_{i}.png")
+    return root
+
+
+def fake_extract(paths, params=None, **kwargs):
+    """The seam: one synthetic hand per file, shaped by its class folder."""
+    out = []
+    for p in paths:
+        label = Path(p).parent.name
+        shape = np.random.default_rng(ord(label)).normal(0, 20, (21, 3))
+        noise = np.random.default_rng(zlib.crc32(str(p).encode())).normal(0, 2, (21, 3))
+        px = TEMPLATE + shape + noise + np.array([320, 400, 0])
+        lm = (px / np.array([640, 480, 640])).astype(np.float32)
+        out.append(Extracted(Hand(lm, lm, "Right", 0.9, (640, 480))))
+    return out
+
+
+@pytest.fixture
+def fake_hands(monkeypatch, hand_model):
+    from fingerspell import train as train_mod
+
+    monkeypatch.setattr(train_mod, "extract", fake_extract)
+    monkeypatch.setattr(train_mod, "ensure_hand_model", lambda cache=None: hand_model)
+    return train_mod

@@ -7,18 +7,17 @@ import os
 import pickletools
 import shutil
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from conftest import fake_extract
 from fingerspell import bundle
 from fingerspell.config import LandmarkParams, SplitParams, TrainParams
 from fingerspell.errors import BundleError
 from fingerspell.extract import Extracted
-from fingerspell.hands import TASK_SHA256, Hand
+from fingerspell.hands import TASK_SHA256
 from fingerspell.labels import DEFAULT_LABELS
 from fingerspell.predictor import Predictor
 
@@ -268,48 +267,8 @@ def test_a_successful_save_replaces_the_old_bundle_whole(copy):
 # -- bundles written by train ---------------------------------------------------------------------
 
 
-TEMPLATE = np.array([[0, 0, 0], [-30, -20, -5], [-50, -40, -8], [-65, -60, -10], [-75, -80, -12],
-                     [-25, -90, -4], [-28, -130, -6], [-30, -155, -8], [-32, -175, -9],
-                     [0, -95, -3], [0, -140, -5], [0, -168, -7], [0, -190, -8],
-                     [22, -90, -3], [24, -130, -5], [25, -155, -7], [26, -175, -8],
-                     [42, -80, -2], [46, -110, -4], [48, -130, -6], [50, -148, -7]], np.float32)
-
-
-@pytest.fixture
-def synthetic_data(tmp_path) -> Path:
-    """Three class folders of small drawn images; the fake detector below gives their hands."""
-    root = tmp_path / "data"
-    for label in "ABC":
-        (root / label).mkdir(parents=True)
-        for i in range(8):
-            Image.new("RGB", (32, 32), (40 * i, 0, 0)).save(root / label / f"{label.lower()}_{i}.png")
-    return root
-
-
-def fake_extract(paths, params=None, **kwargs):
-    """The seam: one synthetic hand per file, shaped by its class folder."""
-    out = []
-    for p in paths:
-        label = Path(p).parent.name
-        shape = np.random.default_rng(ord(label)).normal(0, 20, (21, 3))
-        noise = np.random.default_rng(zlib.crc32(str(p).encode())).normal(0, 2, (21, 3))
-        px = TEMPLATE + shape + noise + np.array([320, 400, 0])
-        lm = (px / np.array([640, 480, 640])).astype(np.float32)
-        out.append(Extracted(Hand(lm, lm, "Right", 0.9, (640, 480))))
-    return out
-
-
 QUICK = TrainParams(split=SplitParams(grouping="random", val_fraction=0.25), workers=1,
                     landmarks=LandmarkParams(hidden=(16,), epochs=2, augment_copies=1))
-
-
-@pytest.fixture
-def fake_hands(monkeypatch, hand_model):
-    from fingerspell import train as train_mod
-
-    monkeypatch.setattr(train_mod, "extract", fake_extract)
-    monkeypatch.setattr(train_mod, "ensure_hand_model", lambda cache=None: hand_model)
-    return train_mod
 
 
 def test_a_trained_bundle_holds_no_pickle(fake_hands, synthetic_data, tmp_path, tiny_bundle):

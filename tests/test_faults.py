@@ -367,18 +367,6 @@ def test_serve_and_predict_with_a_bad_bundle_exit_with_one_error_naming_the_file
 # --------------------------------------------------------------------------- training faults
 
 
-@pytest.fixture
-def real_slice(tmp_path) -> Path:
-    """Three letters, six real photos each: enough for a short training run."""
-    need_data(ROBOFLOW)
-    root = tmp_path / "data"
-    for letter in "ABC":
-        (root / letter).mkdir(parents=True)
-        for photo in sorted((ROBOFLOW / letter).glob("*.jpg"))[:6]:
-            shutil.copyfile(photo, root / letter / photo.name)
-    return root
-
-
 def snapshot(folder: Path) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 

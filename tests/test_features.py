@@ -8,19 +8,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from conftest import TEMPLATE
 from fingerspell import features
 from fingerspell.features import N_COORDS, N_FEATURES, PALM, WRIST
 from fingerspell.hands import Hand
 
-# A right hand seen from the front, fingers up, in pixels (y grows downwards), about 180 px tall.
-TEMPLATE = np.array([
-    [0, 0, 0],                                                            # wrist
-    [-30, -20, -5], [-50, -40, -8], [-65, -60, -10], [-75, -80, -12],     # thumb
-    [-25, -90, -4], [-28, -130, -6], [-30, -155, -8], [-32, -175, -9],    # index
-    [0, -95, -3], [0, -140, -5], [0, -168, -7], [0, -190, -8],            # middle
-    [22, -90, -3], [24, -130, -5], [25, -155, -7], [26, -175, -8],        # ring
-    [42, -80, -2], [46, -110, -4], [48, -130, -6], [50, -148, -7],        # little
-], dtype=np.float64)
 
 
 def rotate_xy(points: np.ndarray, degrees: float, about=(0.0, 0.0)) -> np.ndarray:

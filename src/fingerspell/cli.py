@@ -1,4 +1,4 @@
-"""The ``fingerspell`` command: setup | download | train | evaluate | predict | serve.
+"""The ``fingerspell`` command: setup | download | train | crossval | evaluate | predict | serve.
 
 Thin over the library: it parses flags, configures logging, and turns typed errors into one
 line on stderr and an exit code.
@@ -32,6 +32,24 @@ def _add_cache(p):
                    "(default: $FINGERSPELL_CACHE_DIR or the user cache folder)")
 
 
+def _add_recipe(p):
+    """The flags of a training recipe, shared by train and crossval."""
+    p.add_argument("--data", action="append", required=True, metavar="DIR",
+                   help="folder of class folders, or the Kaggle layout; repeat for several sources")
+    p.add_argument("--kind", choices=("landmarks", "cnn"), default="landmarks",
+                   help="landmarks (default): hand landmarks into an MLP; cnn: the tutorial's 64x64 CNN baseline")
+    p.add_argument("--epochs", type=int, help="training epochs (default: 10 for each of the 3 landmark MLPs, 15 cnn)")
+    p.add_argument("--grouping", default="auto", choices=("auto", "kaggle-frames", "signer", "roboflow", "regex", "random"),
+                   help="how images are grouped so that near-duplicates never straddle a split; 'random' is "
+                        "optimistic and the report says so (default: %(default)s)")
+    p.add_argument("--group-regex", help="with --grouping regex: first capture group of the file name is the group")
+    p.add_argument("--frame-block", type=int, default=300, help="Kaggle frames per group (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes (default: one per core)")
+    p.add_argument("--limit-per-class", type=int, help="at most this many images per class and folder (quick runs)")
+    p.add_argument("--config", help="JSON file of TrainParams fields (flags given override it)")
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="fingerspell", description="ASL fingerspelling recognition: train, evaluate, predict, serve.")
     ap.add_argument("--version", action="version", version=f"fingerspell {__version__}")
@@ -48,23 +66,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", default="data/asl-alphabet", help="folder to unpack into (default: %(default)s)")
 
     p = sub.add_parser("train", help="train a recogniser on image folders and write a model bundle")
-    p.add_argument("--data", action="append", required=True, metavar="DIR",
-                   help="folder of class folders, or the Kaggle layout; repeat for several sources")
+    _add_recipe(p)
     p.add_argument("--out", required=True, help="bundle folder to write (replaced atomically)")
-    p.add_argument("--kind", choices=("landmarks", "cnn"), default="landmarks",
-                   help="landmarks (default): hand landmarks into an MLP; cnn: the tutorial's 64x64 CNN baseline")
-    p.add_argument("--epochs", type=int, help="training epochs (default: 10 for each of the 3 landmark MLPs, 15 cnn)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--test-fraction", type=float, default=0.0)
-    p.add_argument("--grouping", default="auto", choices=("auto", "kaggle-frames", "signer", "roboflow", "regex", "random"),
-                   help="how images are grouped so that near-duplicates never straddle a split; 'random' is "
-                        "optimistic and the report says so (default: %(default)s)")
-    p.add_argument("--group-regex", help="with --grouping regex: first capture group of the file name is the group")
-    p.add_argument("--frame-block", type=int, default=300, help="Kaggle frames per group (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes (default: one per core)")
-    p.add_argument("--limit-per-class", type=int, help="at most this many images per class and folder (quick runs)")
-    p.add_argument("--config", help="JSON file of TrainParams fields (flags given override it)")
+    _add_cache(p)
+
+    p = sub.add_parser("crossval", help="k-fold figures of a training recipe: every image held out once",
+                       description="Group-aware, class-stratified k-fold cross-validation: the recipe is trained "
+                                   "once per fold and scores the fold it did not see. Prints each fold, the spread, "
+                                   "and the figure over every image. Writes no bundle.")
+    _add_recipe(p)
+    p.add_argument("--folds", type=int, default=5, help="number of folds (default: %(default)s)")
+    p.add_argument("--out", help="write the report JSON and the pooled confusion-matrix PNG into this folder")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_cache(p)
 
     p = sub.add_parser("evaluate", help="figures of a bundle on image folders (top-1, macro-F1, per class, confusion)")
@@ -102,7 +117,8 @@ def _train_params(args):
             base = train_params_from_dict(json.loads(Path(args.config).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise FingerspellError(f"--config {args.config}: {exc}") from None
-    split = dataclasses.replace(base.split, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+    split = dataclasses.replace(base.split, val_fraction=getattr(args, "val_fraction", base.split.val_fraction),
+                                test_fraction=getattr(args, "test_fraction", base.split.test_fraction),
                                 seed=args.seed, grouping=args.grouping, group_regex=args.group_regex,
                                 frame_block=args.frame_block)
     lp, cp = base.landmarks, base.cnn
@@ -142,6 +158,36 @@ def cmd_train(args):
     if "warning" in metrics["split"]:
         print(f"note: {metrics['split']['warning']}")
     print(f"bundle: {Path(args.out).resolve()}")
+
+
+def cmd_crossval(args):
+    from .crossval import cross_validate
+    from .metrics import brief
+
+    report = cross_validate(args.data, _train_params(args), args.folds, cache=args.cache_dir,
+                            progress=not args.quiet)
+    if args.out:
+        from .plots import confusion_png
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "crossval.json").write_text(json.dumps(report, indent=1) + "\n")
+        confusion_png(report["pooled"], out / "confusion.png", f"{args.kind}, {args.folds} folds, every image held out once")
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return
+    for k, m in enumerate(report["folds"]):
+        print(f"fold {k + 1}/{len(report['folds'])}: {brief(m)}")
+    split = report["split"]
+    print(f"every image held out once ({split['grouping']} grouping, seed {split['seed']}): {brief(report['pooled'])}")
+    for src, s in report["spread"].items():
+        pooled = report["pooled"] if src == "all" else report["pooled"]["per_source"][src]
+        print(f"  {src}: {pooled['top1']:.1%} top-1 (n={pooled['n']:,}); folds {s['min']:.1%}-{s['max']:.1%}, "
+              f"mean {s['mean']:.1%}, sd {s['std']:.1%}")
+    if "warning" in split:
+        print(f"note: {split['warning']}")
+    if report["data"]["skipped"]:
+        print(f"skipped {report['data']['skipped']} unreadable file(s); see --json for the list")
 
 
 def cmd_evaluate(args):
@@ -232,8 +278,8 @@ def cmd_serve(args):
         cache_dir=args.cache_dir)
 
 
-COMMANDS = {"setup": cmd_setup, "download": cmd_download, "train": cmd_train, "evaluate": cmd_evaluate,
-            "predict": cmd_predict, "serve": cmd_serve}
+COMMANDS = {"setup": cmd_setup, "download": cmd_download, "train": cmd_train, "crossval": cmd_crossval,
+            "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve}
 
 
 _interrupted = False

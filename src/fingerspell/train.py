@@ -8,6 +8,7 @@ checked against Keras -> bundle written atomically.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import os
@@ -118,6 +119,67 @@ def raise_if_stopped(stop: threading.Event) -> None:
         raise KeyboardInterrupt
 
 
+@dataclasses.dataclass
+class Prepared:
+    """Data scanned and grouped, hands detected (cached): what every fit of a recipe starts from."""
+
+    folders: list[str]
+    ds: object  # dataset.Dataset
+    ext: list  # extract.Extracted per sample
+    bad: set[int]  # samples that could not be read
+    y: np.ndarray  # label index per sample
+    found: np.ndarray  # whether a hand was found, per sample
+    labels: list[str]
+    detection: dict
+    hand_model: Path
+
+
+def load(data, params: TrainParams):
+    """The data folders as given, and their samples scanned and grouped (``dataset.Dataset``)."""
+    if params.kind not in bundle.KINDS:
+        raise FingerspellError(f"unknown model kind {params.kind!r}; choose one of {', '.join(bundle.KINDS)}")
+    folders = [str(d) for d in ([data] if isinstance(data, (str, os.PathLike)) else data)]
+    ds = assign_groups(scan(folders, limit_per_class=params.limit_per_class), params.split)
+    log.info("loaded %s images from %d folder(s), %d skipped, %d labels; grouped by %s",
+             f"{len(ds.samples):,}", len(folders), len(ds.skipped), len(ds.labels),
+             ", ".join(f"{k} ({v:,})" for k, v in ds.grouping.items()))
+    return folders, ds
+
+
+def prepare(folders: list[str], ds, params: TrainParams, *, cache=None, progress: bool = True) -> Prepared:
+    """Detect hands in every image of ``ds`` (cached) and report the no-hand rates."""
+    hand_model = ensure_hand_model(cache)
+    ext = extract([s.path for s in ds.samples], params.detect, workers=params.workers, cache=cache, progress=progress)
+    bad = {i for i, e in enumerate(ext) if e.error is not None}
+    ds.skipped += [(ds.samples[i].path, ext[i].error) for i in sorted(bad)]
+    index = {c: i for i, c in enumerate(ds.labels)}
+    detection = _detection_report(ds, ext, bad)
+    for src, d in detection.items():
+        log.info("%s: no hand in %.1f%% of hand images (plain detection alone: %.1f%%)", src,
+                 100 * d["no_hand_rate"], 100 * d["no_hand_rate_plain_only"])
+    return Prepared(folders, ds, ext, bad, np.array([index[s.label] for s in ds.samples]),
+                    np.array([e.hand is not None for e in ext]), ds.labels, detection, hand_model)
+
+
+def fit_recipe(prep: Prepared, sides: dict[str, list[int]], params: TrainParams, *, progress: bool = True):
+    """Fit the recipe on ``sides["train"]``; the model, its history, and class scores for the
+    images of ``sides["val"]`` and ``sides["test"]`` (None where no hand was found)."""
+    tf, keras = _tf()
+    keras.utils.set_random_seed(params.seed)
+    with ctrl_c_stops_fitting() as stop:
+        if params.kind == "landmarks":
+            return _fit_landmarks(prep.ds, prep.ext, prep.y, prep.found, sides, prep.labels, params, keras, stop)
+        return _fit_cnn(prep.ds, prep.ext, prep.y, sides, prep.labels, params, tf, keras, progress, stop)
+
+
+def held_out_metrics(prep: Prepared, idx: list[int], rows: list) -> dict:
+    """``metrics.summarize`` of class scores ``rows`` for samples ``idx``; no hand counts as ``nothing``."""
+    pred = [prep.labels[int(np.argmax(row))] if row is not None else NOTHING for row in rows]
+    samples = prep.ds.samples
+    return summarize([samples[i].label for i in idx], pred, [not prep.found[i] for i in idx],
+                     [samples[i].source for i in idx])
+
+
 def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progress: bool = True) -> dict:
     """Train a recogniser on image folders and write its bundle to ``out``.
 
@@ -131,65 +193,40 @@ def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progres
     Raises:
         DatasetError: unusable data folders; FingerspellError: nothing to train on.
     """
-    if params.kind not in bundle.KINDS:
-        raise FingerspellError(f"unknown model kind {params.kind!r}; choose one of {', '.join(bundle.KINDS)}")
-    data = [str(d) for d in ([data] if isinstance(data, (str, os.PathLike)) else data)]
-    ds = assign_groups(scan(data, limit_per_class=params.limit_per_class), params.split)
-    log.info("loaded %s images from %d folder(s), %d skipped, %d labels; grouped by %s",
-             f"{len(ds.samples):,}", len(data), len(ds.skipped), len(ds.labels),
-             ", ".join(f"{k} ({v:,})" for k, v in ds.grouping.items()))
+    folders, ds = load(data, params)
     sides = split(ds, params.split)
-    hand_model = ensure_hand_model(cache)
-    ext = extract([s.path for s in ds.samples], params.detect, workers=params.workers, cache=cache, progress=progress)
-    bad = {i for i, e in enumerate(ext) if e.error is not None}
-    ds.skipped += [(ds.samples[i].path, ext[i].error) for i in sorted(bad)]
-    sides = {k: [i for i in v if i not in bad] for k, v in sides.items()}
+    prep = prepare(folders, ds, params, cache=cache, progress=progress)
+    sides = {k: [i for i in v if i not in prep.bad] for k, v in sides.items()}
     if not sides["train"]:
         raise FingerspellError("no training images left after the split; add data or lower --val-fraction")
-    labels = ds.labels
-    index = {c: i for i, c in enumerate(labels)}
-    y = np.array([index[s.label] for s in ds.samples])
-    found = np.array([e.hand is not None for e in ext])
-    detection = _detection_report(ds, ext, bad)
-    for src, d in detection.items():
-        log.info("%s: no hand in %.1f%% of hand images (plain detection alone: %.1f%%)", src,
-                 100 * d["no_hand_rate"], 100 * d["no_hand_rate_plain_only"])
-
+    model, history, probs = fit_recipe(prep, sides, params, progress=progress)
     tf, keras = _tf()
-    keras.utils.set_random_seed(params.seed)
-    with ctrl_c_stops_fitting() as stop:
-        if params.kind == "landmarks":
-            model, history, probs = _fit_landmarks(ds, ext, y, found, sides, labels, params, keras, stop)
-        else:
-            model, history, probs = _fit_cnn(ds, ext, y, sides, labels, params, tf, keras, progress, stop)
 
     tflite = export_tflite(model)
-    metrics = {"data": ds.report(), "split": describe_split(ds, sides, params.split), "detection": detection}
+    metrics = {"data": ds.report(), "split": describe_split(ds, sides, params.split), "detection": prep.detection}
     for side in ("val", "test"):
         idx = sides[side]
         if not idx:
             continue
-        p = probs[side]
-        pred = [labels[int(np.argmax(row))] if row is not None else NOTHING for row in p]
-        metrics[side] = summarize([ds.samples[i].label for i in idx], pred,
-                                  [not found[i] for i in idx], [ds.samples[i].source for i in idx])
+        metrics[side] = held_out_metrics(prep, idx, probs[side])
         log.info("%s (%s): %s", side, metrics["split"]["grouping"], brief(metrics[side]))
-    _check_export(tflite, model, ds, ext, sides, params)
+    _check_export(tflite, model, ds, prep.ext, sides, params)
     metrics["history"] = {k: [round(float(v), 5) for v in vals] for k, vals in history.items()}
 
     with tempfile.TemporaryDirectory() as tmp:
+        labels = prep.labels
         files = _artefacts(Path(tmp), model, tflite, metrics, labels, params)
         meta = {
             "kind": params.kind,
             "labels": labels,
             "num_outputs": len(labels),
             "preprocessing": _preprocessing(params),
-            "hand_model_sha256": sha256_file(hand_model),
+            "hand_model_sha256": sha256_file(prep.hand_model),
             "config": to_dict(params),
             "metrics": {side: {k: metrics[side][k] for k in ("n", "top1", "macro_f1", "no_hand_rate")}
                         for side in ("val", "test") if side in metrics},
             "split": metrics["split"],
-            "data": {"folders": [str(Path(d).resolve()) for d in data], "images": len(ds.samples),
+            "data": {"folders": [str(Path(d).resolve()) for d in folders], "images": len(ds.samples),
                      "per_source": metrics["data"]["per_source"], "skipped": len(ds.skipped)},
             "source_commit": _source_commit(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 
 from . import __version__, bundle, features
 from .config import TrainParams, to_dict
-from .dataset import assign_groups, describe_split, scan, split
+from .dataset import Dataset, assign_groups, describe_split, scan, split
 from .errors import FingerspellError
-from .extract import extract
+from .extract import Extracted, extract
 from .hands import sha256_file, ensure_hand_model
 from .images import crop_resize, read_image
 from .labels import NOTHING
@@ -124,8 +124,8 @@ class Prepared:
     """Data scanned and grouped, hands detected (cached): what every fit of a recipe starts from."""
 
     folders: list[str]
-    ds: object  # dataset.Dataset
-    ext: list  # extract.Extracted per sample
+    ds: Dataset
+    ext: list[Extracted]  # per sample
     bad: set[int]  # samples that could not be read
     y: np.ndarray  # label index per sample
     found: np.ndarray  # whether a hand was found, per sample
@@ -134,7 +134,7 @@ class Prepared:
     hand_model: Path
 
 
-def load(data, params: TrainParams):
+def load(data, params: TrainParams) -> tuple[list[str], Dataset]:
     """The data folders as given, and their samples scanned and grouped (``dataset.Dataset``)."""
     if params.kind not in bundle.KINDS:
         raise FingerspellError(f"unknown model kind {params.kind!r}; choose one of {', '.join(bundle.KINDS)}")
@@ -146,7 +146,7 @@ def load(data, params: TrainParams):
     return folders, ds
 
 
-def prepare(folders: list[str], ds, params: TrainParams, *, cache=None, progress: bool = True) -> Prepared:
+def prepare(folders: list[str], ds: Dataset, params: TrainParams, *, cache=None, progress: bool = True) -> Prepared:
     """Detect hands in every image of ``ds`` (cached) and report the no-hand rates."""
     hand_model = ensure_hand_model(cache)
     ext = extract([s.path for s in ds.samples], params.detect, workers=params.workers, cache=cache, progress=progress)

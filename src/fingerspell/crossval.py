@@ -27,8 +27,7 @@ def fold_sides(groups: list[str], labels: list[str], folds: int, seed: int) -> l
     """The held-out sample indices of each fold: whole groups, classes spread evenly, seeded."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    if folds < 2:
-        raise FingerspellError(f"--folds must be at least 2, got {folds}")
+    _check_folds(folds)
     if len(set(groups)) < folds:
         raise FingerspellError(f"{folds} folds need at least {folds} groups of images; the data has "
                                f"{len(set(groups))}: use fewer folds or finer --grouping")
@@ -52,15 +51,13 @@ def cross_validate(data, params: TrainParams = TrainParams(), folds: int = 5, *,
         "data", "detection"}``; no hand counts as wrong throughout.
     """
     folders, ds = load(data, params)
-    if folds < 2:  # before detecting hands, which can take minutes
-        raise FingerspellError(f"--folds must be at least 2, got {folds}")
+    _check_folds(folds)  # before detecting hands, which can take minutes
     prep = prepare(folders, ds, params, cache=cache, progress=progress)
     usable = [i for i in range(len(ds.samples)) if i not in prep.bad]
-    held = fold_sides([ds.samples[i].group for i in usable], [ds.samples[i].label for i in usable], folds,
-                      params.split.seed)
+    held = [[usable[j] for j in fold] for fold in fold_sides(
+        [ds.samples[i].group for i in usable], [ds.samples[i].label for i in usable], folds, params.split.seed)]
     per_fold, idx_all, rows_all = [], [], []
-    for k, fold in enumerate(held):
-        test = [usable[j] for j in fold]
+    for k, test in enumerate(held):
         train = sorted(set(usable) - set(test))
         log.info("fold %d/%d: training on %s images, holding out %s (%d groups)", k + 1, len(held),
                  f"{len(train):,}", f"{len(test):,}", len({ds.samples[i].group for i in test}))
@@ -73,12 +70,16 @@ def cross_validate(data, params: TrainParams = TrainParams(), folds: int = 5, *,
     pooled = held_out_metrics(prep, idx_all, rows_all)
     spread = {"all": _spread([m["top1"] for m in per_fold])}
     for src in pooled.get("per_source", {}):
-        spread[src] = _spread([_top1_of(m, src) for m, fold in zip(per_fold, held)
-                               if src in {ds.samples[usable[j]].source for j in fold}])
-    split = describe_split(ds, {f"fold {k + 1}": [usable[j] for j in fold] for k, fold in enumerate(held)},
-                           params.split)
+        spread[src] = _spread([_top1_of(m, src) for m, test in zip(per_fold, held)
+                               if any(ds.samples[i].source == src for i in test)])
+    split = describe_split(ds, {f"fold {k + 1}": test for k, test in enumerate(held)}, params.split)
     return {"folds": per_fold, "pooled": pooled, "spread": spread, "split": split, "data": ds.report(),
             "detection": prep.detection}
+
+
+def _check_folds(folds: int) -> None:
+    if folds < 2:
+        raise FingerspellError(f"--folds must be at least 2, got {folds}")
 
 
 def _top1_of(m: dict, source: str) -> float:

@@ -214,12 +214,11 @@ def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progres
     metrics["history"] = {k: [round(float(v), 5) for v in vals] for k, vals in history.items()}
 
     with tempfile.TemporaryDirectory() as tmp:
-        labels = prep.labels
-        files = _artefacts(Path(tmp), model, tflite, metrics, labels, params)
+        files = _artefacts(Path(tmp), model, tflite, metrics, prep.labels, params)
         meta = {
             "kind": params.kind,
-            "labels": labels,
-            "num_outputs": len(labels),
+            "labels": prep.labels,
+            "num_outputs": len(prep.labels),
             "preprocessing": _preprocessing(params),
             "hand_model_sha256": sha256_file(prep.hand_model),
             "config": to_dict(params),

@@ -380,13 +380,18 @@ def test_a_second_ctrl_c_while_fitting_goes_through_at_once():
 
     from fingerspell.train import ctrl_c_stops_fitting
 
-    with pytest.raises(KeyboardInterrupt) as caught:
-        with ctrl_c_stops_fitting() as stop:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.2)
-            assert stop.is_set()  # the first only asks the fit to stop
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(5)
-            pytest.fail("a second Ctrl-C did not interrupt")
-    assert caught.traceback[-1].name != "raise_if_stopped"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own handler, whatever an in-process CLI test installed before this one.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            with ctrl_c_stops_fitting() as stop:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)
+                assert stop.is_set()  # the first only asks the fit to stop
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+                pytest.fail("a second Ctrl-C did not interrupt")
+        assert caught.traceback[-1].name != "raise_if_stopped"
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)

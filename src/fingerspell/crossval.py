@@ -11,6 +11,7 @@ show the spread. Hands are detected once (cached) for all folds; no bundle is wr
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import numpy as np
 
@@ -31,6 +32,10 @@ def fold_sides(groups: list[str], labels: list[str], folds: int, seed: int) -> l
     if len(set(groups)) < folds:
         raise FingerspellError(f"{folds} folds need at least {folds} groups of images; the data has "
                                f"{len(set(groups))}: use fewer folds or finer --grouping")
+    largest = max(Counter(labels).values())
+    if largest < folds:
+        raise FingerspellError(f"{folds} folds need a class with at least {folds} images; the largest has "
+                               f"{largest}: use fewer folds or more images")
     kfold = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [sorted(int(i) for i in held) for _, held in kfold.split(np.zeros(len(labels)), labels, groups)]
 

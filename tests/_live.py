@@ -106,15 +106,19 @@ class ServerProcess:
     """
 
     def __init__(self, model: Path | str | None, port: int | None = None, env: dict | None = None,
-                 startup_timeout: float = 60.0):
+                 startup_timeout: float = 60.0, log_dir: Path | None = None):
+        """``log_dir``: where ``server.log`` goes (a test's ``tmp_path``); None: a private temporary
+        folder, removed with everything in it when the object is garbage-collected."""
         self.model = model
         self.port = port or free_port()
         self.env = env or {}
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen | None = None
-        fd, name = tempfile.mkstemp(prefix="fingerspell-server-", suffix=".log")
-        os.close(fd)
-        self.log_path = Path(name)
+        if log_dir is None:
+            self._own_dir = tempfile.TemporaryDirectory(prefix="fingerspell-server-")
+            log_dir = Path(self._own_dir.name)
+        self.log_path = Path(log_dir) / f"server-{self.port}.log"
+        self.log_path.touch()
         self.started_in: float | None = None
 
     @property

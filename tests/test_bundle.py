@@ -255,12 +255,27 @@ def test_a_bundle_left_aside_by_a_killed_save_is_put_back_when_loading(copy):
 
 
 def test_a_successful_save_replaces_the_old_bundle_whole(copy):
-    (copy / "stale.txt").write_text("from the old bundle")
+    # The old bundle's own files that the new one does not have are gone with it...
+    (copy / bundle.KERAS).write_bytes(b"old keras model")
+    (copy / bundle.PLOTS).mkdir(exist_ok=True)
+    (copy / bundle.PLOTS / "old-curves.png").write_bytes(b"\x89PNG old")
     tflite = (copy / bundle.TFLITE).read_bytes()
     bundle.write_bundle(copy, {"kind": "landmarks", "labels": list(DEFAULT_LABELS), "num_outputs": 29,
                                "metrics": {"marker": 2}}, {bundle.TFLITE: tflite})
     assert bundle.load_meta(copy)["metrics"] == {"marker": 2}
-    assert not (copy / "stale.txt").exists()
+    assert not (copy / bundle.KERAS).exists() and not (copy / bundle.PLOTS).exists()
+    assert leftovers(copy.parent) == []
+
+
+def test_a_bundle_holding_a_file_it_never_had_is_not_replaced(copy):
+    # ...but a file someone put in the folder is never deleted: the save is refused instead.
+    (copy / "stale.txt").write_text("put here by hand")
+    tflite = (copy / bundle.TFLITE).read_bytes()
+    with pytest.raises(BundleError, match=r"stale\.txt, which fingerspell did not write"):
+        bundle.write_bundle(copy, {"kind": "landmarks", "labels": list(DEFAULT_LABELS), "num_outputs": 29},
+                            {bundle.TFLITE: tflite})
+    assert (copy / "stale.txt").read_text() == "put here by hand"
+    assert bundle.load_meta(copy)["metrics"] == {"note": "untrained test fixture"}
     assert leftovers(copy.parent) == []
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import real_images
 from fingerspell.hands import TASK_SHA256
 
-COMMANDS = ["setup", "download", "train", "evaluate", "predict", "serve"]
+COMMANDS = ["setup", "download", "train", "crossval", "evaluate", "predict", "serve"]
 
 
 @pytest.fixture
@@ -226,7 +226,7 @@ def test_predict_reports_an_unreadable_image_and_carries_on(env, tmp_path, tiny_
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
     out = cli("predict", bad, good, "--model", tiny_bundle, env=env)
-    assert out.returncode == 0
+    assert out.returncode == 6  # a script can tell that an input failed
     assert f"{bad}: error: " in out.stderr and "not an image" in out.stderr
     assert f"{good}: nothing" in out.stdout
 
@@ -237,3 +237,140 @@ def test_predict_exits_non_zero_when_no_image_could_be_read(env, tmp_path, tiny_
     out = cli("predict", bad, "--model", tiny_bundle, "--json", env=env)
     assert out.returncode == 6
     assert json.loads(out.stdout)[0]["error"].startswith(f"{bad}: ")
+
+
+def test_predict_exits_non_zero_when_one_of_several_inputs_failed_and_prints_the_others(env, tmp_path, tiny_bundle):
+    good = tmp_path / "good.png"
+    Image.new("RGB", (32, 32)).save(good)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    out = cli("predict", good, bad, "--model", tiny_bundle, "--json", env=env)
+    assert out.returncode == 6
+    records = json.loads(out.stdout)
+    assert records[0]["path"] == str(good) and records[0]["letter"] == "nothing"
+    assert "error" in records[1]
+
+
+def test_an_unreadable_image_is_named_once_in_words_for_a_cli_user(env, tmp_path, tiny_bundle):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    out = cli("predict", bad, "--model", tiny_bundle, env=env)
+    first = out.stderr.splitlines()[0]
+    assert first.count(str(bad)) == 1, first
+    assert "send JPEG" not in out.stderr
+
+
+# -- help, exit codes -------------------------------------------------------------------------------
+
+
+def test_every_flag_has_help_and_every_command_a_description():
+    import argparse
+
+    from fingerspell.cli import _parser
+
+    top = _parser()
+    subs = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(subs.choices) == sorted(COMMANDS)
+    for name, p in [("fingerspell", top), *subs.choices.items()]:
+        if p is not top:
+            assert p.description, f"{name} has no description"
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help text"
+
+
+def test_help_lists_every_exit_code_the_errors_use(env):
+    from fingerspell import errors
+    from fingerspell.config import ConfigError
+
+    out = cli("--help", env=env)
+    codes = {cls.exit_code for cls in vars(errors).values() if isinstance(cls, type)
+             and issubclass(cls, errors.FingerspellError)} | {ConfigError.exit_code, 0, 130}
+    listed = {int(line.split()[0]) for line in out.stdout.split("exit codes:")[1].strip().splitlines()}
+    assert codes <= listed
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for code in codes:
+        assert f"| {code} |" in readme, f"exit code {code} is not in the README's table"
+
+
+# -- a serving-only install -------------------------------------------------------------------------
+
+
+def _without(modules, *args, env, cwd=None):
+    """The CLI in a process where ``modules`` cannot be imported, as in the serving-only install."""
+    code = ("import sys\n"
+            f"for m in {list(modules)!r}: sys.modules[m] = None\n"
+            "from fingerspell.cli import main\n"
+            f"sys.argv = ['fingerspell', *{[str(a) for a in args]!r}]\n"
+            "sys.exit(main())")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=cwd)
+
+
+@pytest.mark.parametrize("command", ["train", "crossval", "evaluate"])
+def test_training_commands_without_the_training_install_say_how_to_install_it(env, tmp_path, command):
+    data = drawn_folder(tmp_path / "d")
+    args = {"train": ["--out", tmp_path / "m"], "crossval": [], "evaluate": []}[command]
+    out = _without(["sklearn", "tensorflow"], command, "--data", data, *args, env=env)
+    line = assert_one_line_error(out, command, "scikit-learn")
+    assert "pip install -e '" in line and "[train]'" in line
+    assert not (tmp_path / "m").exists()
+
+
+# -- serve: ports and hosts -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "0"])
+def test_serve_refuses_a_port_out_of_range_in_one_line(env, port):
+    out = cli("serve", "--port", port, env=env, timeout=60)
+    assert_one_line_error(out, "serve", "from 1 to 65535")
+
+
+def test_serve_on_a_port_in_use_says_so_without_printing_the_url(env):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = cli("serve", "--port", port, env=env, timeout=60)
+    line = assert_one_line_error(out, "serve", f"port {port} on 127.0.0.1 is already in use")
+    assert "http://" not in out.stderr + out.stdout, line
+
+
+def test_serve_refuses_a_host_that_is_not_an_address_here(env):
+    # TEST-NET-1 (RFC 5737): on no machine's interfaces; binding to it fails without sending anything
+    out = cli("serve", "--host", "192.0.2.1", "--port", "5999", env=env, timeout=60)
+    assert_one_line_error(out, "serve", "--host 192.0.2.1 is not an address of this machine")
+
+
+# -- quiet by default -------------------------------------------------------------------------------
+
+NATIVE = ("I0000", "W0000", "E0000", "INFO: ", "WARNING: ", "oneDNN", "cpu_feature_guard", "absl::",
+          "XNNPACK", "TensorFlow binary")
+
+
+def native_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if any(mark in line for mark in NATIVE)]
+
+
+def test_predict_writes_its_result_and_nothing_else(env):
+    photo = real_images("A", 1)[0]
+    out = cli("predict", photo, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "", out.stderr
+    assert len(out.stdout.splitlines()) == 1 and out.stdout.startswith(f"{photo}: ")
+
+
+def test_verbose_lets_the_native_logging_through(env):
+    photo = real_images("A", 1)[0]
+    out = cli("-v", "predict", photo, env=env)
+    assert out.returncode == 0, out.stderr
+    assert native_lines(out.stderr), out.stderr
+
+
+@pytest.mark.slow
+def test_train_quiet_writes_no_native_log_lines(env, tmp_path, real_slice):
+    out = cli("-q", "train", "--data", real_slice, "--out", tmp_path / "m", "--epochs", "1", env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert native_lines(out.stderr) == [], out.stderr[-3000:]

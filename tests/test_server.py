@@ -380,8 +380,8 @@ def test_server_process_never_imports_tensorflow_and_starts_quickly(tiny_bundle)
 
 
 @pytest.fixture(scope="module")
-def live(tiny_bundle):
-    server = ServerProcess(tiny_bundle, env={"FINGERSPELL_MAX_BODY_BYTES": "300000",
+def live(tiny_bundle, tmp_path_factory):
+    server = ServerProcess(tiny_bundle, log_dir=tmp_path_factory.mktemp("server"), env={"FINGERSPELL_MAX_BODY_BYTES": "300000",
                                              "FINGERSPELL_MAX_MESSAGE_BYTES": "200000"})
     try:
         yield server.start()

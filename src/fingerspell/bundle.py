@@ -10,8 +10,9 @@ A bundle is one self-describing folder::
     plots/*.png     training curves, confusion matrix
     MODEL_CARD.md   data, splits and figures in prose
 
-Bundles are written to a temporary sibling folder and moved into place, so an interrupted
-save leaves the previous bundle intact (a writer killed between moving the old bundle aside and
+A bundle is written only into a new or empty folder, or over a bundle that holds nothing but a
+bundle's files (``check_target``): never over anything else. Bundles are written to a temporary
+sibling folder and moved into place, so an interrupted save leaves the previous bundle intact (a writer killed between moving the old bundle aside and
 the new one in leaves the old one at ``.NAME.old-PID``; loading puts it back). No pickle anywhere.
 """
 
@@ -21,10 +22,12 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 from .errors import BundleError
+from .outputs import check_folder
 
 FORMAT_VERSION = 1
 META = "bundle.json"
@@ -34,6 +37,7 @@ METRICS = "metrics.json"
 CARD = "MODEL_CARD.md"
 PLOTS = "plots"
 KINDS = ("landmarks", "cnn")
+NAMES = (META, KERAS, TFLITE, METRICS, CARD, PLOTS)  # everything a bundle folder may hold
 DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
 
 log = logging.getLogger(__name__)
@@ -111,19 +115,76 @@ def _recover(folder: Path) -> None:
         return
 
 
+def _written_by_us(folder: Path) -> bool:
+    try:
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(meta, dict) and isinstance(meta.get("format_version"), int) and {"kind", "labels"} <= set(meta)
+
+
+def check_target(out: str | os.PathLike) -> Path:
+    """``out`` resolved, if a bundle may be written there; call it before training starts.
+
+    A bundle goes into a new or empty folder, or replaces a bundle: a folder whose
+    ``bundle.json`` fingerspell wrote and that holds nothing but a bundle's files. Anything
+    else is refused, so that no file fingerspell did not write is ever deleted.
+
+    Raises:
+        BundleError: ``out`` is a file, a protected folder (root, home, current), a folder of
+            other files, or a bundle with files added to it.
+    """
+    shown = str(out)
+    path = Path(out).expanduser().resolve()
+    if path.is_dir() and any(path.iterdir()) and not _written_by_us(path):
+        check_folder(out, (), "bundle", BundleError, protected_only=True)  # root, home and current: say so
+        held = ", ".join(sorted(p.name for p in path.iterdir())[:3])
+        raise BundleError(f"{shown} is not empty and not a fingerspell bundle (it holds {held}); give a new or "
+                          "empty folder for the bundle")
+    check_folder(out, NAMES, "bundle", BundleError)
+    plots = path / PLOTS
+    if plots.is_dir():
+        extra = sorted(p.name for p in plots.iterdir() if not (p.is_file() and p.suffix == ".png"))
+        if extra:
+            raise BundleError(f"{shown}/{PLOTS} holds {', '.join(extra[:3])}, which fingerspell did not write; "
+                              "move it out, or give a new or empty folder for the bundle")
+    return path
+
+
+def _remove_bundle(folder: Path) -> None:
+    """Delete a bundle moved aside, file by known file: never a file a bundle does not have."""
+    try:
+        for name in NAMES:
+            p = folder / name
+            if p.is_dir() and not p.is_symlink():
+                for png in p.glob("*.png"):
+                    png.unlink()
+                p.rmdir()
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+        folder.rmdir()
+    except OSError as exc:
+        log.warning("left the replaced bundle at %s (%s)", folder, exc.strerror or exc)
+
+
 def write_bundle(out: str | os.PathLike, meta: dict, files: dict[str, bytes | str | Path]) -> Path:
     """Write a bundle atomically.
 
     Args:
-        out: destination folder; an existing bundle there is replaced only once the new one is
-            complete.
+        out: destination folder: new, empty, or a bundle (``check_target``), which is replaced
+            only once the new one is complete.
         meta: bundle.json content; ``format_version`` is set here.
         files: relative name -> bytes, text, or a path to copy (``plots/x.png`` allowed).
+
+    Raises:
+        BundleError: ``out`` is not a place a bundle may be written (``check_target``).
     """
-    out = Path(out).expanduser().resolve()
+    out = check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
+    # mkdtemp makes it private; a bundle is meant to be shared. An empty folder the user made
+    # keeps its own mode (group-writable, setgid, ...).
+    tmp.chmod(stat.S_IMODE(out.stat().st_mode) if out.is_dir() else 0o755)
     try:
         for name, content in files.items():
             target = tmp / name
@@ -139,11 +200,12 @@ def write_bundle(out: str | os.PathLike, meta: dict, files: dict[str, bytes | st
         load_meta(tmp)  # never move a bundle into place that would not load
         old = None
         if out.exists():
+            check_target(out)  # again: the folder may have changed while the model trained
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)
         os.replace(tmp, out)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_bundle(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
+import importlib.util
 import json
 import logging
 import os
@@ -15,16 +17,98 @@ import signal
 import sys
 from pathlib import Path
 
-# Quiet the C++ loggers of MediaPipe, LiteRT and TensorFlow before any of them loads.
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from . import __version__  # noqa: E402
-from .errors import FingerspellError  # noqa: E402
+from . import __version__
+from .errors import FingerspellError
 
 log = logging.getLogger("fingerspell")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 DEFAULT_DATA = Path("..") / "shared" / "data"
+# What training, evaluation and downloading import beyond the serving install (pyproject's [train]).
+TRAIN_MODULES = {"tensorflow": "TensorFlow", "keras": "Keras", "sklearn": "scikit-learn", "matplotlib": "matplotlib"}
+EVALUATE_MODULES = {"sklearn": "scikit-learn", "matplotlib": "matplotlib"}
+EXIT_CODES = """exit codes:
+  0  done
+  1  any other error a user can fix (the message says what to do)
+  2  bad flags or settings (argparse, --config, --port, FINGERSPELL_* variables)
+  3  a data folder is missing, empty or has no class folders
+  4  a model bundle is missing, corrupt, or --out is not a place a bundle may be written
+  5  the MediaPipe hand model could not be obtained, verified or loaded
+  6  an image or video could not be read (predict: any input that failed)
+  130  interrupted (Ctrl-C)"""
+REPORT_FILES = {"crossval": ("crossval.json", "confusion.png"), "evaluate": ("metrics.json", "confusion.png")}
+
+
+def _quiet_native_logs() -> None:
+    """Silence what MediaPipe, LiteRT, absl and TensorFlow's C++ code write to stderr.
+
+    Their loggers write to file descriptor 2 directly; the ones that read an environment
+    variable are told first, and fd 2 is then pointed at /dev/null while Python's own
+    ``sys.stderr`` (our messages, logging, tracebacks, progress bars) keeps the real stderr.
+    Only when run as a program: a caller's process keeps its file descriptors.
+    """
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # no oneDNN banner; the same kernels otherwise
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:
+        return
+    sys.stderr = os.fdopen(real, "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                           errors="backslashreplace")
+    if faulthandler.is_enabled():  # PYTHONFAULTHANDLER: keep its stack dumps visible
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+
+
+def _install_hint(extra: str) -> str:
+    """The command that adds pyproject's ``[extra]`` to the Python running this."""
+    python = sys.executable
+    try:
+        rel = os.path.relpath(python)
+        python = rel if not rel.startswith("..") else python
+    except ValueError:
+        pass
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file():  # a source checkout, installed with -e
+        where = "." if checkout == Path.cwd().resolve() else str(checkout)
+        return f"{python} -m pip install -e '{where}[{extra}]'"
+    return f"{python} -m pip install 'fingerspell[{extra}]'"
+
+
+def _require(modules: dict[str, str], command: str) -> None:
+    """One line with the install command where a module of the training install is missing."""
+    missing = [name for mod, name in modules.items() if importlib.util.find_spec(mod) is None]
+    if missing:
+        raise FingerspellError(f"{command} needs {', '.join(missing)}, which this install lacks; install them with: "
+                               f"{_install_hint('train')}")
+
+
+def _check_data(folders) -> None:
+    from .dataset import resolve_root
+
+    for folder in folders:
+        resolve_root(folder)
+
+
+def _report_folder(args) -> Path | None:
+    """``--out`` of crossval and evaluate: new, empty, or a report this command wrote before."""
+    if not args.out:
+        return None
+    from .outputs import check_folder
+
+    return check_folder(args.out, REPORT_FILES[args.command], "report")
+
+
+def _write_report(args, report: dict, confusion: dict, title: str) -> None:
+    from .plots import confusion_png
+
+    out = _report_folder(args)  # again: the folder may have changed while the work ran
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_FILES[args.command][0]).write_text(json.dumps(report, indent=1) + "\n")
+    confusion_png(confusion, out / "confusion.png", title)
 
 
 def _add_cache(p):
@@ -44,63 +128,88 @@ def _add_recipe(p):
                         "optimistic and the report says so (default: %(default)s)")
     p.add_argument("--group-regex", help="with --grouping regex: first capture group of the file name is the group")
     p.add_argument("--frame-block", type=int, default=300, help="Kaggle frames per group (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=int, default=1234,
+                   help="seed of the split and the training run; the same seed gives the same split (default: %(default)s)")
     p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes (default: one per core)")
     p.add_argument("--limit-per-class", type=int, help="at most this many images per class and folder (quick runs)")
     p.add_argument("--config", help="JSON file of TrainParams fields (flags given override it)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="fingerspell", description="ASL fingerspelling recognition: train, evaluate, predict, serve.")
+    ap = argparse.ArgumentParser(prog="fingerspell", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 description="ASL fingerspelling recognition: train, evaluate, predict, serve.")
     ap.add_argument("--version", action="version", version=f"fingerspell {__version__}")
-    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    ap.add_argument("-v", "--verbose", action="store_true",
+                    help="debug logging, and the native libraries' own logging (MediaPipe, LiteRT, TensorFlow)")
     ap.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("setup", help="obtain, verify and cache the MediaPipe hand model",
-                       description="Obtain hand_landmarker.task (official URL, else the mediapipe==0.10.21 wheel "
-                                   "from the package index), verify its sha256 and cache it. First use does this by itself.")
+    def command(name, help, description):
+        return sub.add_parser(name, help=help, description=description, epilog=EXIT_CODES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = command("setup", "obtain, verify and cache the MediaPipe hand model",
+                "Obtain hand_landmarker.task (official URL, else the mediapipe==0.10.21 wheel from the package "
+                "index), verify its sha256 and cache it. First use does this by itself.")
     _add_cache(p)
 
-    p = sub.add_parser("download", help="download the Kaggle ASL Alphabet set (needs Kaggle credentials)")
-    p.add_argument("--dest", default="data/asl-alphabet", help="folder to unpack into (default: %(default)s)")
+    p = command("download", "download the Kaggle ASL Alphabet set (needs Kaggle credentials)",
+                "Download and unpack the Kaggle 'ASL Alphabet' set (about 1 GB) with the official kaggle "
+                "client and your API token. Needs the training install.")
+    p.add_argument("--dest", default="data/asl-alphabet",
+                   help="new or empty folder to unpack into, or an earlier download to refresh (default: %(default)s)")
 
-    p = sub.add_parser("train", help="train a recogniser on image folders and write a model bundle")
+    p = command("train", "train a recogniser on image folders and write a model bundle",
+                "Detect hands in every image (cached), split by group, train the recipe, check the LiteRT "
+                "export and write a bundle folder. Needs the training install.")
     _add_recipe(p)
-    p.add_argument("--out", required=True, help="bundle folder to write (replaced atomically)")
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--test-fraction", type=float, default=0.0)
+    p.add_argument("--out", required=True,
+                   help="bundle folder to write: a new or empty folder, or a bundle to replace (atomically); "
+                        "anything else is refused")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of the groups held out for validation, 0 for none (default: %(default)s)")
+    p.add_argument("--test-fraction", type=float, default=0.0,
+                   help="share of the groups held out as a test set, 0 for none (default: %(default)s)")
     _add_cache(p)
 
-    p = sub.add_parser("crossval", help="k-fold figures of a training recipe: every image held out once",
-                       description="Group-aware, class-stratified k-fold cross-validation: the recipe is trained "
-                                   "once per fold and scores the fold it did not see. Prints each fold, the spread, "
-                                   "and the figure over every image. Writes no bundle.")
+    p = command("crossval", "k-fold figures of a training recipe: every image held out once",
+                "Group-aware, class-stratified k-fold cross-validation: the recipe is trained once per fold and "
+                "scores the fold it did not see. Prints each fold, the spread, and the figure over every image. "
+                "Writes no bundle. Needs the training install.")
     _add_recipe(p)
     p.add_argument("--folds", type=int, default=5, help="number of folds (default: %(default)s)")
-    p.add_argument("--out", help="write the report JSON and the pooled confusion-matrix PNG into this folder")
+    p.add_argument("--out", help="new or empty folder for the report JSON and the pooled confusion-matrix PNG "
+                                 "(or a report written before)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_cache(p)
 
-    p = sub.add_parser("evaluate", help="figures of a bundle on image folders (top-1, macro-F1, per class, confusion)")
+    p = command("evaluate", "figures of a bundle on image folders (top-1, macro-F1, per class, confusion)",
+                "Recognise every image of the data folders with a bundle and print top-1, macro-F1 and the "
+                "per-class figures; an image without a hand counts as 'nothing'. Needs the training install.")
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
-    p.add_argument("--data", action="append", required=True, metavar="DIR")
-    p.add_argument("--out", help="write metrics JSON and confusion-matrix PNG into this folder")
+    p.add_argument("--data", action="append", required=True, metavar="DIR",
+                   help="folder of class folders to evaluate on; repeat for several sources")
+    p.add_argument("--out", help="new or empty folder for metrics JSON and the confusion-matrix PNG "
+                                 "(or a report written before)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes (default: one per core)")
     _add_cache(p)
 
-    p = sub.add_parser("predict", help="letters in image files or folders; spelled text of video files")
+    p = command("predict", "letters in image files or folders; spelled text of video files",
+                "Print the letter, its confidence and the top 3 for every image, and the spelled text of every "
+                "video. Inputs that cannot be read are reported on stderr and the others still printed; the "
+                "exit code is then 6.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of images, or video files")
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per image")
     _add_cache(p)
 
-    p = sub.add_parser("serve", help="run the web app (camera page, WebSocket stream, /predict)")
+    p = command("serve", "run the web app (camera page, WebSocket stream, /predict)",
+                "Serve the camera page, the WebSocket stream, POST /predict, /health and /docs until Ctrl-C.")
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
     p.add_argument("--host", help="address to bind (default: $FINGERSPELL_HOST or 127.0.0.1, this machine only; "
                    "0.0.0.0 accepts frames from the network)")
-    p.add_argument("--port", type=int, help="port (default: $FINGERSPELL_PORT or 5000)")
+    p.add_argument("--port", type=int, help="port, 1-65535 (default: $FINGERSPELL_PORT or 5000)")
     p.add_argument("--tls-cert", help="certificate file: serve HTTPS so phones on the network may use their camera")
     p.add_argument("--tls-key", help="private key file for --tls-cert")
     _add_cache(p)
@@ -138,17 +247,24 @@ def cmd_setup(args):
 
 
 def cmd_download(args):
-    from .download import download_kaggle
+    from .download import check_dest, download_kaggle
 
+    check_dest(args.dest)
+    _require({"kaggle": "the kaggle client"}, "download")
     path = download_kaggle(args.dest)
     print(f"Kaggle ASL Alphabet unpacked in {path}; train with: fingerspell train --data {path} --out my-model")
 
 
 def cmd_train(args):
+    from .bundle import check_target
+
+    check_target(args.out)  # before anything slow: never train for minutes, then refuse
+    _check_data(args.data)
+    params = _train_params(args)
+    _require(TRAIN_MODULES, "training")
     from .metrics import brief
     from .train import train
 
-    params = _train_params(args)
     metrics = train(args.data, args.out, params, cache=args.cache_dir, progress=not args.quiet)
     for side in ("val", "test"):
         if side in metrics:
@@ -157,22 +273,20 @@ def cmd_train(args):
                 print(f"  {src}: {m['top1']:.1%} top-1, no hand {m['no_hand_rate']:.1%} (n={m['n']:,})")
     if "warning" in metrics["split"]:
         print(f"note: {metrics['split']['warning']}")
-    print(f"bundle: {Path(args.out).resolve()}")
+    print(f"bundle: {Path(args.out).expanduser().resolve()}")
 
 
 def cmd_crossval(args):
+    _report_folder(args)
+    _check_data(args.data)
+    params = _train_params(args)
+    _require(TRAIN_MODULES, "cross-validation")
     from .crossval import cross_validate
     from .metrics import brief
 
-    report = cross_validate(args.data, _train_params(args), args.folds, cache=args.cache_dir,
-                            progress=not args.quiet)
+    report = cross_validate(args.data, params, args.folds, cache=args.cache_dir, progress=not args.quiet)
     if args.out:
-        from .plots import confusion_png
-
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "crossval.json").write_text(json.dumps(report, indent=1) + "\n")
-        confusion_png(report["pooled"], out / "confusion.png", f"{args.kind}, {args.folds} folds, every image held out once")
+        _write_report(args, report, report["pooled"], f"{args.kind}, {args.folds} folds, every image held out once")
     if args.json:
         print(json.dumps(report, indent=1))
         return
@@ -191,6 +305,9 @@ def cmd_crossval(args):
 
 
 def cmd_evaluate(args):
+    _report_folder(args)
+    _check_data(args.data)
+    _require(EVALUATE_MODULES, "evaluation")
     from .evaluate import evaluate
     from .metrics import brief
     from .predictor import Predictor
@@ -198,12 +315,7 @@ def cmd_evaluate(args):
     predictor = Predictor.from_bundle(args.model, cache_dir=args.cache_dir)
     m = evaluate(predictor, args.data, workers=args.workers, cache=args.cache_dir, progress=not args.quiet)
     if args.out:
-        from .plots import confusion_png
-
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(m, indent=1) + "\n")
-        confusion_png(m, out / "confusion.png", f"{predictor.kind} on {', '.join(Path(d).name for d in args.data)}")
+        _write_report(args, m, m, f"{predictor.kind} on {', '.join(Path(d).name for d in args.data)}")
     if args.json:
         print(json.dumps(m, indent=1))
         return
@@ -249,8 +361,9 @@ def cmd_predict(args):
         except FrameError as exc:
             failed += 1
             results.append({"path": path, "error": str(exc)})
-            if not args.json:
-                print(f"{path}: error: {exc}", file=sys.stderr)
+            if not args.json:  # the error names the file; name it once
+                reason = str(exc).removeprefix(f"{path}: ")
+                print(f"{path}: error: {reason}", file=sys.stderr)
             continue
         rec = {"path": path, **pred.to_json()}
         results.append(rec)
@@ -266,8 +379,10 @@ def cmd_predict(args):
             print(f"{path}: {text!r} ({frames} frames)")
     if args.json:
         print(json.dumps(results, indent=1))
-    if failed == len(results):
-        return 6
+    if failed:
+        if not args.json:
+            print(f"fingerspell predict: error: {failed} of {len(results)} input(s) could not be read", file=sys.stderr)
+        return FrameError.exit_code
     return 0
 
 
@@ -293,7 +408,15 @@ def _on_sigint(signum, frame):
 
 
 def main(argv=None) -> int:
+    """Run one command; returns its exit code.
+
+    Args:
+        argv: the arguments; None reads the command line, and only then (run as a program) are
+            the native libraries' stderr writes silenced (unless ``-v``).
+    """
     args = _parser().parse_args(argv)
+    if argv is None and not args.verbose:
+        _quiet_native_logs()
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_sigint)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO

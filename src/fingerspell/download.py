@@ -7,9 +7,20 @@ import os
 from pathlib import Path
 
 from .errors import DatasetError
+from .outputs import check_folder
 
 log = logging.getLogger(__name__)
 DATASET = "grassknoted/asl-alphabet"
+UNPACKED = ("asl_alphabet_train", "asl_alphabet_test")  # what the archive unpacks to
+
+
+def check_dest(dest: str | os.PathLike) -> Path:
+    """``dest`` resolved, if the download may unpack there: new, empty, or an earlier download.
+
+    Raises:
+        DatasetError: ``dest`` is a file or a folder holding anything else.
+    """
+    return check_folder(dest, UNPACKED, "download", DatasetError)
 
 
 def _have_credentials() -> bool:
@@ -23,8 +34,10 @@ def download_kaggle(dest: str | os.PathLike) -> Path:
     """Download and unpack the Kaggle set into ``dest``; returns the training folder.
 
     Raises:
-        DatasetError: no credentials, no ``kaggle`` package, or the download failed.
+        DatasetError: ``dest`` holds other files, no credentials, no ``kaggle`` package, or the
+            download failed.
     """
+    out = check_dest(dest)
     if not _have_credentials():
         raise DatasetError(
             "no Kaggle credentials: create an API token at kaggle.com (Settings > API > Create New Token), "
@@ -37,7 +50,6 @@ def download_kaggle(dest: str | os.PathLike) -> Path:
     api = KaggleApi()
     try:
         api.authenticate()
-        out = Path(dest).expanduser()
         out.mkdir(parents=True, exist_ok=True)
         log.info("downloading %s into %s (about 1 GB)", DATASET, out)
         api.dataset_download_files(DATASET, path=str(out), unzip=True, quiet=False)

@@ -17,6 +17,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".ti
 # The decoders untrusted bytes may reach: the formats of IMAGE_SUFFIXES. Pillow would otherwise try
 # some forty, EPS among them (it runs Ghostscript on the bytes where Ghostscript is installed).
 DECODE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF", "TIFF")
+NOT_AN_IMAGE = "the bytes are not an image PIL can read"
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -48,7 +49,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     except FrameError:
         raise
     except UnidentifiedImageError:
-        raise FrameError("the bytes are not an image PIL can read (send JPEG or PNG)") from None
+        raise FrameError(f"{NOT_AN_IMAGE} (send JPEG or PNG)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise FrameError(f"the image is too large to decode: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
@@ -68,7 +69,10 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     try:
         return decode_image(data, max_pixels)
     except FrameError as exc:
-        raise FrameError(f"{path}: {exc}") from None
+        reason = str(exc)
+        if reason.startswith(NOT_AN_IMAGE):  # a file, not a request: say what files are read
+            reason = f"not an image file (read: {', '.join(DECODE_FORMATS)})"
+        raise FrameError(f"{path}: {reason}") from None
 
 
 def is_image_name(name: str) -> bool:

@@ -185,14 +185,16 @@ def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progres
 
     Args:
         data: data folders (``--data``), each a folder of class folders or the Kaggle layout.
-        out: bundle folder to write (replaced atomically).
+        out: bundle folder to write: new, empty, or a bundle to replace (atomically).
         params: resolved settings, written into the bundle.
         cache: cache folder for the hand model and landmarks.
     Returns:
         The metrics dict written to ``metrics.json``.
     Raises:
-        DatasetError: unusable data folders; FingerspellError: nothing to train on.
+        DatasetError: unusable data folders; FingerspellError: nothing to train on;
+        BundleError: ``out`` is a folder of other files (checked before any work).
     """
+    bundle.check_target(out)
     folders, ds = load(data, params)
     sides = split(ds, params.split)
     prep = prepare(folders, ds, params, cache=cache, progress=progress)

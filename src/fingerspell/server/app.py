@@ -27,12 +27,14 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import errno
 import ipaddress
 import json
 import logging
 import os
 import platform
 import re
+import socket
 import time
 from contextlib import asynccontextmanager
 from importlib import metadata
@@ -649,6 +651,36 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
     return app
 
 
+def check_listen(host: str, port: int) -> None:
+    """Refuse, in one line, a port or host the server could not listen on, before anything starts.
+
+    A probe socket is bound the way uvicorn binds (``SO_REUSEADDR``) and closed again.
+
+    Raises:
+        ConfigError: the port is out of range or in use, or the host is not an address here.
+    """
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"port {port} is not a port number: give --port a number from 1 to 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError):
+        raise ConfigError(f"--host {host!r} is not an address or a name this machine can resolve") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} on {host} is already in use (another server?); stop it or give "
+                                  "--port another number") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise ConfigError(f"--host {host} is not an address of this machine") from None
+            if exc.errno == errno.EACCES:
+                raise ConfigError(f"port {port} needs administrator rights here; give --port 1024 or above") from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def run(host: str | None = None, port: int | None = None, model=None, tls_cert: str | None = None,
         tls_key: str | None = None, *, cache_dir=None, params: ServeParams | None = None,
         spelling: SpellingParams | None = None, log_level: str = "info") -> None:
@@ -668,7 +700,8 @@ def run(host: str | None = None, port: int | None = None, model=None, tls_cert: 
         log_level: uvicorn's log level.
 
     Raises:
-        ConfigError: only one of the TLS files, or a file that does not exist.
+        ConfigError: only one of the TLS files, a file that does not exist, or a port or host
+            it cannot listen on (``check_listen``).
         BundleError, HandModelError: the model cannot be loaded.
     """
     import uvicorn
@@ -680,6 +713,7 @@ def run(host: str | None = None, port: int | None = None, model=None, tls_cert: 
     for path in (tls_cert, tls_key):
         if path and not Path(path).is_file():
             raise ConfigError(f"TLS file {path} does not exist")
+    check_listen(params.host, params.port)
     if not is_loopback(params.host):
         log.warning("listening on %s: frames will be accepted from the network (use --host 127.0.0.1 to keep "
                     "the server to this computer)", params.host)

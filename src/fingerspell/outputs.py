@@ -1,0 +1,63 @@
+"""Folders a command writes into: new, empty, or holding only what that command wrote before.
+
+fingerspell never deletes or overwrites a file it did not write. Every command that writes a
+folder (``train --out``, ``crossval --out``, ``evaluate --out``, ``download --dest``) checks it
+here first, before any expensive work, and once more just before writing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import FingerspellError
+
+
+def protected(path: Path) -> str | None:
+    """Why ``path`` (resolved) may never be an output folder, or None.
+
+    The file-system root, the home folder, the current folder and the folders above it are
+    refused even when empty: replacing them would pull the ground from under the user's shell.
+    """
+    cwd = Path.cwd().resolve()
+    if path == Path(path.anchor):
+        return "the file-system root"
+    if path == Path.home().expanduser().resolve():
+        return "your home folder"
+    if path == cwd:
+        return "the current folder"
+    if path in cwd.parents:
+        return "a folder above the current one"
+    return None
+
+
+def check_folder(path: str | os.PathLike, own: tuple[str, ...] | set[str], what: str,
+                 error: type[FingerspellError] = FingerspellError, *, protected_only: bool = False) -> Path:
+    """``path`` resolved, if a command may write its ``what`` there; raises otherwise.
+
+    Args:
+        path: the folder the user named.
+        own: names (files or folders, directly inside) the command itself writes there: a folder
+            holding only these is one it wrote before, and may be rewritten.
+        what: what is written, for the message ("bundle", "report").
+        error: the error type to raise.
+        protected_only: check only that ``path`` is not a protected folder.
+
+    Raises:
+        ``error``: the path is a file, a protected folder, or a folder holding anything else.
+    """
+    shown = str(path)
+    path = Path(path).expanduser().resolve()
+    reason = protected(path)
+    if reason:
+        raise error(f"{shown} is {reason}; give a new folder for the {what}, e.g. {Path(shown) / ('my-' + what)}")
+    if protected_only or not path.exists():
+        return path
+    if not path.is_dir():
+        raise error(f"{shown} is a file; give a new or empty folder for the {what}")
+    others = sorted(p.name for p in path.iterdir() if p.name not in own)
+    if others:
+        listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise error(f"{shown} already holds {listed}, which fingerspell did not write; give a new or empty "
+                    f"folder for the {what}")
+    return path

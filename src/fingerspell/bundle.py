@@ -18,16 +18,20 @@ the new one in leaves the old one at ``.NAME.old-PID``; loading puts it back). N
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import shutil
 import stat
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BundleError
+from .metrics import brief
 from .outputs import check_folder
+from .recognisers import KINDS
 
 FORMAT_VERSION = 1
 META = "bundle.json"
@@ -36,11 +40,63 @@ TFLITE = "model.tflite"
 METRICS = "metrics.json"
 CARD = "MODEL_CARD.md"
 PLOTS = "plots"
-KINDS = ("landmarks", "cnn")
 NAMES = (META, KERAS, TFLITE, METRICS, CARD, PLOTS)  # everything a bundle folder may hold
 DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BundleMeta:
+    """What ``bundle.json`` holds: the schema, in one place. ``to_json`` is what is written."""
+
+    kind: str  # a recogniser kind (recognisers/registry.py)
+    labels: list[str]  # in the model's output order
+    preprocessing: dict  # the recogniser's record: how inputs are made (``Runtime.from_record``)
+    hand_model_sha256: str | None = None  # the hand model the landmarks came from
+    config: dict = field(default_factory=dict)  # the resolved TrainParams
+    metrics: dict = field(default_factory=dict)  # summary per held-out side; metrics.json has the rest
+    split: dict | None = None  # grouping, seed, images and groups per side
+    data: dict | None = None  # folders, images per source, skipped files
+    source_commit: str | None = None
+    created: str | None = None  # ISO 8601, UTC
+    versions: dict = field(default_factory=dict)  # fingerspell, tensorflow, keras, python
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d = {"format_version": FORMAT_VERSION, "kind": d.pop("kind"), "labels": d.pop("labels"),
+             "num_outputs": len(self.labels), **d}
+        return {k: v for k, v in d.items() if v is not None}
+
+    def model_card(self, metrics: dict) -> str:
+        """A short human-readable account of the model: data, split, figures, limits."""
+        lines = [f"# fingerspell model card: {self.kind}", "",
+                 f"Created {self.created} from commit {self.source_commit or 'unknown'} "
+                 f"with fingerspell {self.versions.get('fingerspell')}.", "",
+                 "## Data", ""]
+        for src, n in metrics["data"]["per_source"].items():
+            lines.append(f"- `{src}`: {n:,} images")
+        lines += [f"- skipped files: {metrics['data']['skipped']}", f"- labels ({len(self.labels)}): {' '.join(self.labels)}",
+                  "", "## Split", "",
+                  f"Grouping `{metrics['split']['grouping']}` ({', '.join(f'{k}: {v:,}' for k, v in metrics['split']['rules'].items())}), "
+                  f"seed {metrics['split']['seed']}; images per side {metrics['split']['images']}, groups per side {metrics['split']['groups']}."]
+        if "warning" in metrics["split"]:
+            lines += ["", f"**Warning:** {metrics['split']['warning']}."]
+        lines += ["", "## Figures (no hand counted as a prediction of `nothing`)", ""]
+        for side in ("val", "test"):
+            if side in metrics:
+                lines.append(f"- {side}: {brief(metrics[side])}")
+                for src, m in metrics[side].get("per_source", {}).items():
+                    lines.append(f"  - {src}: {m['top1']:.1%} top-1, no hand {m['no_hand_rate']:.1%} (n={m['n']:,})")
+        lines += ["", "Held-out splits share people and rooms with training (same sources): they measure new "
+                  "images of familiar settings. For people the model has never seen, see the "
+                  "leave-one-source-out figures in the project README.", "", "## Detection", ""]
+        for src, d in metrics["detection"].items():
+            lines.append(f"- {src}: no hand in {d['no_hand_rate']:.1%} of {d['hand_images']:,} hand images; found by {d['found_by']}")
+        lines += ["", "## Limits", "", "Static handshapes only: J and Z are motion letters and are recognised from a "
+                  "single frame only as well as their still frames allow. `space` and `del` are hand shapes of the "
+                  "Kaggle dataset, not ASL letters.", ""]
+        return "\n".join(lines)
 
 
 def resolve(path: str | os.PathLike | None) -> Path:
@@ -167,13 +223,13 @@ def _remove_bundle(folder: Path) -> None:
         log.warning("left the replaced bundle at %s (%s)", folder, exc.strerror or exc)
 
 
-def write_bundle(out: str | os.PathLike, meta: dict, files: dict[str, bytes | str | Path]) -> Path:
+def write_bundle(out: str | os.PathLike, meta: BundleMeta | dict, files: dict[str, bytes | str | Path]) -> Path:
     """Write a bundle atomically.
 
     Args:
         out: destination folder: new, empty, or a bundle (``check_target``), which is replaced
             only once the new one is complete.
-        meta: bundle.json content; ``format_version`` is set here.
+        meta: bundle.json content (a ``BundleMeta``, or its JSON); ``format_version`` is set here.
         files: relative name -> bytes, text, or a path to copy (``plots/x.png`` allowed).
 
     Raises:
@@ -195,7 +251,7 @@ def write_bundle(out: str | os.PathLike, meta: dict, files: dict[str, bytes | st
                 target.write_text(content, encoding="utf-8")
             else:
                 target.write_bytes(content)
-        meta = {"format_version": FORMAT_VERSION, **meta}
+        meta = meta.to_json() if isinstance(meta, BundleMeta) else {"format_version": FORMAT_VERSION, **meta}
         (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n", encoding="utf-8")
         load_meta(tmp)  # never move a bundle into place that would not load
         old = None

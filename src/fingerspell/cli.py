@@ -120,7 +120,9 @@ def _add_recipe(p):
     """The flags of a training recipe, shared by train and crossval."""
     p.add_argument("--data", action="append", required=True, metavar="DIR",
                    help="folder of class folders, or the Kaggle layout; repeat for several sources")
-    p.add_argument("--kind", choices=("landmarks", "cnn"), default="landmarks",
+    from .recognisers import DEFAULT, KINDS
+
+    p.add_argument("--kind", choices=tuple(KINDS), default=DEFAULT,
                    help="landmarks (default): hand landmarks into an MLP; cnn: the tutorial's 64x64 CNN baseline")
     p.add_argument("--epochs", type=int, help="training epochs (default: 10 for each of the 3 landmark MLPs, 15 cnn)")
     p.add_argument("--grouping", default="auto", choices=("auto", "kaggle-frames", "signer", "roboflow", "regex", "random"),
@@ -217,8 +219,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train_params(args):
-    from .config import (CnnParams, LandmarkParams, SplitParams, TrainParams, to_dict,
-                         train_params_from_dict)
+    from .config import TrainParams, train_params_from_dict
+    from .recognisers import KINDS
 
     base = TrainParams()
     if args.config:
@@ -230,17 +232,17 @@ def _train_params(args):
                                 test_fraction=getattr(args, "test_fraction", base.split.test_fraction),
                                 seed=args.seed, grouping=args.grouping, group_regex=args.group_regex,
                                 frame_block=args.frame_block)
-    lp, cp = base.landmarks, base.cnn
+    per_kind = {}  # each kind's settings are the TrainParams field of its name
     if args.epochs is not None:
         if args.epochs < 1:
             raise FingerspellError("--epochs must be at least 1")
-        lp, cp = dataclasses.replace(lp, epochs=args.epochs), dataclasses.replace(cp, epochs=args.epochs)
-    return dataclasses.replace(base, kind=args.kind, split=split, landmarks=lp, cnn=cp, seed=args.seed,
+        per_kind = {k: dataclasses.replace(getattr(base, k), epochs=args.epochs) for k in KINDS}
+    return dataclasses.replace(base, kind=args.kind, split=split, **per_kind, seed=args.seed,
                                workers=args.workers, limit_per_class=args.limit_per_class)
 
 
 def cmd_setup(args):
-    from .hands import ensure_hand_model, sha256_file
+    from .hand_model import ensure_hand_model, sha256_file
 
     path = ensure_hand_model(args.cache_dir)
     print(f"hand model ready: {path} (sha256 {sha256_file(path)})")

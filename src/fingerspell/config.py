@@ -7,6 +7,7 @@ model always says how it was made. Unknown keys are errors (``from_dict``).
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 
 from .errors import FingerspellError
@@ -105,7 +106,7 @@ class SplitParams:
 class TrainParams:
     """Everything a training run needs; written resolved into the bundle."""
 
-    kind: str = "landmarks"
+    kind: str = "landmarks"  # a recogniser kind: recognisers/registry.py lists them
     split: SplitParams = field(default_factory=SplitParams)
     detect: DetectParams = field(default_factory=DetectParams)
     landmarks: LandmarkParams = field(default_factory=LandmarkParams)
@@ -137,7 +138,8 @@ def to_dict(obj) -> dict:
 def train_params_from_dict(data: dict) -> TrainParams:
     """Rebuild TrainParams (with its nested dataclasses) from ``to_dict`` output."""
     data = dict(data)
-    nested = {"split": SplitParams, "detect": DetectParams, "landmarks": LandmarkParams, "cnn": CnnParams}
+    hints = typing.get_type_hints(TrainParams)
+    nested = {f.name: hints[f.name] for f in dataclasses.fields(TrainParams) if dataclasses.is_dataclass(hints[f.name])}
     for key, cls in nested.items():
         if key in data:
             data[key] = from_dict(cls, data[key])

@@ -25,7 +25,7 @@ def predict_files(predictor: Predictor, paths: list[str], *, workers: int = 0, c
     """One record per file: {path, letter, confidence, top, no_hand, error}."""
     found = extract(paths, predictor.detect_params, workers=workers, cache=cache, progress=progress)
     out = []
-    for path, ex in tqdm(list(zip(paths, found)), desc="classifying", unit="img", disable=not progress or predictor.kind == "landmarks"):
+    for path, ex in tqdm(list(zip(paths, found)), desc="classifying", unit="img", disable=not progress or not predictor.runtime.reads_pixels):
         rec = {"path": path, "no_hand": ex.hand is None and ex.error is None, "error": ex.error}
         if ex.error is not None:
             rec.update(letter=None, confidence=0.0, top=[])

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from .config import DetectParams
 from .errors import FrameError
-from .hands import Hand, HandDetector, cache_dir, ensure_hand_model, sha256_file
+from .hands import Hand, HandDetector
+from .hand_model import cache_dir, ensure_hand_model, sha256_file
 from .images import read_image
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 def summarize(y_true: list[str], y_pred: list[str], no_hand: list[bool], sources: list[str] | None = None) -> dict:
@@ -21,6 +20,8 @@ def summarize(y_true: list[str], y_pred: list[str], no_hand: list[bool], sources
         no_hand: whether the detector found no hand, per image.
         sources: the data folder of each image; adds a per-source breakdown.
     """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support  # training install only
+
     if not y_true:
         return {"n": 0}
     true_labels = sorted(set(y_true))

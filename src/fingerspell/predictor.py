@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from . import bundle as bundle_io
-from . import features
+from . import recognisers
 from .config import DetectParams, from_dict
 from .errors import BundleError
-from .hands import Hand, HandDetector, Pool, ensure_hand_model, landmark_tracker, sha256_file
-from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, crop_resize, decode_image
+from .hands import Hand, HandDetector, Pool, landmark_tracker
+from .hand_model import ensure_hand_model, sha256_file
+from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from .labels import NOTHING
 
 TOP_K = 3
@@ -159,10 +160,8 @@ class Predictor:
         self.hand_model = hand_model
         self.hand_model_sha256 = sha256_file(hand_model)
         self.detect_params = detect_params
-        pre = meta.get("preprocessing", {})
-        self.image_size = int(pre.get("image_size", 64))
-        self.crop_margin = float(pre.get("crop_margin", 0.25))
-        self.depth = bool(pre.get("depth", True))  # bundles before the option used z
+        # The recogniser's runtime half: the bundle's inputs made as they were in training.
+        self.runtime = recognisers.get(self.kind, BundleError).Runtime.from_record(meta.get("preprocessing", {}))
         self._lock = threading.Lock()
         # Streams share these, at most one of each per core, rather than one each: a stream's own
         # state is the hand it follows. The first tracker is made now, so a bad model fails here.
@@ -178,9 +177,9 @@ class Predictor:
                     f"{path / bundle_io.TFLITE} has {self._engine.classifier.num_outputs} outputs but "
                     f"bundle.json lists {len(self.labels)} labels"
                 )
-            if self.kind == "landmarks" and self._engine.classifier.input_shape != (features.N_FEATURES,):
-                raise BundleError(f"{path / bundle_io.TFLITE} expects input {self._engine.classifier.input_shape}, "
-                                  f"not the {features.N_FEATURES} landmark features of this version")
+            problem = self.runtime.input_problem(self._engine.classifier.input_shape)
+            if problem:
+                raise BundleError(f"{path / bundle_io.TFLITE} {problem}")
         except BundleError:
             # Close now: left to the garbage collector, MediaPipe's close can wait forever on a
             # dispatcher thread that the same collection has already stopped.
@@ -226,16 +225,13 @@ class Predictor:
 
         Args:
             hand: what the detector found in the image.
-            image: a callable returning the RGB image; only the CNN calls it (for its crop).
+            image: a callable returning the RGB image; called only by a recogniser that reads pixels.
             classifier: the LiteRT classifier to use (default: the Predictor's own, under its
                 lock, so this is thread-safe like ``predict``).
         """
-        if self.kind == "landmarks":
-            if hand is None:
-                return [(NOTHING, 1.0)]
-            x = features.from_hand(hand, self.depth)
-        else:
-            x = crop_resize(image(), self.image_size, hand, self.crop_margin).astype(np.float32)
+        x = self.runtime.inputs(hand, image)
+        if x is None:
+            return [(NOTHING, 1.0)]
         if classifier is None:
             with self._lock:
                 probs = self._engine.classifier(x)

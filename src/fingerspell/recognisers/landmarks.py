@@ -1,0 +1,161 @@
+"""The default recogniser: MediaPipe's 21 hand landmarks -> 288 features -> a small MLP ensemble.
+
+Runtime half (TensorFlow-free): ``preprocessing`` and ``Runtime``. Training half: ``build``,
+``average``, ``fit`` (Keras, imported when called).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import features
+from ..config import LandmarkParams
+from ..errors import FingerspellError
+from .fitting import epoch_log, raise_if_stopped, tf_keras
+
+log = logging.getLogger("fingerspell.train")
+KIND = "landmarks"
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+def preprocessing(params) -> dict:
+    """What ``bundle.json`` records about the inputs of ``TrainParams`` ``params``, read back by
+    ``Runtime.from_record``."""
+    return {"kind": KIND, **features.preprocessing(params.landmarks.depth)}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A hand -> the classifier's input, as the bundle was trained."""
+
+    depth: bool = True  # bundles from before the option used z
+    reads_pixels = False  # only the hand's landmarks are needed, never the image
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Runtime":
+        return cls(depth=bool(record.get("depth", True)))
+
+    def inputs(self, hand, image) -> np.ndarray | None:
+        """The feature vector of ``hand``; None where there is no hand (the answer is "nothing")."""
+        return None if hand is None else features.from_hand(hand, self.depth)
+
+    def input_problem(self, shape: tuple[int, ...]) -> str | None:
+        """Why a model with input ``shape`` cannot be served with these inputs, or None."""
+        if shape != (features.N_FEATURES,):
+            return f"expects input {shape}, not the {features.N_FEATURES} landmark features of this version"
+        return None
+
+
+# --------------------------------------------------------------------------- training
+
+
+def build(n_classes: int, p: LandmarkParams, name: str = KIND):
+    """Small MLP on the 288 landmark features. Normalisation is learnt from the training set."""
+    _, keras = tf_keras()
+    layers = [keras.Input((features.N_FEATURES,), name="features"), keras.layers.Normalization(name="norm")]
+    for units in p.hidden:
+        layers += [keras.layers.Dense(units, activation="relu"), keras.layers.BatchNormalization(),
+                   keras.layers.Dropout(p.dropout)]
+    layers.append(keras.layers.Dense(n_classes, activation="softmax", name="probs"))
+    return keras.Sequential(layers, name=name)
+
+
+def average(members: list):
+    """One model whose output is the mean of the members' probabilities (one export, one call)."""
+    _, keras = tf_keras()
+    if len(members) == 1:
+        return members[0]
+    inp = keras.Input((features.N_FEATURES,), name="features")
+    return keras.Model(inp, keras.layers.Average(name="probs")([m(inp) for m in members]), name="ensemble")
+
+
+def fit(prep, sides: dict[str, list[int]], params, *, stop=None, progress: bool = True):
+    """Train the ensemble on ``sides["train"]``.
+
+    Args:
+        prep: ``train.Prepared`` (samples, their hands, labels).
+        sides: sample indices per side ("train", "val", "test").
+        params: ``TrainParams``; ``params.landmarks`` is this recogniser's.
+        stop: an event that ends the fit after the current step (Ctrl-C).
+    Returns:
+        (Keras model, history, {"val" | "test": class scores per sample, None where no hand}).
+    """
+    _, keras = tf_keras()
+    lp, ext, y, found, labels = params.landmarks, prep.ext, prep.y, prep.found, prep.labels
+    n = len(ext)
+    pts = np.zeros((n, 21, 3), np.float32)
+    left = np.zeros(n, bool)
+    for i, e in enumerate(ext):
+        if e.hand is not None:
+            pts[i], left[i] = e.hand.pixel_points(), e.hand.handedness == "Left"
+    tr = np.array([i for i in sides["train"] if found[i]])
+    if len(tr) == 0:
+        raise FingerspellError("no hands were detected in the training images; check the data folders")
+    rng = np.random.default_rng(params.seed)
+
+    def feats(p, lf):
+        return features.from_points(p, lf, lp.depth)
+
+    # Each training hand once as found, and once more as first found before refinement (when
+    # lp.unrefined): two estimates of one hand teach the model what landmark noise looks like.
+    views = [(pts[tr], left[tr], y[tr])]
+    if lp.unrefined:
+        first = [i for i in tr if ext[i].hand.unrefined is not None]
+        if first:
+            views.append((np.stack([ext[i].hand.unrefined.pixel_points() for i in first]),
+                          np.array([ext[i].hand.unrefined.handedness == "Left" for i in first]), y[first]))
+    xs, ys = [], []
+    for p, lf, yy in views:
+        xs.append(feats(p, lf))
+        ys.append(yy)
+        for _ in range(lp.augment_copies):
+            aug = features.augment(p, rng, rotate_degrees=lp.rotate_degrees, scale_range=lp.scale_range,
+                                   jitter=lp.jitter)
+            xs.append(feats(aug, lf))
+            ys.append(yy)
+    x_train, y_train = np.concatenate(xs), np.concatenate(ys)
+    perm = rng.permutation(len(x_train))
+    x_train, y_train = x_train[perm], keras.utils.to_categorical(y_train[perm], len(labels))
+
+    va = np.array([i for i in sides["val"] if found[i]])
+    val_data = None
+    if len(va):
+        val_data = (feats(pts[va], left[va]), keras.utils.to_categorical(y[va], len(labels)))
+    members, histories = [], []
+    for k in range(max(1, lp.members)):
+        log.info("training landmark MLP %d/%d on %s hands and %s unrefined estimates of them "
+                 "(%d augmented copies each)", k + 1, max(1, lp.members), f"{len(tr):,}",
+                 f"{sum(len(v[2]) for v in views[1:]):,}", lp.augment_copies)
+        keras.utils.set_random_seed(params.seed + 1000 * k)
+        member = build(len(labels), lp, name=f"{KIND}_{k}")
+        member.get_layer("norm").adapt(x_train)
+        # The MLP is so small that TensorFlow's per-step overhead dominates: running 32 steps per
+        # call (same batches, same updates) trains ~40% faster; XLA made it slower here.
+        member.compile(optimizer=keras.optimizers.Adam(lp.learning_rate),
+                       loss=keras.losses.CategoricalCrossentropy(label_smoothing=lp.label_smoothing),
+                       metrics=["accuracy"], steps_per_execution=32, jit_compile=False)
+        histories.append(member.fit(x_train, y_train, epochs=lp.epochs, batch_size=lp.batch_size,
+                                    validation_data=val_data, verbose=0,
+                                    callbacks=[epoch_log(max(1, lp.epochs // 6), lp.epochs, stop)]).history)
+        raise_if_stopped(stop)
+        members.append(member)
+    model = average(members)
+    # the curves of the members, averaged epoch by epoch
+    history = {key: list(np.mean([h[key] for h in histories], axis=0)) for key in histories[0]}
+    probs = {}
+    for side in ("val", "test"):
+        idx = sides[side]
+        rows = [None] * len(idx)
+        have = [k for k, i in enumerate(idx) if found[i]]
+        if have:
+            sel = np.array([idx[k] for k in have])
+            p = model.predict(feats(pts[sel], left[sel]), verbose=0, batch_size=1024)
+            for k, row in zip(have, p):
+                rows[k] = row
+        probs[side] = rows
+    return model, history, probs

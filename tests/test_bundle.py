@@ -286,6 +286,7 @@ QUICK = TrainParams(split=SplitParams(grouping="random", val_fraction=0.25), wor
                     landmarks=LandmarkParams(hidden=(16,), epochs=2, augment_copies=1))
 
 
+@pytest.mark.slow  # a Keras fit
 def test_a_trained_bundle_holds_no_pickle(fake_hands, synthetic_data, tmp_path, tiny_bundle):
     out = tmp_path / "trained"
     fake_hands.train([synthetic_data], out, QUICK, progress=False)
@@ -302,6 +303,7 @@ def test_a_trained_bundle_holds_no_pickle(fake_hands, synthetic_data, tmp_path, 
 
 
 @pytest.mark.parametrize("use_unrefined", [True, False])
+@pytest.mark.slow  # a Keras fit
 def test_training_learns_from_the_unrefined_estimate_of_each_hand_too(fake_hands, synthetic_data, tmp_path,
                                                                        monkeypatch, caplog, use_unrefined):
     import dataclasses
@@ -340,6 +342,7 @@ def assert_no_pickle(name: str, data: bytes) -> None:
 
 
 @pytest.mark.parametrize("where", ["export", "swap"])
+@pytest.mark.slow  # a Keras fit
 def test_an_interrupted_training_run_keeps_the_previous_bundle(fake_hands, synthetic_data, copy, monkeypatch, where):
     before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
 
@@ -359,6 +362,7 @@ def test_an_interrupted_training_run_keeps_the_previous_bundle(fake_hands, synth
     assert leftovers(copy.parent) == []
 
 
+@pytest.mark.slow  # a Keras fit
 def test_ctrl_c_while_fitting_stops_the_fit_then_interrupts_and_keeps_the_previous_bundle(
         fake_hands, synthetic_data, copy, caplog):
     import dataclasses

@@ -53,6 +53,7 @@ def test_fewer_than_two_folds_or_more_folds_than_any_class_has_images_are_refuse
         fold_sides(list("abcdefgh"), list("AAABBBCC"), 4, 0)
 
 
+@pytest.mark.slow  # a Keras fit
 def test_cross_validation_scores_every_image_once_from_a_model_that_never_saw_it(
         fake_hands, synthetic_data, monkeypatch, caplog):
     from fingerspell import crossval

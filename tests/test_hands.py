@@ -484,11 +484,11 @@ def test_detector_pool_makes_at_most_its_size_and_shares_them(hand_model):
             with lock:
                 inside[0] -= 1
 
-    threads = [threading.Thread(target=use) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(6) as ex:
+        for done in [ex.submit(use) for _ in range(6)]:
+            done.result()  # an assertion in a worker thread fails the test here
     try:
         assert len(pool._made) <= 2 and peak[0] <= 2
     finally:

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import fake_extract
 from fingerspell import bundle
+from fingerspell.cli import ctrl_c_asks_to_stop
 from fingerspell.config import LandmarkParams, SplitParams, TrainParams
 from fingerspell.errors import BundleError
 from fingerspell.extract import Extracted
@@ -383,7 +384,8 @@ def test_ctrl_c_while_fitting_stops_the_fit_then_interrupts_and_keeps_the_previo
     endless = dataclasses.replace(QUICK, landmarks=dataclasses.replace(QUICK.landmarks, epochs=10**7))
     try:
         with caplog.at_level(logging.INFO, logger="fingerspell.train"), pytest.raises(KeyboardInterrupt) as caught:
-            fake_hands.train([synthetic_data], copy, endless, progress=False)
+            with ctrl_c_asks_to_stop() as stop:  # what `fingerspell train` runs the library inside
+                fake_hands.train([synthetic_data], copy, endless, progress=False, stop=stop)
     finally:
         logging.getLogger("fingerspell.train").removeHandler(hook)
     # Raised by the library once Keras had stopped, not by the signal handler inside TensorFlow.
@@ -397,13 +399,11 @@ def test_a_second_ctrl_c_while_fitting_goes_through_at_once():
     import signal
     import time
 
-    from fingerspell.train import ctrl_c_stops_fitting
-
     # Python's own handler, whatever an in-process CLI test installed before this one.
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt) as caught:
-            with ctrl_c_stops_fitting() as stop:
+            with ctrl_c_asks_to_stop() as stop:
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(0.2)
                 assert stop.is_set()  # the first only asks the fit to stop

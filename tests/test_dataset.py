@@ -191,6 +191,21 @@ def test_unreadable_images_are_reported_by_extraction_not_raised(tmp_path, hand_
     assert out[2].hand is None and "fake.jpg" in out[2].error and "not an image" in out[2].error
 
 
+def test_extraction_stops_after_the_image_in_hand_once_asked_and_keeps_what_it_found(tmp_path, hand_model):
+    from fingerspell.extract import extract
+
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(paths[-1])
+    stop = threading.Event()
+    stop.set()  # asked before the first result arrives: one image is taken, then it stops
+    with pytest.raises(KeyboardInterrupt):
+        extract([str(p) for p in paths], workers=1, cache=tmp_path / "cache", progress=False, stop=stop)
+    again = extract([str(p) for p in paths], workers=1, cache=tmp_path / "cache", progress=False)
+    assert [e.cached for e in again] == [True, False, False, False]
+
+
 # -- grouping -------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ line on stderr and an exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import faulthandler
 import importlib.util
@@ -15,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -82,7 +84,8 @@ def _require(modules: dict[str, str], command: str) -> None:
     """One line with the install command where a module of the training install is missing."""
     missing = [name for mod, name in modules.items() if importlib.util.find_spec(mod) is None]
     if missing:
-        raise FingerspellError(f"{command} needs {', '.join(missing)}, which this install lacks; install them with: "
+        names = ", ".join(missing[:-1]) + (" and " if len(missing) > 1 else "") + missing[-1]
+        raise FingerspellError(f"{command} needs {names}, which this install lacks; install them with: "
                                f"{_install_hint('train')}")
 
 
@@ -267,7 +270,8 @@ def cmd_train(args):
     from .metrics import brief
     from .train import train
 
-    metrics = train(args.data, args.out, params, cache=args.cache_dir, progress=not args.quiet)
+    with ctrl_c_asks_to_stop() as stop:
+        metrics = train(args.data, args.out, params, cache=args.cache_dir, progress=not args.quiet, stop=stop)
     for side in ("val", "test"):
         if side in metrics:
             print(f"{side} ({metrics['split']['grouping']} grouping): {brief(metrics[side])}")
@@ -286,7 +290,9 @@ def cmd_crossval(args):
     from .crossval import cross_validate
     from .metrics import brief
 
-    report = cross_validate(args.data, params, args.folds, cache=args.cache_dir, progress=not args.quiet)
+    with ctrl_c_asks_to_stop() as stop:
+        report = cross_validate(args.data, params, args.folds, cache=args.cache_dir, progress=not args.quiet,
+                                stop=stop)
     if args.out:
         _write_report(args, report, report["pooled"], f"{args.kind}, {args.folds} folds, every image held out once")
     if args.json:
@@ -399,14 +405,33 @@ COMMANDS = {"setup": cmd_setup, "download": cmd_download, "train": cmd_train, "c
             "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve}
 
 
-_interrupted = False
+@contextlib.contextmanager
+def ctrl_c_asks_to_stop():
+    """Ctrl-C while training: the first asks the library to stop, a second stops at once.
 
+    A KeyboardInterrupt raised by a signal handler lands wherever Python happens to be: inside
+    TensorFlow's graph tracing it surfaces as another error, inside a finaliser it is swallowed
+    and training runs on. So the first Ctrl-C only sets the event this yields; the library checks
+    it after every training step, detected image and stage, and raises KeyboardInterrupt from
+    plain Python (the previous bundle stays as it was). Where Ctrl-C is ignored (a background
+    job), or off the main thread, nothing changes.
+    """
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
 
-def _on_sigint(signum, frame):
-    # Remember Ctrl-C: landing inside TensorFlow's graph tracing it can surface as another error.
-    global _interrupted
-    _interrupted = True
-    raise KeyboardInterrupt
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def main(argv=None) -> int:
@@ -419,8 +444,6 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if argv is None and not args.verbose:
         _quiet_native_logs()
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _on_sigint)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.verbose:
@@ -432,11 +455,6 @@ def main(argv=None) -> int:
         print(f"fingerspell {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"fingerspell {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        if not _interrupted:
-            raise
         print(f"fingerspell {args.command}: interrupted", file=sys.stderr)
         return 130
 

@@ -41,7 +41,7 @@ def fold_sides(groups: list[str], labels: list[str], folds: int, seed: int) -> l
 
 
 def cross_validate(data, params: TrainParams = TrainParams(), folds: int = 5, *, cache=None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, stop=None) -> dict:
     """Fit the recipe ``params`` once per fold and score each held-out fold.
 
     Args:
@@ -49,6 +49,8 @@ def cross_validate(data, params: TrainParams = TrainParams(), folds: int = 5, *,
         params: the recipe; ``params.split`` gives the grouping and seed (its fractions are unused).
         folds: number of folds (at least 2).
         cache: cache folder for the hand model and landmarks.
+        stop: a ``threading.Event``; once set, the run ends at the next safe point with
+            KeyboardInterrupt (see ``train.train``).
     Returns:
         ``{"folds": [metrics per fold], "pooled": metrics over every held-out image,
         "spread": {"all" | source: {"mean", "std", "min", "max", "folds"} of the folds' top-1},
@@ -57,7 +59,7 @@ def cross_validate(data, params: TrainParams = TrainParams(), folds: int = 5, *,
     """
     folders, ds = load(data, params)
     _check_folds(folds)  # before detecting hands, which can take minutes
-    prep = prepare(folders, ds, params, cache=cache, progress=progress)
+    prep = prepare(folders, ds, params, cache=cache, progress=progress, stop=stop)
     usable = [i for i in range(len(ds.samples)) if i not in prep.bad]
     held = [[usable[j] for j in fold] for fold in fold_sides(
         [ds.samples[i].group for i in usable], [ds.samples[i].label for i in usable], folds, params.split.seed)]
@@ -66,7 +68,8 @@ def cross_validate(data, params: TrainParams = TrainParams(), folds: int = 5, *,
         train = sorted(set(usable) - set(test))
         log.info("fold %d/%d: training on %s images, holding out %s (%d groups)", k + 1, len(held),
                  f"{len(train):,}", f"{len(test):,}", len({ds.samples[i].group for i in test}))
-        _, _, probs = fit_recipe(prep, {"train": train, "val": test, "test": []}, params, progress=progress)
+        _, _, probs = fit_recipe(prep, {"train": train, "val": test, "test": []}, params, progress=progress,
+                                 stop=stop)
         m = held_out_metrics(prep, test, probs["val"])
         log.info("fold %d/%d: %s", k + 1, len(held), brief(m))
         per_fold.append(m)

@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import signal
 import sqlite3
 import sys
 from dataclasses import asdict, dataclass
@@ -99,6 +100,9 @@ _worker_detector: HandDetector | None = None
 def _init_worker(model_path: str, params: dict) -> None:
     global _worker_detector
     os.environ.setdefault("GLOG_minloglevel", "2")
+    # Ctrl-C reaches the whole process group. A worker killed by it mid-task would leave the
+    # parent waiting for a result forever; the parent decides and terminates the pool instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # one worker per core: the landmark network (refinement, centre retries) gets one thread each
     _worker_detector = HandDetector(model_path, params=DetectParams(**params), track_threads=1)
 
@@ -118,7 +122,7 @@ def settings_key(params: DetectParams, model_sha: str) -> str:
 
 def extract(paths: list[str], params: DetectParams = DetectParams(), *, workers: int = 0,
             cache: str | os.PathLike | None = None, use_cache: bool = True,
-            progress: bool = True) -> list[Extracted]:
+            progress: bool = True, stop=None) -> list[Extracted]:
     """Detect the hand in every file, in worker processes, using and filling the cache.
 
     Args:
@@ -127,6 +131,8 @@ def extract(paths: list[str], params: DetectParams = DetectParams(), *, workers:
         workers: processes; 0 means one per CPU core.
         cache: cache folder (default: the user cache dir or $FINGERSPELL_CACHE_DIR).
         use_cache: False re-detects everything and stores nothing.
+        stop: a ``threading.Event``; once set, KeyboardInterrupt after the current image (what
+            was detected so far is cached).
     Returns:
         One Extracted per path, in order.
     """
@@ -164,6 +170,8 @@ def extract(paths: list[str], params: DetectParams = DetectParams(), *, workers:
                         results[i] = Extracted(_decode(blob))
                         fresh.append((keys[i], blob))
                     bar.update()
+                    if stop is not None and stop.is_set():
+                        raise KeyboardInterrupt
                     if len(fresh) >= 256:
                         store.put_many(fresh)
                         fresh = []

@@ -7,13 +7,11 @@ checked against Keras -> bundle written atomically.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import logging
 import os
 import platform
-import signal
 import subprocess
 import tempfile
 import threading
@@ -55,36 +53,6 @@ def _source_commit() -> str | None:
         return None
 
 
-@contextlib.contextmanager
-def ctrl_c_stops_fitting():
-    """While fitting, Ctrl-C stops Keras after the step it lands in, then raises KeyboardInterrupt.
-
-    A KeyboardInterrupt raised by the signal handler lands wherever Python happens to be. Inside
-    TensorFlow's graph tracing it surfaces as another error. Inside a finaliser it is swallowed
-    ("Exception ignored in ..."), and training runs on. So within this block the handler only sets
-    the event it yields; ``fitting.epoch_log(..., stop=event)`` reads it after every step, and the fit
-    returns. Check ``raise_if_stopped(event)`` after each fit. A second Ctrl-C goes to the previous
-    handler at once. Where Ctrl-C is ignored (SIG_IGN), or off the main thread, nothing changes.
-    """
-    stop = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
-    if not callable(previous) or threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def on_sigint(signum, frame):
-        if stop.is_set():
-            previous(signum, frame)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    raise_if_stopped(stop)
-
-
 @dataclasses.dataclass
 class Prepared:
     """Data scanned and grouped, hands detected (cached): what every fit of a recipe starts from."""
@@ -111,10 +79,12 @@ def load(data, params: TrainParams) -> tuple[list[str], Dataset]:
     return folders, ds
 
 
-def prepare(folders: list[str], ds: Dataset, params: TrainParams, *, cache=None, progress: bool = True) -> Prepared:
+def prepare(folders: list[str], ds: Dataset, params: TrainParams, *, cache=None, progress: bool = True,
+            stop: threading.Event | None = None) -> Prepared:
     """Detect hands in every image of ``ds`` (cached) and report the no-hand rates."""
     hand_model = ensure_hand_model(cache)
-    ext = extract([s.path for s in ds.samples], params.detect, workers=params.workers, cache=cache, progress=progress)
+    ext = extract([s.path for s in ds.samples], params.detect, workers=params.workers, cache=cache, progress=progress,
+                  stop=stop)
     bad = {i for i, e in enumerate(ext) if e.error is not None}
     ds.skipped += [(ds.samples[i].path, ext[i].error) for i in sorted(bad)]
     index = {c: i for i, c in enumerate(ds.labels)}
@@ -126,13 +96,18 @@ def prepare(folders: list[str], ds: Dataset, params: TrainParams, *, cache=None,
                     np.array([e.hand is not None for e in ext]), ds.labels, detection, hand_model)
 
 
-def fit_recipe(prep: Prepared, sides: dict[str, list[int]], params: TrainParams, *, progress: bool = True):
+def fit_recipe(prep: Prepared, sides: dict[str, list[int]], params: TrainParams, *, progress: bool = True,
+               stop: threading.Event | None = None):
     """Fit the recipe on ``sides["train"]``; the model, its history, and class scores for the
-    images of ``sides["val"]`` and ``sides["test"]`` (None where no hand was found)."""
+    images of ``sides["val"]`` and ``sides["test"]`` (None where no hand was found).
+
+    ``stop``: once set, the fit ends after the current step and KeyboardInterrupt is raised.
+    """
     _, keras = tf_keras()
     keras.utils.set_random_seed(params.seed)
-    with ctrl_c_stops_fitting() as stop:
-        return recognisers.get(params.kind).fit(prep, sides, params, stop=stop, progress=progress)
+    result = recognisers.get(params.kind).fit(prep, sides, params, stop=stop, progress=progress)
+    raise_if_stopped(stop)
+    return result
 
 
 def held_out_metrics(prep: Prepared, idx: list[int], rows: list) -> dict:
@@ -143,7 +118,8 @@ def held_out_metrics(prep: Prepared, idx: list[int], rows: list) -> dict:
                      [samples[i].source for i in idx])
 
 
-def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progress: bool = True) -> dict:
+def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progress: bool = True,
+          stop: threading.Event | None = None) -> dict:
     """Train a recogniser on image folders and write its bundle to ``out``.
 
     Args:
@@ -151,6 +127,9 @@ def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progres
         out: bundle folder to write: new, empty, or a bundle to replace (atomically).
         params: resolved settings, written into the bundle.
         cache: cache folder for the hand model and landmarks.
+        stop: an event that ends the run at the next safe point (after a training step, a
+            detected image, a stage) with KeyboardInterrupt, leaving any previous bundle as it
+            was. The CLI sets it on Ctrl-C; the library never touches signal handlers.
     Returns:
         The metrics dict written to ``metrics.json``.
     Raises:
@@ -160,11 +139,11 @@ def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progres
     bundle.check_target(out)
     folders, ds = load(data, params)
     sides = split(ds, params.split)
-    prep = prepare(folders, ds, params, cache=cache, progress=progress)
+    prep = prepare(folders, ds, params, cache=cache, progress=progress, stop=stop)
     sides = {k: [i for i in v if i not in prep.bad] for k, v in sides.items()}
     if not sides["train"]:
         raise FingerspellError("no training images left after the split; add data or lower --val-fraction")
-    model, history, probs = fit_recipe(prep, sides, params, progress=progress)
+    model, history, probs = fit_recipe(prep, sides, params, progress=progress, stop=stop)
     tf, keras = tf_keras()
 
     tflite = export_tflite(model)
@@ -197,6 +176,7 @@ def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progres
                       "python": platform.python_version()},
         )
         files[bundle.CARD] = meta.model_card(metrics)
+        raise_if_stopped(stop)
         path = bundle.write_bundle(out, meta, files)
     log.info("bundle written to %s", path)
     return metrics

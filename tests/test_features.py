@@ -219,9 +219,20 @@ def test_without_depth_the_features_ignore_z_entirely(depth, is_left):
     deep = TEMPLATE.copy()
     deep[:, 2] = depth
     a, b = features.from_points(flat, is_left, depth=False), features.from_points(deep, is_left, depth=False)
-    # the hand's size still comes from the 3D palm, so only the scale may differ: compare angles
-    np.testing.assert_allclose(a[-features.N_ANGLES:], b[-features.N_ANGLES:], atol=1e-5)
+    # every point's z moves, the palm's too: the hand's size is measured in the image plane, so
+    # not one feature may change (v1 measured it in 3D and let z in through the scale)
+    np.testing.assert_allclose(a, b, atol=1e-5)
     assert np.all(b[2:features.N_COORDS:3] == 0)
+
+
+def test_version_1_bundles_keep_their_3d_hand_size():
+    deep = TEMPLATE.copy()
+    deep[9, 2] += 60.0  # a palm point: in v1 it changes the hand's size, so every feature
+    v1 = [features.from_points(p, False, depth=False, version=1) for p in (TEMPLATE, deep)]
+    v2 = [features.from_points(p, False, depth=False) for p in (TEMPLATE, deep)]
+    assert not close(*v1) and close(*v2)
+    assert features.version_of({"features": "fingerspell.features.v1"}) == 1
+    assert features.version_of(features.preprocessing(False)) == features.VERSION == 2
 
 
 def test_depth_changes_the_features_only_when_used():

@@ -78,3 +78,14 @@ def test_a_cnn_is_served_the_crop_it_was_trained_on(fake_hands, tmp_path, hand_m
         got = dict(p.classify(hand, lambda: image))
     want = model(served_as[crop])
     assert got[p.labels[int(np.argmax(want))]] == pytest.approx(float(want.max()), abs=1e-6)
+
+
+def test_the_bundled_model_is_served_with_the_feature_version_it_records(hand_model):
+    import json
+
+    from fingerspell import features
+
+    record = json.loads((bundle.DEFAULT_BUNDLE / bundle.META).read_text())["preprocessing"]
+    with contextlib.closing(Predictor.from_bundle(None, hand_model=hand_model)) as p:
+        assert p.runtime.version == features.version_of(record)
+        assert p.runtime.depth is record["depth"]

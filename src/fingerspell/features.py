@@ -11,8 +11,13 @@ to right ones:
   and scale.
 
 MediaPipe's z (depth) from one photo is noisy, and a hand photographed from the signer's own
-side has its depth order reversed; ``depth=False`` sets z to 0 after normalising, so distances
-and angles are 2D and the z inputs constant. Bundles say which they were trained with.
+side has its depth order reversed; ``depth=False`` ignores z entirely: the hand's size is
+measured in the image plane and z is set to 0, so distances and angles are 2D and the z inputs
+constant. Bundles say which they were trained with.
+
+Versions: ``fingerspell.features.v2`` (this one). ``v1`` measured the hand's size in 3D even
+with ``depth=False``, so z still moved every feature through the scale; bundles that record v1
+are served with v1 (``version=1``). On new people the two score within a point of each other.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ N_ANGLES = 15
 N_FEATURES = N_COORDS + N_DISTANCES + N_ANGLES  # 288
 #: names of the preprocessing steps, written into bundles so a reader knows what a model expects
 PREPROCESSING = {
-    "features": "fingerspell.features.v1",
+    "features": "fingerspell.features.v2",
     "depth": True,
     "points": "image landmarks in pixel units (x*w, y*h, z*w)",
     "mirror": "left hands mirrored to right (x -> -x)",
@@ -42,12 +47,22 @@ PREPROCESSING = {
 }
 
 
-def canonical(points: np.ndarray, is_left: np.ndarray | bool) -> np.ndarray:
+VERSION = 2
+
+
+def version_of(record: dict) -> int:
+    """The feature version a bundle's preprocessing record names (1 for ``...features.v1``)."""
+    name = str(record.get("features", PREPROCESSING["features"]))
+    return 1 if name.endswith(".v1") else VERSION
+
+
+def canonical(points: np.ndarray, is_left: np.ndarray | bool, planar_size: bool = False) -> np.ndarray:
     """Mirror left hands, centre on the wrist and divide by the hand's size.
 
     Args:
         points: (N, 21, 3) or (21, 3) points in pixel units.
         is_left: (N,) or scalar.
+        planar_size: measure the size from x and y alone (z then changes nothing but z).
     Returns:
         Array of the same shape, float32.
     """
@@ -58,7 +73,7 @@ def canonical(points: np.ndarray, is_left: np.ndarray | bool) -> np.ndarray:
     left = np.broadcast_to(np.asarray(is_left, dtype=bool), (pts.shape[0],))
     pts = pts - pts[:, WRIST : WRIST + 1]
     pts[left, :, 0] *= -1.0
-    size = np.linalg.norm(pts[:, PALM], axis=-1).mean(axis=1)
+    size = np.linalg.norm(pts[:, PALM, :2] if planar_size else pts[:, PALM], axis=-1).mean(axis=1)
     pts = pts / np.maximum(size, 1e-6)[:, None, None]
     return (pts[0] if single else pts).astype(np.float32)
 
@@ -68,12 +83,14 @@ def preprocessing(depth: bool) -> dict:
     return {**PREPROCESSING, "depth": bool(depth)}
 
 
-def from_points(points: np.ndarray, is_left: np.ndarray | bool, depth: bool = True) -> np.ndarray:
+def from_points(points: np.ndarray, is_left: np.ndarray | bool, depth: bool = True,
+                version: int = VERSION) -> np.ndarray:
     """Feature vectors of hands given as pixel-unit points; (N, 21, 3) -> (N, 288).
 
-    ``depth=False``: z is set to 0 once the points are normalised (see the module docstring).
+    ``depth=False``: z is ignored (see the module docstring); ``version=1`` as bundles that
+    record ``fingerspell.features.v1`` were trained.
     """
-    pts = canonical(points, is_left).astype(np.float64)
+    pts = canonical(points, is_left, planar_size=not depth and version >= 2).astype(np.float64)
     if not depth:
         pts[..., 2] = 0.0
     single = pts.ndim == 2
@@ -90,9 +107,9 @@ def from_points(points: np.ndarray, is_left: np.ndarray | bool, depth: bool = Tr
     return out[0] if single else out
 
 
-def from_hand(hand, depth: bool = True) -> np.ndarray:
+def from_hand(hand, depth: bool = True, version: int = VERSION) -> np.ndarray:
     """Feature vector (288,) of one ``hands.Hand``."""
-    return from_points(hand.pixel_points(), hand.handedness == "Left", depth)
+    return from_points(hand.pixel_points(), hand.handedness == "Left", depth, version)
 
 
 def augment(points: np.ndarray, rng: np.random.Generator, *, rotate_degrees: float,

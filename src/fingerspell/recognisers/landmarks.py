@@ -34,15 +34,16 @@ class Runtime:
     """A hand -> the classifier's input, as the bundle was trained."""
 
     depth: bool = True  # bundles from before the option used z
+    version: int = features.VERSION  # the feature version the bundle records
     reads_pixels = False  # only the hand's landmarks are needed, never the image
 
     @classmethod
     def from_record(cls, record: dict) -> "Runtime":
-        return cls(depth=bool(record.get("depth", True)))
+        return cls(depth=bool(record.get("depth", True)), version=features.version_of(record))
 
     def inputs(self, hand, image) -> np.ndarray | None:
         """The feature vector of ``hand``; None where there is no hand (the answer is "nothing")."""
-        return None if hand is None else features.from_hand(hand, self.depth)
+        return None if hand is None else features.from_hand(hand, self.depth, self.version)
 
     def input_problem(self, shape: tuple[int, ...]) -> str | None:
         """Why a model with input ``shape`` cannot be served with these inputs, or None."""

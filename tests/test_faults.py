@@ -541,7 +541,7 @@ TRAVERSALS = ["/static/../app.py", "/static/../../fingerspell/config.py", "/stat
 
 @pytest.mark.parametrize("path", TRAVERSALS)
 def test_the_live_server_serves_only_its_static_folder_to_raw_paths(server, path):
-    answer = raw_http(server.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    answer = raw_http(server.port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
     status = int(answer.split(b" ", 2)[1])
     assert status in (400, 404), answer[:300]
     for secret in (b"def ", b"import ", b"root:", b"ServeParams"):
@@ -549,11 +549,11 @@ def test_the_live_server_serves_only_its_static_folder_to_raw_paths(server, path
 
 
 @pytest.mark.parametrize("name,request_bytes,status", [
-    ("not found", b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),
-    ("wrong method", b"DELETE /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405),
-    ("body declared over the limit", b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    ("not found", b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 404),
+    ("wrong method", b"DELETE /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 405),
+    ("body declared over the limit", b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                                      b"Content-Length: 1000000000\r\nConnection: close\r\n\r\n", 413),
-    ("unreadable image", b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    ("unreadable image", b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                          b"Content-Length: 4\r\nConnection: close\r\n\r\nnope", 422),
 ])
 def test_the_live_server_refuses_with_anti_framing_headers_and_json(server, name, request_bytes, status):
@@ -567,7 +567,7 @@ def test_the_live_server_refuses_with_anti_framing_headers_and_json(server, name
 
 
 def test_a_huge_request_header_is_refused_and_the_server_keeps_serving(server):
-    answer = raw_http(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * 1_000_000 + b"\r\n\r\n")
+    answer = raw_http(server.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Junk: " + b"a" * 1_000_000 + b"\r\n\r\n")
     assert answer == b"" or int(answer.split(b" ", 2)[1]) in (400, 413, 431), answer[:200]
     assert server.health()["status"] == "ok"
 
@@ -580,7 +580,7 @@ def test_limits_are_on_by_default(tiny_bundle, monkeypatch):
     assert (defaults.host, defaults.cors_origins, defaults.save_frames_dir) == ("127.0.0.1", (), None)
     from fingerspell.server import create_app
 
-    with TestClient(create_app(model=tiny_bundle)) as client:
+    with TestClient(create_app(model=tiny_bundle), base_url="http://127.0.0.1:5000") as client:
         assert client.get("/health").json()["limits"] == {
             "max_body_bytes": 8 * 2**20, "max_message_bytes": 2 * 2**20, "max_pixels": 4096 * 4096,
             "max_connections": 16}
@@ -590,7 +590,7 @@ def test_limits_are_on_by_default(tiny_bundle, monkeypatch):
         Image.new("L", (4097, 4096)).save(tall, "PNG")  # 16,781,312 pixels: one row over
         r = client.post("/predict", content=tall.getvalue(), headers={"content-type": "image/png"})
         assert r.status_code == 422 and "over the limit of 16,777,216 pixels" in r.json()["error"]
-        with client.websocket_connect("/ws") as ws:
+        with client.websocket_connect("ws://127.0.0.1:5000/ws") as ws:
             ws.send_bytes(b"\0" * (2 * 2**20 + 1))
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()

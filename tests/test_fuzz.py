@@ -43,7 +43,7 @@ from fingerspell.images import decode_image
 from fingerspell.predictor import Predictor
 from fingerspell.server import create_app
 
-PARAMS = ServeParams()  # the defaults: the limits a user gets
+PARAMS = ServeParams(allowed_hosts=("testserver",))  # the limits a user gets; TestClient's Host
 # PIL warns (corrupt EXIF, odd TIFF tags) on its way to decoding or refusing; the outcome is what counts.
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:PIL"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:PIL")]

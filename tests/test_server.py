@@ -35,7 +35,9 @@ from fingerspell.config import ConfigError, ServeParams
 from fingerspell.server import app as server_app
 from fingerspell.server import create_app, params_from_env
 
-LIMITS = ServeParams(max_body_bytes=300_000, max_message_bytes=200_000, max_pixels=1_000_000, max_connections=3)
+# TestClient addresses its requests to "testserver"; a real server answers only loopback names.
+LIMITS = ServeParams(max_body_bytes=300_000, max_message_bytes=200_000, max_pixels=1_000_000, max_connections=3,
+                     allowed_hosts=("testserver",))
 HEADERS = {"x-frame-options": "DENY", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
 
 
@@ -276,7 +278,7 @@ def test_cors_is_closed_unless_configured(client, tiny_bundle):
     assert "access-control-allow-origin" not in client.get("/health", headers=origin).headers
     pre = client.options("/predict", headers={**origin, "access-control-request-method": "POST"})
     assert "access-control-allow-origin" not in pre.headers
-    params = ServeParams(cors_origins=("https://elsewhere.example",))
+    params = ServeParams(cors_origins=("https://elsewhere.example",), allowed_hosts=("testserver",))
     with TestClient(create_app(model=tiny_bundle, params=params)) as open_client:
         r = open_client.get("/health", headers=origin)
         assert r.headers["access-control-allow-origin"] == "https://elsewhere.example"
@@ -302,6 +304,7 @@ def test_params_come_from_fingerspell_environment_variables():
 def test_create_app_takes_limits_and_model_from_the_environment(tiny_bundle, monkeypatch):
     monkeypatch.setenv("FINGERSPELL_MODEL", str(tiny_bundle))
     monkeypatch.setenv("FINGERSPELL_MAX_BODY_BYTES", "1000")
+    monkeypatch.setenv("FINGERSPELL_ALLOWED_HOSTS", "testserver")
     with TestClient(create_app()) as c:
         assert c.get("/health").json()["limits"]["max_body_bytes"] == 1000
         r = c.post("/predict", content=jpeg(), headers={"content-type": "image/jpeg"})
@@ -310,14 +313,15 @@ def test_create_app_takes_limits_and_model_from_the_environment(tiny_bundle, mon
 
 def test_frames_are_saved_only_where_asked(tiny_bundle, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with TestClient(create_app(model=tiny_bundle, params=ServeParams())) as c:
+    with TestClient(create_app(model=tiny_bundle, params=ServeParams(allowed_hosts=("testserver",)))) as c:
         c.post("/predict", content=jpeg(), headers={"content-type": "image/jpeg"})
         with c.websocket_connect("/ws") as ws:
             ws.send_bytes(jpeg())
             ws.receive_json()
     assert list(tmp_path.iterdir()) == []
     folder = tmp_path / "frames"
-    with TestClient(create_app(model=tiny_bundle, params=ServeParams(save_frames_dir=str(folder)))) as c:
+    params = ServeParams(save_frames_dir=str(folder), allowed_hosts=("testserver",))
+    with TestClient(create_app(model=tiny_bundle, params=params)) as c:
         c.post("/predict", content=png(), headers={"content-type": "image/png"})
         with c.websocket_connect("/ws") as ws:
             ws.send_bytes(jpeg())
@@ -357,12 +361,12 @@ def test_server_process_never_imports_tensorflow_and_starts_quickly(tiny_bundle)
         from fastapi.testclient import TestClient
         t = time.perf_counter()  # import of the server, its model and the hand tracker, and start-up
         from fingerspell.server import create_app
-        with TestClient(create_app(model={str(tiny_bundle)!r})) as c:
+        with TestClient(create_app(model={str(tiny_bundle)!r}), base_url="http://localhost") as c:
             started = time.perf_counter() - t
             from PIL import Image
             buf = io.BytesIO(); Image.new("RGB", (64, 64)).save(buf, "JPEG")
             assert c.post("/predict", content=buf.getvalue(), headers={{"content-type": "image/jpeg"}}).status_code == 200
-            with c.websocket_connect("/ws") as ws:
+            with c.websocket_connect("ws://localhost/ws") as ws:
                 ws.send_bytes(buf.getvalue()); ws.receive_json()
         heavy = [m for m in ("tensorflow", "keras", "matplotlib", "fingerspell.train", "fingerspell.dataset")
                  if m in sys.modules]
@@ -412,7 +416,7 @@ def _raw_request(port: int, head: bytes, body_parts=(), wait: float = 5.0) -> by
 
 
 def test_live_server_refuses_a_declared_oversize_body_before_it_is_sent(live):
-    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    head = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
             b"Content-Length: 1000000000\r\n\r\n")
     answer = _raw_request(live.port, head)  # not a byte of the gigabyte is sent
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
@@ -420,7 +424,7 @@ def test_live_server_refuses_a_declared_oversize_body_before_it_is_sent(live):
 
 
 def test_live_server_stops_reading_a_chunked_body_once_over_the_limit(live):
-    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
     chunk = b"\xff" * 100_000
     parts = [b"%x\r\n" % len(chunk) + chunk + b"\r\n"] * 4  # 400 kB of a body that never ends
     answer = _raw_request(live.port, head, parts)

@@ -82,13 +82,13 @@ def photo_frame() -> bytes:
 class Served:
     """``fingerspell serve --model M --port P`` as a user starts it, output in a log file."""
 
-    def __init__(self, model: Path, root: Path, hand_model: Path, *extra):
+    def __init__(self, model: Path, root: Path, hand_model: Path, *extra, env: dict | None = None):
         self.port = free_port()
         self.root = root
         self.cwd = root / "work"
         self.cwd.mkdir(parents=True, exist_ok=True)
         self.log_path = root / "server.log"
-        env = clean_env(root, hand_model)
+        env = clean_env(root, hand_model, **(env or {}))
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(fingerspell("serve", "--model", model, "--port", self.port, *extra),
                                          stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd)
@@ -595,3 +595,104 @@ def test_limits_are_on_by_default(tiny_bundle, monkeypatch):
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()
         assert closed.value.code == 1009 and "over the 2,097,152-byte limit" in closed.value.reason
+
+
+# --------------------------------------------------------------------------- clients that hold slots
+
+
+def upgrade(port: int, rcvbuf: int | None = None, host: str | None = None,
+            origin: str | None = None) -> tuple[socket.socket, bytes]:
+    """A raw socket asking for /ws, and the head of the answer (what follows it is left unread)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: it sets the window
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    extra = f"Origin: {origin}\r\n" if origin else ""
+    s.sendall((f"GET /ws HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)  # byte by byte: nothing after the head is taken from the socket
+        if not chunk:
+            break
+        head += chunk
+    return s, head
+
+
+def send_until_the_server_stops_reading(s: socket.socket, seconds: float = 20.0) -> int:
+    """Send 1-byte binary frames, reading nothing, until no byte has gone out for a second."""
+    frame = bytes([0x82, 0x81]) + b"\0\0\0\0" + b"x"  # masked (with zeros), one byte of payload
+    batch = frame * 1000
+    s.setblocking(False)
+    sent, last_progress, deadline = 0, time.monotonic(), time.monotonic() + seconds
+    pending = memoryview(batch)
+    while time.monotonic() < deadline and time.monotonic() - last_progress < 1.0:
+        try:
+            n = s.send(pending)
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        sent += n
+        last_progress = time.monotonic()
+        pending = pending[n:] or memoryview(batch)
+    return sent
+
+
+@pytest.mark.slow
+def test_clients_that_never_read_cannot_keep_the_stream_slots(tiny_bundle, hand_model, tmp_path):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    served = Served(tiny_bundle, tmp_path, hand_model)  # the defaults: 16 streams
+    hogs = []
+    try:
+        limit = served.health()["limits"]["max_connections"]
+        answers = [upgrade(served.port, rcvbuf=4096) for _ in range(limit)]
+        hogs = [h for h, _ in answers]
+        assert all(head.startswith(b"HTTP/1.1 101") for _, head in answers)
+        for h in hogs:
+            assert send_until_the_server_stops_reading(h) > 0
+        idle_since = time.monotonic()  # every hog is idle from here on, and never reads
+        refused, served_after = 0, None
+        while time.monotonic() - idle_since < 30 and served_after is None:
+            try:
+                with connect(f"ws://127.0.0.1:{served.port}/ws", open_timeout=5) as ws:
+                    ws.send(json.dumps({"type": "clear"}))
+                    if json.loads(ws.recv(timeout=5))["type"] == "state":
+                        served_after = time.monotonic() - idle_since
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 1013, closed
+                refused += 1
+                time.sleep(1)
+        assert served_after is not None, f"refused {refused} times in 30 s: the never-reading clients keep every slot"
+        assert refused > 0, "the hogs should have held the slots for a while"
+        wait_until(lambda: served.health()["open_streams"] == 0, 10, "the hogs' streams are counted out")
+        log = served.log()
+        assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
+        assert "the client read nothing for 10 s" in log
+    finally:
+        for h in hogs:
+            h.close()
+        served.stop()
+
+
+def test_a_stream_that_is_closing_does_not_hold_a_slot(tiny_bundle, hand_model, tmp_path):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    served = Served(tiny_bundle, tmp_path, hand_model, env={"FINGERSPELL_MAX_CONNECTIONS": "2"})
+    try:
+        frame = photo_frame()
+        refused = 0
+        for _ in range(60):  # one at a time: connect, send a frame, close without waiting for its answer
+            with connect(f"ws://127.0.0.1:{served.port}/ws", max_size=None) as ws:
+                try:
+                    ws.send(frame)
+                except ConnectionClosed:
+                    pass
+            refused += ws.close_code == 1013  # the server's code: it spoke first
+        assert refused == 0, f"{refused} of 60 one-at-a-time streams refused as busy"
+    finally:
+        served.stop()

@@ -79,6 +79,7 @@ CLOSE_BUSY = 1013
 # uvicorn drops larger messages itself (1009, no reason); ours, a little lower, says why.
 WS_TRANSPORT_SLACK = 64 * 1024
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers; browsers send a few KiB
+CLOSING_WAIT_S = 5.0  # how long a new stream may wait for closing ones to be put away (takes ~1 s)
 # Swagger UI's script, style and icon for /docs, from the fastapi-offline package: no CDN, so
 # /docs works without the internet. (swagger-ui-bundle ships Swagger UI 4, which cannot show
 # FastAPI's OpenAPI 3.1 document.)
@@ -504,17 +505,17 @@ class _Connection:
         self.on_closing = lambda: None
 
     async def serve(self) -> None:
-        self.stream = await run_in_threadpool(self._open_stream)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._work)
+                tg.start_soon(self._work)  # opens the stream first; meanwhile the reader sees a client leave
                 try:
                     await self._read()
                 finally:
                     tg.cancel_scope.cancel()  # waits for a predict already running in its thread
         finally:
-            with anyio.CancelScope(shield=True):
-                await run_in_threadpool(self.stream.close)
+            if self.stream is not None:
+                with anyio.CancelScope(shield=True):
+                    await run_in_threadpool(self.stream.close)
 
     async def send(self, message: dict) -> None:
         try:
@@ -597,6 +598,7 @@ class _Connection:
         return {"type": "state", "spelling": self._state(fresh=True), "mirror": self.mirror}
 
     async def _work(self) -> None:
+        self.stream = await run_in_threadpool(self._open_stream)
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
@@ -669,6 +671,8 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
         # on the cores, and every extra thread grows memory (malloc arenas, MediaPipe buffers).
         app.state.limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
         app.state.open_streams = 0
+        app.state.alive_streams = 0  # open, and closing but not yet put away
+        app.state.stream_put_away = anyio.Event()
         app.state.stream_ids = 0
         app.state.predict_slots = anyio.Semaphore(params.max_predicts)
         try:
@@ -763,11 +767,19 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
         if not _origin_allowed(ws.headers, params, hosts):
             await ws.close(CLOSE_POLICY, "this page's origin is not allowed (see cors_origins)")
             return
-        if state.open_streams >= params.max_connections:
-            log.warning("refused a stream: %d open, the limit is %d", state.open_streams, params.max_connections)
+        # Streams that are closing hold no slot, but still their tracker until it is put away (a
+        # second or so): at most as many again as max_connections, so memory stays bounded. A new
+        # stream waits a little for one of those rather than being refused.
+        with anyio.move_on_after(CLOSING_WAIT_S):
+            while state.alive_streams >= 2 * params.max_connections:
+                await state.stream_put_away.wait()
+        if state.open_streams >= params.max_connections or state.alive_streams >= 2 * params.max_connections:
+            log.warning("refused a stream: %d open (%d closing), the limit is %d", state.open_streams,
+                        state.alive_streams - state.open_streams, params.max_connections)
             await ws.close(CLOSE_BUSY, f"server busy: {state.open_streams} streams open; try again later")
             return
         state.open_streams += 1
+        state.alive_streams += 1
         state.stream_ids += 1
         conn = _Connection(ws, state.predictor, params, spelling, state.stream_ids, state.limiter)
 
@@ -783,6 +795,9 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
             await conn.close(CLOSE_ERROR, "internal error; the server log has the details")
         finally:
             conn._closing()
+            state.alive_streams -= 1
+            state.stream_put_away.set()
+            state.stream_put_away = anyio.Event()
             log.info("stream %d closed after %d frames", conn.cid, conn.frames)
 
     @app.get("/docs", include_in_schema=False)

@@ -21,6 +21,7 @@ import textwrap
 import time
 import zlib
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -228,7 +229,7 @@ def test_docs_and_openapi_describe_every_predict_body(client):
     assert set(body["content"]) == {"application/json", "image/jpeg", "image/png"}
     assert body["content"]["application/json"]["schema"]["required"] == ["image"]
     assert body["content"]["image/png"]["schema"]["format"] == "binary"
-    assert {"200", "400", "413", "415", "422"} <= set(spec["paths"]["/predict"]["post"]["responses"])
+    assert {"200", "400", "408", "413", "415", "421", "422", "503"} <= set(spec["paths"]["/predict"]["post"]["responses"])
 
 
 def test_index_is_the_page_and_uses_no_cdn_or_fixed_socket_address(client):
@@ -386,7 +387,9 @@ def test_server_process_never_imports_tensorflow_and_starts_quickly(tiny_bundle)
 @pytest.fixture(scope="module")
 def live(tiny_bundle):
     server = ServerProcess(tiny_bundle, env={"FINGERSPELL_MAX_BODY_BYTES": "300000",
-                                             "FINGERSPELL_MAX_MESSAGE_BYTES": "200000"})
+                                             "FINGERSPELL_MAX_MESSAGE_BYTES": "200000",
+                                             "FINGERSPELL_MAX_PREDICTS": "1", "FINGERSPELL_PREDICT_WAIT_S": "0.5",
+                                             "FINGERSPELL_BODY_TIMEOUT_S": "2", "FINGERSPELL_HEADER_TIMEOUT_S": "2"})
     try:
         yield server.start()
     except BaseException:
@@ -651,3 +654,226 @@ def test_stream_never_fails_on_random_messages(client):
         one()
         ws.send_bytes(jpeg())
         assert ws.receive_json()["type"] == "prediction"
+
+
+# --------------------------------------------------------------------------- hosts (DNS rebinding)
+
+
+@pytest.fixture(scope="module")
+def loopback_client(tiny_bundle):
+    """The app as a user runs it (bound to loopback), addressed as the page addresses it."""
+    with TestClient(create_app(model=tiny_bundle, params=ServeParams()), base_url="http://127.0.0.1:5000") as c:
+        yield c
+
+
+ROUTES = [("GET", "/"), ("GET", "/health"), ("POST", "/predict"), ("GET", "/docs"), ("GET", "/openapi.json"),
+          ("GET", "/static/app.js"), ("GET", "/docs/assets/swagger-ui.css")]
+
+
+@pytest.mark.parametrize("host", ["evil.example:5099", "evil.example", "127.0.0.1.evil.example", "", "testserver",
+                                  "[::2]:5000", "localhost@evil.example"])
+def test_a_request_for_a_host_not_allowed_is_refused_on_every_route(loopback_client, host):
+    for method, path in ROUTES:
+        r = loopback_client.request(method, path, headers={"host": host, "content-type": "image/jpeg"},
+                                    content=jpeg() if method == "POST" else None)
+        assert r.status_code == 421, (path, r.text)
+        assert "--allowed-host" in r.json()["error"]
+        assert r.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize("host,origin", [("evil.example:5099", "http://evil.example:5099"), ("", "null"),
+                                         ("evil.example:5099", None)])
+def test_a_stream_for_a_host_not_allowed_is_refused(loopback_client, host, origin):
+    from starlette.testclient import WebSocketDenialResponse
+
+    headers = {"host": host, **({"origin": origin} if origin else {})}
+    with pytest.raises(WebSocketDenialResponse) as denied:
+        with loopback_client.websocket_connect("/ws", headers=headers) as ws:
+            ws.receive_json()
+    assert denied.value.status_code == 421
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:5000", "localhost:5000", "[::1]:5000", "LOCALHOST", "127.0.0.1",
+                                  "localhost.:8080", "[0:0:0:0:0:0:0:1]:5000"])
+def test_the_loopback_names_are_answered_on_any_port(loopback_client, host):
+    assert loopback_client.get("/health", headers={"host": host}).status_code == 200
+
+
+def test_a_page_must_come_from_an_allowed_host_on_the_port_it_talks_to(loopback_client):
+    def verdict(origin):
+        with loopback_client.websocket_connect("ws://127.0.0.1:5000/ws", headers={"origin": origin}) as ws:
+            ws.send_text('{"type": "clear"}')
+            try:
+                return ws.receive_json()["type"]
+            except WebSocketDisconnect as closed:
+                return closed.code
+
+    assert verdict("http://127.0.0.1:5000") == "state"
+    assert verdict("http://localhost:5000") == "state"  # the same server by its other name
+    assert verdict("http://localhost:8080") == 1008  # another program's page on this machine
+    assert verdict("http://evil.example:5000") == 1008
+    assert verdict("null") == 1008
+
+
+def test_on_another_bind_the_named_hosts_and_this_machines_names_are_allowed(tiny_bundle, monkeypatch):
+    default = server_app.resolve_allowed_hosts(ServeParams(host="0.0.0.0"))
+    assert socket.gethostname().lower() in default and {"localhost", "127.0.0.1", "[::1]"} <= default
+    assert "192.168.1.20" in server_app.resolve_allowed_hosts(ServeParams(host="192.168.1.20"))
+    named = ServeParams(host="0.0.0.0", allowed_hosts=("Phone.LAN", "::1", "10.0.0.7:5000"))
+    assert server_app.resolve_allowed_hosts(named) == {"phone.lan", "[::1]", "10.0.0.7", "localhost", "127.0.0.1"}
+    with pytest.raises(ConfigError, match="allowed host 'not a host' is not a host name or IP address"):
+        server_app.resolve_allowed_hosts(ServeParams(allowed_hosts=("not a host",)))
+    monkeypatch.setenv("FINGERSPELL_ALLOWED_HOSTS", "phone.lan, tablet.lan")
+    assert params_from_env().allowed_hosts == ("phone.lan", "tablet.lan")
+    with TestClient(create_app(model=tiny_bundle, params=named), base_url="http://phone.lan:5000") as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/health", headers={"host": "evil.example"}).status_code == 421
+
+
+def test_serve_passes_allowed_hosts_to_the_server(monkeypatch):
+    from fingerspell.cli import _parser, cmd_serve
+
+    calls = []
+    monkeypatch.setattr(server_app, "run", lambda **kw: calls.append(kw))
+    cmd_serve(_parser().parse_args(["serve", "--allowed-host", "phone.lan", "--allowed-host", "10.0.0.7"]))
+    assert calls[-1]["allowed_hosts"] == ["phone.lan", "10.0.0.7"]
+
+
+def test_run_warns_which_hosts_a_network_bind_answers(tiny_bundle, monkeypatch, caplog):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    with caplog.at_level(logging.INFO, logger="fingerspell.server.app"):
+        server_app.run("0.0.0.0", 5001, tiny_bundle, allowed_hosts=["phone.lan"])
+    assert "answering requests addressed to 127.0.0.1, [::1], localhost, phone.lan" in caplog.text
+
+
+def raw_ws_handshake(port: int, host: str, origin: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall((f"GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        return s.recv(4096)
+
+
+def test_live_server_refuses_a_rebound_name_before_the_upgrade(live):
+    answer = raw_ws_handshake(live.port, "evil.example:5099", "http://evil.example:5099")
+    assert answer.startswith(b"HTTP/1.1 421"), answer[:200]
+    answer = raw_ws_handshake(live.port, "", "null")
+    assert answer.startswith(b"HTTP/1.1 421"), answer[:200]
+    answer = raw_ws_handshake(live.port, f"127.0.0.1:{live.port}", f"http://127.0.0.1:{live.port}")
+    assert answer.startswith(b"HTTP/1.1 101"), answer[:200]
+
+
+# --------------------------------------------------------------------------- client mistakes in the log
+
+
+def log_since(server: ServerProcess, offset: int) -> str:
+    return server.log_path.read_bytes()[offset:].decode(errors="replace")
+
+
+def test_client_mistakes_are_one_log_line_without_a_traceback(live):
+    offset = live.log_path.stat().st_size
+    port = live.port
+    # An upload that stops half way: the client goes away mid-body.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                  b"Content-Length: 100000\r\n\r\n" + b"x" * 100)
+        time.sleep(0.3)
+    # A chunked upload that goes on after its 413, with bytes that are no chunk.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        chunk = b"\xff" * 100_000
+        for _ in range(4):
+            s.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 413")
+        s.sendall(b"zz\r\nnot a chunk\r\n")
+        time.sleep(0.3)
+    # A WebSocket text message that is not UTF-8: closed with 1007.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        s.sendall(bytes([0x81, 0x82]) + b"\0\0\0\0" + b"\xff\xfe")
+        close = s.recv(100)
+        assert close[:1] == b"\x88" and struct.unpack(">H", close[2:4])[0] == 1007, close
+    time.sleep(1.0)
+    log = log_since(live, offset)
+    assert "Traceback" not in log and "ERROR" not in log, log[-4000:]
+    assert log.count("the client went away after 100 of 100,000 bytes") == 1, log[-3000:]
+    assert log.count("sent a malformed request after its answer") == 1, log[-3000:]
+    assert log.count("text message that is not UTF-8") == 1, log[-3000:]
+    assert len(log) < 3000, f"{len(log)} bytes of log for three 100-byte mistakes"
+
+
+def test_uvicorns_own_400_carries_the_security_headers(live):
+    answer = raw_http_answer(live.port, b"GARBAGE\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"x-frame-options: DENY" in answer and b"frame-ancestors 'none'" in answer
+
+
+@pytest.mark.parametrize("size", [70_000, 100_000])
+def test_a_request_head_over_64_kib_is_refused_even_in_one_write(live, size):
+    head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Junk: " + b"a" * size + b"\r\n\r\n"
+    answer = raw_http_answer(live.port, head)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+def raw_http_answer(port: int, request: bytes, wait: float = 10.0) -> bytes:
+    """Send ``request`` in one write; everything the server sends until it closes (or ``wait`` s)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        s.sendall(request)
+        answer = b""
+        try:
+            while chunk := s.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+        return answer
+
+
+# --------------------------------------------------------------------------- bounded work and time
+
+
+def test_predict_requests_beyond_max_predicts_get_503_and_a_stalled_body_408(live):
+    body = jpeg()
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as stalled:
+        # Holds the one /predict slot: a body that stops after 100 of its bytes.
+        stalled.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(body) + body[:100])
+        time.sleep(0.3)
+        t = time.monotonic()
+        r = httpx.post(live.url + "/predict", content=body, headers={"content-type": "image/jpeg"}, timeout=10)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+        assert "busy" in r.json()["error"] and 0.4 < time.monotonic() - t < 1.5
+        answer = stalled.recv(4096)  # the body timeout (2 s here) frees the slot
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 2 s" in answer, answer[:300]
+    r = httpx.post(live.url + "/predict", content=body, headers={"content-type": "image/jpeg"}, timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def test_a_request_head_that_trickles_in_is_cut_off_at_the_header_timeout(live):
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
+        s.settimeout(0.5)
+        t, closed = time.monotonic(), None
+        for byte in (b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 20):  # a byte every 0.5 s: 16 s in all
+            try:
+                s.sendall(bytes([byte]))
+                if s.recv(100) == b"":
+                    closed = time.monotonic() - t
+                    break
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                closed = time.monotonic() - t
+                break
+    assert closed is not None and closed < 4, f"still open after {time.monotonic() - t:.1f} s"
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as idle:  # nothing sent at all
+        idle.settimeout(6)
+        t = time.monotonic()
+        assert idle.recv(100) == b"" and time.monotonic() - t < 4

@@ -12,8 +12,9 @@ and its stream slot, for as long as it likes. These subclasses add, per connecti
 * a send that waits longer than ``send_timeout_s`` for the peer to read aborts the connection
   (a stream's socket send buffer is kept small, so that wait starts soon after the peer stops);
 * a close that has not completed within ``close_timeout_s`` becomes an abort;
-* after an early answer (413, 408) the rest of the body is read and dropped for at most
-  ``header_timeout_s``, then the connection is closed;
+* after an early answer (413, 503) the rest of the body is read and dropped for at most
+  ``body_timeout_s`` (a client that sends its whole body before it reads needs that), then the
+  connection is closed;
 * client mistakes that uvicorn logs with a traceback (invalid UTF-8 in a text message, garbage
   after an early answer) are one INFO line, and its own 400 carries the security headers.
 
@@ -148,8 +149,11 @@ def protocols(params, max_head: int, security_headers):
         def on_response_complete(self):
             super().on_response_complete()
             if self.conn.their_state is h11.SEND_BODY and self._linger_timer is None and not self.transport.is_closing():
-                # Answered before the body ended (413, 408): drop what still comes, for a while.
-                self._linger_timer = self.loop.call_later(params.header_timeout_s, self._close_lingering)
+                # Answered before the body ended (413, 503): drop what still comes, for a while.
+                # uvicorn's 5 s keep-alive timer would cut off a client that pauses mid-body,
+                # before it reads the answer; this deadline replaces it.
+                self._unset_keepalive_if_required()
+                self._linger_timer = self.loop.call_later(params.body_timeout_s, self._close_lingering)
             self._watch_head()
 
         def _watch_head(self):

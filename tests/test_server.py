@@ -235,6 +235,16 @@ def test_docs_and_openapi_describe_every_predict_body(client):
     assert {"200", "400", "408", "413", "415", "421", "422", "503"} <= set(spec["paths"]["/predict"]["post"]["responses"])
 
 
+def test_docs_load_swagger_ui_from_this_server_only(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "/docs/assets/swagger-ui-bundle.js" in page.text and "/docs/assets/swagger-ui.css" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "http" not in csp.replace("connect-src 'self' ws://testserver wss://testserver", ""), csp
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
+        assert client.get(f"/docs/assets/{asset}").status_code == 200
+
+
 def test_index_is_the_page_and_uses_no_cdn_or_fixed_socket_address(client):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -442,7 +452,7 @@ def test_live_server_closes_oversize_socket_messages_with_1009(live):
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    for size in (250_000, 2_000_000):  # over our limit; and over uvicorn's transport limit too
+    for size in (250_000, 2_000_000, 3_000_000):  # over our limit; over the transport's (limit + 64 KiB) too
         with connect(f"ws://127.0.0.1:{live.port}/ws", max_size=None) as ws:
             ws.send(jpeg())
             assert json.loads(ws.recv(timeout=10))["type"] == "prediction"
@@ -880,3 +890,24 @@ def test_a_request_head_that_trickles_in_is_cut_off_at_the_header_timeout(live):
         idle.settimeout(6)
         t = time.monotonic()
         assert idle.recv(100) == b"" and time.monotonic() - t < 4
+
+
+def test_after_an_early_answer_the_rest_of_a_body_is_dropped_for_at_most_the_body_timeout(live):
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % 400_000 + b"\xff" * 400_000 + b"\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 413")
+        t, ended = time.monotonic(), None
+        s.settimeout(0.3)
+        while time.monotonic() - t < 8:  # a chunk every 0.3 s, for ever (the body timeout here is 2 s)
+            try:
+                s.sendall(b"1\r\nx\r\n")
+                if s.recv(100) == b"":
+                    ended = time.monotonic() - t
+                    break
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                ended = time.monotonic() - t
+                break
+    assert ended is not None and 1.5 < ended < 4, ended

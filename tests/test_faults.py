@@ -10,7 +10,6 @@ test_bundle.py, test_hands.py and test_dataset.py the library's side of the same
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import os
@@ -31,7 +30,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
-from _live import PeakRss, letterbox
+from _live import PeakRss, letterbox, upgrade
 from conftest import ROBOFLOW, need_data
 from fingerspell import bundle
 from fingerspell.config import ServeParams
@@ -159,13 +158,8 @@ def wait_until(predicate, seconds: float, what):
 
 def open_socket_and_vanish_mid_message(port: int, frame: bytes) -> None:
     """Upgrade to a WebSocket, send the first third of a binary message, and close the socket."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(4096)
+    s, head = upgrade(port)
+    with s:
         assert head.startswith(b"HTTP/1.1 101"), head
         s.sendall(bytes([0x82, 0x80 | 127]) + struct.pack(">Q", len(frame)) + b"\0\0\0\0" + frame[:len(frame) // 3])
 
@@ -598,27 +592,6 @@ def test_limits_are_on_by_default(tiny_bundle, monkeypatch):
 
 
 # --------------------------------------------------------------------------- clients that hold slots
-
-
-def upgrade(port: int, rcvbuf: int | None = None, host: str | None = None,
-            origin: str | None = None) -> tuple[socket.socket, bytes]:
-    """A raw socket asking for /ws, and the head of the answer (what follows it is left unread)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: it sets the window
-    s.settimeout(10)
-    s.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    extra = f"Origin: {origin}\r\n" if origin else ""
-    s.sendall((f"GET /ws HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)  # byte by byte: nothing after the head is taken from the socket
-        if not chunk:
-            break
-        head += chunk
-    return s, head
 
 
 def send_until_the_server_stops_reading(socks: list[socket.socket], seconds: float = 20.0) -> list[int]:

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
-from _live import ROOT, ServerProcess
+from _live import ROOT, ServerProcess, seconds_until_closed, upgrade
 from conftest import real_images
 from fingerspell.config import ConfigError, ServeParams
 from fingerspell.server import app as server_app
@@ -763,11 +763,9 @@ def test_run_warns_which_hosts_a_network_bind_answers(tiny_bundle, monkeypatch, 
 
 
 def raw_ws_handshake(port: int, host: str, origin: str) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall((f"GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        return s.recv(4096)
+    s, head = upgrade(port, host=host, origin=origin)
+    s.close()
+    return head
 
 
 def test_live_server_refuses_a_rebound_name_before_the_upgrade(live):
@@ -805,13 +803,8 @@ def test_client_mistakes_are_one_log_line_without_a_traceback(live):
         s.sendall(b"zz\r\nnot a chunk\r\n")
         time.sleep(0.3)
     # A WebSocket text message that is not UTF-8: closed with 1007.
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(1)
+    s, head = upgrade(port)
+    with s:
         s.sendall(bytes([0x81, 0x82]) + b"\0\0\0\0" + b"\xff\xfe")
         close = s.recv(100)
         assert close[:1] == b"\x88" and struct.unpack(">H", close[2:4])[0] == 1007, close
@@ -872,20 +865,9 @@ def test_predict_requests_beyond_max_predicts_get_503_and_a_stalled_body_408(liv
 
 def test_a_request_head_that_trickles_in_is_cut_off_at_the_header_timeout(live):
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
-        s.settimeout(0.5)
-        t, closed = time.monotonic(), None
-        for byte in (b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 20):  # a byte every 0.5 s: 16 s in all
-            try:
-                s.sendall(bytes([byte]))
-                if s.recv(100) == b"":
-                    closed = time.monotonic() - t
-                    break
-            except TimeoutError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                closed = time.monotonic() - t
-                break
-    assert closed is not None and closed < 4, f"still open after {time.monotonic() - t:.1f} s"
+        head = b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 20  # a byte every 0.5 s: 16 s in all
+        closed = seconds_until_closed(s, [bytes([b]) for b in head], interval=0.5, limit=8)
+    assert closed is not None and closed < 4, "a head trickling in is still open after 8 s"
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as idle:  # nothing sent at all
         idle.settimeout(6)
         t = time.monotonic()
@@ -897,17 +879,6 @@ def test_after_an_early_answer_the_rest_of_a_body_is_dropped_for_at_most_the_bod
         s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % 400_000 + b"\xff" * 400_000 + b"\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 413")
-        t, ended = time.monotonic(), None
-        s.settimeout(0.3)
-        while time.monotonic() - t < 8:  # a chunk every 0.3 s, for ever (the body timeout here is 2 s)
-            try:
-                s.sendall(b"1\r\nx\r\n")
-                if s.recv(100) == b"":
-                    ended = time.monotonic() - t
-                    break
-            except TimeoutError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                ended = time.monotonic() - t
-                break
+        # A chunk every 0.3 s, for ever; the body timeout here is 2 s.
+        ended = seconds_until_closed(s, [b"1\r\nx\r\n"] * 100, interval=0.3, limit=8)
     assert ended is not None and 1.5 < ended < 4, ended

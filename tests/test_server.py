@@ -856,7 +856,7 @@ def test_predict_requests_beyond_max_predicts_get_503_and_a_stalled_body_408(liv
         t = time.monotonic()
         r = httpx.post(live.url + "/predict", content=body, headers={"content-type": "image/jpeg"}, timeout=10)
         assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
-        assert "busy" in r.json()["error"] and 0.4 < time.monotonic() - t < 1.5
+        assert "busy" in r.json()["error"] and time.monotonic() - t > 0.4  # it waited predict_wait_s first
         answer = stalled.recv(4096)  # the body timeout (2 s here) frees the slot
     assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 2 s" in answer, answer[:300]
     r = httpx.post(live.url + "/predict", content=body, headers={"content-type": "image/jpeg"}, timeout=10)

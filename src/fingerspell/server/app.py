@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import importlib.util
 import ipaddress
 import json
@@ -433,27 +434,28 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
     return bytes(body)
 
 
+@functools.cache
+def _libc():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
 def _trim_malloc() -> None:
     """Hand freed heap back to the system (glibc's ``malloc_trim``; a no-op elsewhere).
 
     glibc keeps what a thread's arena once held: after a burst of 100 concurrent 7.8 MB posts the
-    server stayed ~80 MB above where it started (bench/bench_burst.py). A trim costs a
-    millisecond or two, so it follows only large bodies.
+    server stayed 70-80 MB above where it started, 40-60 MB with this (bench/bench_burst.py). A
+    trim costs a millisecond or two, so it follows only large bodies.
     """
-    global _libc
-    if _libc is None:
-        try:
-            import ctypes
-
-            _libc = ctypes.CDLL("libc.so.6")
-            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError):
-            _libc = False
-    if _libc:
-        _libc.malloc_trim(0)
-
-
-_libc = None
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _save_frame(folder: str | None, name: str, data: bytes) -> None:

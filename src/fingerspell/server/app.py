@@ -17,7 +17,9 @@ The stream protocol (``WS /ws``):
   ``{"type": "set_text", "text": "..."}``, ``{"type": "config", "mirror": true}``. Each is
   answered with ``{"type": "state", "spelling": {...}, "mirror": bool}``.
 * Close codes: 1009 for a message over ``max_message_bytes``, 1013 when ``max_connections``
-  streams are already open, 1008 for a page from another origin (see ``cors_origins``).
+  streams are already open, 1008 for a page from another origin (see ``cors_origins``), 1007
+  for a text message that is not UTF-8. A handshake whose ``Host`` is not an allowed host is
+  refused with 421 before the upgrade.
 
 This module never imports TensorFlow, Keras, matplotlib or the training code.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -91,6 +92,46 @@ def read_y4m(path: Path) -> tuple[dict, list[np.ndarray]]:
 
 
 # --------------------------------------------------------------------------- a real server
+
+
+def upgrade(port: int, rcvbuf: int | None = None, host: str | None = None,
+            origin: str | None = None) -> tuple[socket.socket, bytes]:
+    """A raw socket asking for /ws, and the head of the answer (what follows it is left unread)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: it sets the window
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    extra = f"Origin: {origin}\r\n" if origin else ""
+    s.sendall((f"GET /ws HTTP/1.1\r\nHost: {f'127.0.0.1:{port}' if host is None else host}\r\n"
+               f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)  # byte by byte: nothing after the head is taken from the socket
+        if not chunk:
+            break
+        head += chunk
+    return s, head
+
+
+def seconds_until_closed(s: socket.socket, pieces, interval: float, limit: float) -> float | None:
+    """Send ``pieces`` one every ``interval`` s; seconds until the server closed, or None within ``limit``."""
+    s.settimeout(interval)
+    t = time.monotonic()
+    for piece in pieces:
+        if time.monotonic() - t > limit:
+            return None
+        try:
+            s.sendall(piece)
+            if s.recv(100) == b"":
+                return time.monotonic() - t
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return time.monotonic() - t
+    return None
 
 
 def free_port() -> int:

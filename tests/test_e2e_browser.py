@@ -277,3 +277,35 @@ def test_the_page_reconnects_after_a_restart_and_keeps_the_text(playwright, tiny
         assert text.inner_text() == "HEL"
         assert page.evaluate("localStorage.getItem('fingerspell.text')") == "HEL"
         assert errors == []
+
+
+# --------------------------------------------------------------------------- /docs offline
+
+
+def test_the_docs_list_the_routes_with_the_network_cut_off(playwright, tiny_server):
+    """Swagger UI comes from the server itself: every request that leaves loopback is refused."""
+    # Belt and braces: a proxy that is not there (Chromium never proxies loopback) and a route.
+    browser = launch(playwright, "--proxy-server=http://127.0.0.1:9")
+    try:
+        context = browser.new_context()
+        outside: list[str] = []
+
+        def only_loopback(route):
+            host = route.request.url.split("/")[2].rsplit(":", 1)[0] if "://" in route.request.url else ""
+            if host in ("127.0.0.1", "localhost", "[::1]"):
+                return route.continue_()
+            outside.append(route.request.url)
+            return route.abort("internetdisconnected")
+
+        context.route("**/*", only_loopback)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(tiny_server.url + "/docs")
+        page.wait_for_selector(".opblock", timeout=20_000)
+        listed = page.locator(".opblock-summary-path").all_inner_texts()
+        assert {"/predict", "/health"} <= {p.strip() for p in listed}, listed
+        assert outside == [], f"/docs asked the network for {outside}"
+        assert errors == [], errors
+    finally:
+        browser.close()

@@ -10,7 +10,6 @@ test_bundle.py, test_hands.py and test_dataset.py the library's side of the same
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import os
@@ -31,7 +30,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
-from _live import PeakRss, letterbox
+from _live import PeakRss, letterbox, upgrade
 from conftest import ROBOFLOW, need_data
 from fingerspell import bundle
 from fingerspell.config import ServeParams
@@ -82,13 +81,13 @@ def photo_frame() -> bytes:
 class Served:
     """``fingerspell serve --model M --port P`` as a user starts it, output in a log file."""
 
-    def __init__(self, model: Path, root: Path, hand_model: Path, *extra):
+    def __init__(self, model: Path, root: Path, hand_model: Path, *extra, env: dict | None = None):
         self.port = free_port()
         self.root = root
         self.cwd = root / "work"
         self.cwd.mkdir(parents=True, exist_ok=True)
         self.log_path = root / "server.log"
-        env = clean_env(root, hand_model)
+        env = clean_env(root, hand_model, **(env or {}))
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(fingerspell("serve", "--model", model, "--port", self.port, *extra),
                                          stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd)
@@ -159,13 +158,8 @@ def wait_until(predicate, seconds: float, what):
 
 def open_socket_and_vanish_mid_message(port: int, frame: bytes) -> None:
     """Upgrade to a WebSocket, send the first third of a binary message, and close the socket."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(4096)
+    s, head = upgrade(port)
+    with s:
         assert head.startswith(b"HTTP/1.1 101"), head
         s.sendall(bytes([0x82, 0x80 | 127]) + struct.pack(">Q", len(frame)) + b"\0\0\0\0" + frame[:len(frame) // 3])
 
@@ -541,7 +535,7 @@ TRAVERSALS = ["/static/../app.py", "/static/../../fingerspell/config.py", "/stat
 
 @pytest.mark.parametrize("path", TRAVERSALS)
 def test_the_live_server_serves_only_its_static_folder_to_raw_paths(server, path):
-    answer = raw_http(server.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    answer = raw_http(server.port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
     status = int(answer.split(b" ", 2)[1])
     assert status in (400, 404), answer[:300]
     for secret in (b"def ", b"import ", b"root:", b"ServeParams"):
@@ -549,11 +543,11 @@ def test_the_live_server_serves_only_its_static_folder_to_raw_paths(server, path
 
 
 @pytest.mark.parametrize("name,request_bytes,status", [
-    ("not found", b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),
-    ("wrong method", b"DELETE /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405),
-    ("body declared over the limit", b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    ("not found", b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 404),
+    ("wrong method", b"DELETE /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 405),
+    ("body declared over the limit", b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                                      b"Content-Length: 1000000000\r\nConnection: close\r\n\r\n", 413),
-    ("unreadable image", b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    ("unreadable image", b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                          b"Content-Length: 4\r\nConnection: close\r\n\r\nnope", 422),
 ])
 def test_the_live_server_refuses_with_anti_framing_headers_and_json(server, name, request_bytes, status):
@@ -567,7 +561,7 @@ def test_the_live_server_refuses_with_anti_framing_headers_and_json(server, name
 
 
 def test_a_huge_request_header_is_refused_and_the_server_keeps_serving(server):
-    answer = raw_http(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * 1_000_000 + b"\r\n\r\n")
+    answer = raw_http(server.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Junk: " + b"a" * 1_000_000 + b"\r\n\r\n")
     assert answer == b"" or int(answer.split(b" ", 2)[1]) in (400, 413, 431), answer[:200]
     assert server.health()["status"] == "ok"
 
@@ -580,7 +574,7 @@ def test_limits_are_on_by_default(tiny_bundle, monkeypatch):
     assert (defaults.host, defaults.cors_origins, defaults.save_frames_dir) == ("127.0.0.1", (), None)
     from fingerspell.server import create_app
 
-    with TestClient(create_app(model=tiny_bundle)) as client:
+    with TestClient(create_app(model=tiny_bundle), base_url="http://127.0.0.1:5000") as client:
         assert client.get("/health").json()["limits"] == {
             "max_body_bytes": 8 * 2**20, "max_message_bytes": 2 * 2**20, "max_pixels": 4096 * 4096,
             "max_connections": 16}
@@ -590,8 +584,93 @@ def test_limits_are_on_by_default(tiny_bundle, monkeypatch):
         Image.new("L", (4097, 4096)).save(tall, "PNG")  # 16,781,312 pixels: one row over
         r = client.post("/predict", content=tall.getvalue(), headers={"content-type": "image/png"})
         assert r.status_code == 422 and "over the limit of 16,777,216 pixels" in r.json()["error"]
-        with client.websocket_connect("/ws") as ws:
+        with client.websocket_connect("ws://127.0.0.1:5000/ws") as ws:
             ws.send_bytes(b"\0" * (2 * 2**20 + 1))
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()
         assert closed.value.code == 1009 and "over the 2,097,152-byte limit" in closed.value.reason
+
+
+# --------------------------------------------------------------------------- clients that hold slots
+
+
+def send_until_the_server_stops_reading(socks: list[socket.socket], seconds: float = 20.0) -> list[int]:
+    """Send 1-byte binary frames on every socket, reading nothing, until none took a byte for a second."""
+    frame = bytes([0x82, 0x81]) + b"\0\0\0\0" + b"x"  # masked (with zeros), one byte of payload
+    batch = memoryview(frame * 1000)
+    sent = [0] * len(socks)
+    for s in socks:
+        s.setblocking(False)
+    last_progress, deadline = time.monotonic(), time.monotonic() + seconds
+    while time.monotonic() < deadline and time.monotonic() - last_progress < 1.0:
+        moved = False
+        for i, s in enumerate(socks):
+            try:
+                sent[i] += s.send(batch[sent[i] % len(frame):])  # whole frames, whatever each send took
+                moved = True
+            except BlockingIOError:
+                pass
+        if moved:
+            last_progress = time.monotonic()
+        else:
+            time.sleep(0.01)
+    return sent
+
+
+@pytest.mark.slow
+def test_clients_that_never_read_cannot_keep_the_stream_slots(tiny_bundle, hand_model, tmp_path):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    served = Served(tiny_bundle, tmp_path, hand_model)  # the defaults: 16 streams
+    hogs = []
+    try:
+        limit = served.health()["limits"]["max_connections"]
+        answers = [upgrade(served.port, rcvbuf=4096) for _ in range(limit)]
+        hogs = [h for h, _ in answers]
+        assert all(head.startswith(b"HTTP/1.1 101") for _, head in answers)
+        # All at once: uvicorn's keep-alive ping times out 40 s after each connected, and where
+        # its close completes that frees the slot too (late); the deadline here is 30 s from idle.
+        assert all(n > 0 for n in send_until_the_server_stops_reading(hogs))
+        idle_since = time.monotonic()  # every hog is idle from here on, and never reads
+        refused, served_after = 0, None
+        while time.monotonic() - idle_since < 30 and served_after is None:
+            try:
+                with connect(f"ws://127.0.0.1:{served.port}/ws", open_timeout=5) as ws:
+                    ws.send(json.dumps({"type": "clear"}))
+                    if json.loads(ws.recv(timeout=5))["type"] == "state":
+                        served_after = time.monotonic() - idle_since
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 1013, closed
+                refused += 1
+                time.sleep(1)
+        assert served_after is not None, f"refused {refused} times in 30 s: the never-reading clients keep every slot"
+        assert refused > 0, "the hogs should have held the slots for a while"
+        wait_until(lambda: served.health()["open_streams"] == 0, 10, "the hogs' streams are counted out")
+        log = served.log()
+        assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
+        assert "the client read nothing for 10 s" in log
+    finally:
+        for h in hogs:
+            h.close()
+        served.stop()
+
+
+def test_a_stream_that_is_closing_does_not_hold_a_slot(tiny_bundle, hand_model, tmp_path):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    served = Served(tiny_bundle, tmp_path, hand_model, env={"FINGERSPELL_MAX_CONNECTIONS": "2"})
+    try:
+        frame = photo_frame()
+        refused = 0
+        for _ in range(60):  # one at a time: connect, send a frame, close without waiting for its answer
+            with connect(f"ws://127.0.0.1:{served.port}/ws", max_size=None) as ws:
+                try:
+                    ws.send(frame)
+                except ConnectionClosed:
+                    pass
+            refused += ws.close_code == 1013  # the server's code: it spoke first
+        assert refused == 0, f"{refused} of 60 one-at-a-time streams refused as busy"
+    finally:
+        served.stop()

@@ -21,6 +21,7 @@ import textwrap
 import time
 import zlib
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -29,13 +30,15 @@ from hypothesis import strategies as st
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
-from _live import ROOT, ServerProcess
+from _live import ROOT, ServerProcess, seconds_until_closed, upgrade
 from conftest import real_images
 from fingerspell.config import ConfigError, ServeParams
 from fingerspell.server import app as server_app
 from fingerspell.server import create_app, params_from_env
 
-LIMITS = ServeParams(max_body_bytes=300_000, max_message_bytes=200_000, max_pixels=1_000_000, max_connections=3)
+# TestClient addresses its requests to "testserver"; a real server answers only loopback names.
+LIMITS = ServeParams(max_body_bytes=300_000, max_message_bytes=200_000, max_pixels=1_000_000, max_connections=3,
+                     allowed_hosts=("testserver",))
 HEADERS = {"x-frame-options": "DENY", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
 
 
@@ -142,7 +145,10 @@ BAD_REQUESTS = {
     "non-image bytes": ("image/jpeg", b"GIF89a but not really" * 10, 422, "could not be decoded|not an image"),
     "truncated JPEG": ("image/jpeg", jpeg()[:400], 422, "truncated"),
     "over the pixel limit": ("image/png", png((1200, 1000)), 422, "over the limit of 1,000,000 pixels"),
-    "decompression bomb": ("image/png", png_bomb(), 422, "60000x60000 pixels, over the limit|too large"),
+    "decompression bomb": ("image/png", png_bomb(), 422, r"^the image is 3,600,000,000 pixels, over the limit of "
+                                                         r"1,000,000 pixels$"),
+    "over Pillow's bomb limit": ("image/png", png_bomb(10_000, 9_000), 422, r"^the image is 90,000,000 pixels, over "
+                                                                         r"the limit of 1,000,000 pixels$"),
     "unsupported type": ("text/plain", b"hello", 415, "text/plain is not supported"),
     "no content type": ("", jpeg(), 415, "no content type is not supported"),
     "octet stream": ("application/octet-stream", jpeg(), 415, "not supported"),
@@ -159,7 +165,7 @@ def test_predict_answers_bad_input_with_a_4xx_and_a_message(client, name):
     error = r.json()["error"]
     assert re.search(match, error), error
     assert "Traceback" not in r.text
-    if name == "decompression bomb":
+    if "bomb" in name:
         assert time.perf_counter() - t < 2, "a bomb must be refused from its header, before decoding"
 
 
@@ -226,7 +232,17 @@ def test_docs_and_openapi_describe_every_predict_body(client):
     assert set(body["content"]) == {"application/json", "image/jpeg", "image/png"}
     assert body["content"]["application/json"]["schema"]["required"] == ["image"]
     assert body["content"]["image/png"]["schema"]["format"] == "binary"
-    assert {"200", "400", "413", "415", "422"} <= set(spec["paths"]["/predict"]["post"]["responses"])
+    assert {"200", "400", "408", "413", "415", "421", "422", "503"} <= set(spec["paths"]["/predict"]["post"]["responses"])
+
+
+def test_docs_load_swagger_ui_from_this_server_only(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "/docs/assets/swagger-ui-bundle.js" in page.text and "/docs/assets/swagger-ui.css" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "http" not in csp.replace("connect-src 'self' ws://testserver wss://testserver", ""), csp
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
+        assert client.get(f"/docs/assets/{asset}").status_code == 200
 
 
 def test_index_is_the_page_and_uses_no_cdn_or_fixed_socket_address(client):
@@ -276,7 +292,7 @@ def test_cors_is_closed_unless_configured(client, tiny_bundle):
     assert "access-control-allow-origin" not in client.get("/health", headers=origin).headers
     pre = client.options("/predict", headers={**origin, "access-control-request-method": "POST"})
     assert "access-control-allow-origin" not in pre.headers
-    params = ServeParams(cors_origins=("https://elsewhere.example",))
+    params = ServeParams(cors_origins=("https://elsewhere.example",), allowed_hosts=("testserver",))
     with TestClient(create_app(model=tiny_bundle, params=params)) as open_client:
         r = open_client.get("/health", headers=origin)
         assert r.headers["access-control-allow-origin"] == "https://elsewhere.example"
@@ -302,6 +318,7 @@ def test_params_come_from_fingerspell_environment_variables():
 def test_create_app_takes_limits_and_model_from_the_environment(tiny_bundle, monkeypatch):
     monkeypatch.setenv("FINGERSPELL_MODEL", str(tiny_bundle))
     monkeypatch.setenv("FINGERSPELL_MAX_BODY_BYTES", "1000")
+    monkeypatch.setenv("FINGERSPELL_ALLOWED_HOSTS", "testserver")
     with TestClient(create_app()) as c:
         assert c.get("/health").json()["limits"]["max_body_bytes"] == 1000
         r = c.post("/predict", content=jpeg(), headers={"content-type": "image/jpeg"})
@@ -310,14 +327,15 @@ def test_create_app_takes_limits_and_model_from_the_environment(tiny_bundle, mon
 
 def test_frames_are_saved_only_where_asked(tiny_bundle, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with TestClient(create_app(model=tiny_bundle, params=ServeParams())) as c:
+    with TestClient(create_app(model=tiny_bundle, params=ServeParams(allowed_hosts=("testserver",)))) as c:
         c.post("/predict", content=jpeg(), headers={"content-type": "image/jpeg"})
         with c.websocket_connect("/ws") as ws:
             ws.send_bytes(jpeg())
             ws.receive_json()
     assert list(tmp_path.iterdir()) == []
     folder = tmp_path / "frames"
-    with TestClient(create_app(model=tiny_bundle, params=ServeParams(save_frames_dir=str(folder)))) as c:
+    params = ServeParams(save_frames_dir=str(folder), allowed_hosts=("testserver",))
+    with TestClient(create_app(model=tiny_bundle, params=params)) as c:
         c.post("/predict", content=png(), headers={"content-type": "image/png"})
         with c.websocket_connect("/ws") as ws:
             ws.send_bytes(jpeg())
@@ -357,12 +375,12 @@ def test_server_process_never_imports_tensorflow_and_starts_quickly(tiny_bundle)
         from fastapi.testclient import TestClient
         t = time.perf_counter()  # import of the server, its model and the hand tracker, and start-up
         from fingerspell.server import create_app
-        with TestClient(create_app(model={str(tiny_bundle)!r})) as c:
+        with TestClient(create_app(model={str(tiny_bundle)!r}), base_url="http://localhost") as c:
             started = time.perf_counter() - t
             from PIL import Image
             buf = io.BytesIO(); Image.new("RGB", (64, 64)).save(buf, "JPEG")
             assert c.post("/predict", content=buf.getvalue(), headers={{"content-type": "image/jpeg"}}).status_code == 200
-            with c.websocket_connect("/ws") as ws:
+            with c.websocket_connect("ws://localhost/ws") as ws:
                 ws.send_bytes(buf.getvalue()); ws.receive_json()
         heavy = [m for m in ("tensorflow", "keras", "matplotlib", "fingerspell.train", "fingerspell.dataset")
                  if m in sys.modules]
@@ -381,8 +399,10 @@ def test_server_process_never_imports_tensorflow_and_starts_quickly(tiny_bundle)
 
 @pytest.fixture(scope="module")
 def live(tiny_bundle, tmp_path_factory):
-    server = ServerProcess(tiny_bundle, log_dir=tmp_path_factory.mktemp("server"), env={"FINGERSPELL_MAX_BODY_BYTES": "300000",
-                                             "FINGERSPELL_MAX_MESSAGE_BYTES": "200000"})
+    server = ServerProcess(tiny_bundle, log_dir=tmp_path_factory.mktemp("server"),
+                           env={"FINGERSPELL_MAX_BODY_BYTES": "300000", "FINGERSPELL_MAX_MESSAGE_BYTES": "200000",
+                                "FINGERSPELL_MAX_PREDICTS": "1", "FINGERSPELL_PREDICT_WAIT_S": "0.5",
+                                "FINGERSPELL_BODY_TIMEOUT_S": "2", "FINGERSPELL_HEADER_TIMEOUT_S": "2"})
     try:
         yield server.start()
     except BaseException:
@@ -412,7 +432,7 @@ def _raw_request(port: int, head: bytes, body_parts=(), wait: float = 5.0) -> by
 
 
 def test_live_server_refuses_a_declared_oversize_body_before_it_is_sent(live):
-    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    head = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
             b"Content-Length: 1000000000\r\n\r\n")
     answer = _raw_request(live.port, head)  # not a byte of the gigabyte is sent
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
@@ -420,7 +440,7 @@ def test_live_server_refuses_a_declared_oversize_body_before_it_is_sent(live):
 
 
 def test_live_server_stops_reading_a_chunked_body_once_over_the_limit(live):
-    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
     chunk = b"\xff" * 100_000
     parts = [b"%x\r\n" % len(chunk) + chunk + b"\r\n"] * 4  # 400 kB of a body that never ends
     answer = _raw_request(live.port, head, parts)
@@ -432,7 +452,7 @@ def test_live_server_closes_oversize_socket_messages_with_1009(live):
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    for size in (250_000, 2_000_000):  # over our limit; and over uvicorn's transport limit too
+    for size in (250_000, 2_000_000, 3_000_000):  # over our limit; over the transport's (limit + 64 KiB) too
         with connect(f"ws://127.0.0.1:{live.port}/ws", max_size=None) as ws:
             ws.send(jpeg())
             assert json.loads(ws.recv(timeout=10))["type"] == "prediction"
@@ -647,3 +667,218 @@ def test_stream_never_fails_on_random_messages(client):
         one()
         ws.send_bytes(jpeg())
         assert ws.receive_json()["type"] == "prediction"
+
+
+# --------------------------------------------------------------------------- hosts (DNS rebinding)
+
+
+@pytest.fixture(scope="module")
+def loopback_client(tiny_bundle):
+    """The app as a user runs it (bound to loopback), addressed as the page addresses it."""
+    with TestClient(create_app(model=tiny_bundle, params=ServeParams()), base_url="http://127.0.0.1:5000") as c:
+        yield c
+
+
+ROUTES = [("GET", "/"), ("GET", "/health"), ("POST", "/predict"), ("GET", "/docs"), ("GET", "/openapi.json"),
+          ("GET", "/static/app.js"), ("GET", "/docs/assets/swagger-ui.css")]
+
+
+@pytest.mark.parametrize("host", ["evil.example:5099", "evil.example", "127.0.0.1.evil.example", "", "testserver",
+                                  "[::2]:5000", "localhost@evil.example"])
+def test_a_request_for_a_host_not_allowed_is_refused_on_every_route(loopback_client, host):
+    for method, path in ROUTES:
+        r = loopback_client.request(method, path, headers={"host": host, "content-type": "image/jpeg"},
+                                    content=jpeg() if method == "POST" else None)
+        assert r.status_code == 421, (path, r.text)
+        assert "--allowed-host" in r.json()["error"]
+        assert r.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize("host,origin", [("evil.example:5099", "http://evil.example:5099"), ("", "null"),
+                                         ("evil.example:5099", None)])
+def test_a_stream_for_a_host_not_allowed_is_refused(loopback_client, host, origin):
+    from starlette.testclient import WebSocketDenialResponse
+
+    headers = {"host": host, **({"origin": origin} if origin else {})}
+    with pytest.raises(WebSocketDenialResponse) as denied:
+        with loopback_client.websocket_connect("/ws", headers=headers) as ws:
+            ws.receive_json()
+    assert denied.value.status_code == 421
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:5000", "localhost:5000", "[::1]:5000", "LOCALHOST", "127.0.0.1",
+                                  "localhost.:8080", "[0:0:0:0:0:0:0:1]:5000"])
+def test_the_loopback_names_are_answered_on_any_port(loopback_client, host):
+    assert loopback_client.get("/health", headers={"host": host}).status_code == 200
+
+
+def test_a_page_must_come_from_an_allowed_host_on_the_port_it_talks_to(loopback_client):
+    def verdict(origin):
+        with loopback_client.websocket_connect("ws://127.0.0.1:5000/ws", headers={"origin": origin}) as ws:
+            ws.send_text('{"type": "clear"}')
+            try:
+                return ws.receive_json()["type"]
+            except WebSocketDisconnect as closed:
+                return closed.code
+
+    assert verdict("http://127.0.0.1:5000") == "state"
+    assert verdict("http://localhost:5000") == "state"  # the same server by its other name
+    assert verdict("http://localhost:8080") == 1008  # another program's page on this machine
+    assert verdict("http://evil.example:5000") == 1008
+    assert verdict("null") == 1008
+
+
+def test_on_another_bind_the_named_hosts_and_this_machines_names_are_allowed(tiny_bundle, monkeypatch):
+    default = server_app.resolve_allowed_hosts(ServeParams(host="0.0.0.0"))
+    assert socket.gethostname().lower() in default and {"localhost", "127.0.0.1", "[::1]"} <= default
+    assert "192.168.1.20" in server_app.resolve_allowed_hosts(ServeParams(host="192.168.1.20"))
+    named = ServeParams(host="0.0.0.0", allowed_hosts=("Phone.LAN", "::1", "10.0.0.7:5000"))
+    assert server_app.resolve_allowed_hosts(named) == {"phone.lan", "[::1]", "10.0.0.7", "localhost", "127.0.0.1"}
+    with pytest.raises(ConfigError, match="allowed host 'not a host' is not a host name or IP address"):
+        server_app.resolve_allowed_hosts(ServeParams(allowed_hosts=("not a host",)))
+    monkeypatch.setenv("FINGERSPELL_ALLOWED_HOSTS", "phone.lan, tablet.lan")
+    assert params_from_env().allowed_hosts == ("phone.lan", "tablet.lan")
+    with TestClient(create_app(model=tiny_bundle, params=named), base_url="http://phone.lan:5000") as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/health", headers={"host": "evil.example"}).status_code == 421
+
+
+def test_serve_passes_allowed_hosts_to_the_server(monkeypatch):
+    from fingerspell.cli import _parser, cmd_serve
+
+    calls = []
+    monkeypatch.setattr(server_app, "run", lambda **kw: calls.append(kw))
+    cmd_serve(_parser().parse_args(["serve", "--allowed-host", "phone.lan", "--allowed-host", "10.0.0.7"]))
+    assert calls[-1]["allowed_hosts"] == ["phone.lan", "10.0.0.7"]
+
+
+def test_run_warns_which_hosts_a_network_bind_answers(tiny_bundle, monkeypatch, caplog):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    with caplog.at_level(logging.INFO, logger="fingerspell.server.app"):
+        server_app.run("0.0.0.0", 5001, tiny_bundle, allowed_hosts=["phone.lan"])
+    assert "answering requests addressed to 127.0.0.1, [::1], localhost, phone.lan" in caplog.text
+
+
+def raw_ws_handshake(port: int, host: str, origin: str) -> bytes:
+    s, head = upgrade(port, host=host, origin=origin)
+    s.close()
+    return head
+
+
+def test_live_server_refuses_a_rebound_name_before_the_upgrade(live):
+    answer = raw_ws_handshake(live.port, "evil.example:5099", "http://evil.example:5099")
+    assert answer.startswith(b"HTTP/1.1 421"), answer[:200]
+    answer = raw_ws_handshake(live.port, "", "null")
+    assert answer.startswith(b"HTTP/1.1 421"), answer[:200]
+    answer = raw_ws_handshake(live.port, f"127.0.0.1:{live.port}", f"http://127.0.0.1:{live.port}")
+    assert answer.startswith(b"HTTP/1.1 101"), answer[:200]
+
+
+# --------------------------------------------------------------------------- client mistakes in the log
+
+
+def log_since(server: ServerProcess, offset: int) -> str:
+    return server.log_path.read_bytes()[offset:].decode(errors="replace")
+
+
+def test_client_mistakes_are_one_log_line_without_a_traceback(live):
+    offset = live.log_path.stat().st_size
+    port = live.port
+    # An upload that stops half way: the client goes away mid-body.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                  b"Content-Length: 100000\r\n\r\n" + b"x" * 100)
+        time.sleep(0.3)
+    # A chunked upload that goes on after its 413, with bytes that are no chunk.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        chunk = b"\xff" * 100_000
+        for _ in range(4):
+            s.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 413")
+        s.sendall(b"zz\r\nnot a chunk\r\n")
+        time.sleep(0.3)
+    # A WebSocket text message that is not UTF-8: closed with 1007.
+    s, head = upgrade(port)
+    with s:
+        s.sendall(bytes([0x81, 0x82]) + b"\0\0\0\0" + b"\xff\xfe")
+        close = s.recv(100)
+        assert close[:1] == b"\x88" and struct.unpack(">H", close[2:4])[0] == 1007, close
+    time.sleep(1.0)
+    log = log_since(live, offset)
+    assert "Traceback" not in log and "ERROR" not in log, log[-4000:]
+    assert log.count("the client went away after 100 of 100,000 bytes") == 1, log[-3000:]
+    assert log.count("sent a malformed request after its answer") == 1, log[-3000:]
+    assert log.count("text message that is not UTF-8") == 1, log[-3000:]
+    assert len(log) < 3000, f"{len(log)} bytes of log for three 100-byte mistakes"
+
+
+def test_uvicorns_own_400_carries_the_security_headers(live):
+    answer = raw_http_answer(live.port, b"GARBAGE\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"x-frame-options: DENY" in answer and b"frame-ancestors 'none'" in answer
+
+
+@pytest.mark.parametrize("size", [70_000, 100_000])
+def test_a_request_head_over_64_kib_is_refused_even_in_one_write(live, size):
+    head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Junk: " + b"a" * size + b"\r\n\r\n"
+    answer = raw_http_answer(live.port, head)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+def raw_http_answer(port: int, request: bytes, wait: float = 10.0) -> bytes:
+    """Send ``request`` in one write; everything the server sends until it closes (or ``wait`` s)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        s.sendall(request)
+        answer = b""
+        try:
+            while chunk := s.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+        return answer
+
+
+# --------------------------------------------------------------------------- bounded work and time
+
+
+def test_predict_requests_beyond_max_predicts_get_503_and_a_stalled_body_408(live):
+    body = jpeg()
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as stalled:
+        # Holds the one /predict slot: a body that stops after 100 of its bytes.
+        stalled.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(body) + body[:100])
+        time.sleep(0.3)
+        t = time.monotonic()
+        r = httpx.post(live.url + "/predict", content=body, headers={"content-type": "image/jpeg"}, timeout=10)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+        assert "busy" in r.json()["error"] and time.monotonic() - t > 0.4  # it waited predict_wait_s first
+        answer = stalled.recv(4096)  # the body timeout (2 s here) frees the slot
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 2 s" in answer, answer[:300]
+    r = httpx.post(live.url + "/predict", content=body, headers={"content-type": "image/jpeg"}, timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def test_a_request_head_that_trickles_in_is_cut_off_at_the_header_timeout(live):
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
+        head = b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 20  # a byte every 0.5 s: 16 s in all
+        closed = seconds_until_closed(s, [bytes([b]) for b in head], interval=0.5, limit=8)
+    assert closed is not None and closed < 4, "a head trickling in is still open after 8 s"
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as idle:  # nothing sent at all
+        idle.settimeout(6)
+        t = time.monotonic()
+        assert idle.recv(100) == b"" and time.monotonic() - t < 4
+
+
+def test_after_an_early_answer_the_rest_of_a_body_is_dropped_for_at_most_the_body_timeout(live):
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % 400_000 + b"\xff" * 400_000 + b"\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 413")
+        # A chunk every 0.3 s, for ever; the body timeout here is 2 s.
+        ended = seconds_until_closed(s, [b"1\r\nx\r\n"] * 100, interval=0.3, limit=8)
+    assert ended is not None and 1.5 < ended < 4, ended

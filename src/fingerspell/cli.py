@@ -217,6 +217,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port, 1-65535 (default: $FINGERSPELL_PORT or 5000)")
     p.add_argument("--tls-cert", help="certificate file: serve HTTPS so phones on the network may use their camera")
     p.add_argument("--tls-key", help="private key file for --tls-cert")
+    p.add_argument("--allowed-host", action="append", metavar="NAME",
+                   help="a host name or address browsers may use to reach the server (repeat for more); others "
+                        "are refused, against DNS rebinding (default: localhost and 127.0.0.1, and on another "
+                        "--host that address and this machine's names)")
     _add_cache(p)
     return ap
 
@@ -398,7 +402,7 @@ def cmd_serve(args):
     from .server.app import run
 
     run(host=args.host, port=args.port, model=args.model, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        cache_dir=args.cache_dir)
+        cache_dir=args.cache_dir, allowed_hosts=args.allowed_host)
 
 
 COMMANDS = {"setup": cmd_setup, "download": cmd_download, "train": cmd_train, "crossval": cmd_crossval,

@@ -128,6 +128,18 @@ class ServeParams:
     max_connections: int = 16  # concurrent WebSocket streams; more are refused with close code 1013
     cors_origins: tuple[str, ...] = ()  # closed unless configured
     save_frames_dir: str | None = None  # frames are never written to disk unless this is set
+    # Host names requests may be addressed to (any port) besides localhost, 127.0.0.1 and [::1];
+    # others get 421, so a site whose name resolves to this machine (DNS rebinding) is refused.
+    # Empty on a non-loopback bind: the bind address and this machine's names.
+    allowed_hosts: tuple[str, ...] = ()
+    # POST /predict requests read and recognised at once: each holds up to max_body_bytes 3-4 times
+    # over (body, JSON, decoded image). More wait up to predict_wait_s, then get 503 + Retry-After.
+    max_predicts: int = 4
+    predict_wait_s: float = 2.0
+    header_timeout_s: float = 10.0  # a connection's request line and headers must arrive within this
+    body_timeout_s: float = 60.0  # a POST /predict body must arrive within this (8 MiB at 140 kB/s); else 408
+    send_timeout_s: float = 10.0  # a client that reads nothing for this long is disconnected (its slot freed)
+    close_timeout_s: float = 5.0  # a close the client does not complete in this long becomes an abort
 
 
 def to_dict(obj) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 
 import numpy as np
@@ -51,7 +52,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     except UnidentifiedImageError:
         raise FrameError(f"{NOT_AN_IMAGE} (send JPEG or PNG)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise FrameError(f"the image is too large to decode: {exc}") from None
+        # Past Pillow's own limit (89.5 MP) Image.open refuses before the size can be read.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "too large"
+        raise FrameError(f"the image is {size}, over the limit of {max_pixels:,} pixels") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise FrameError(f"the image could not be decoded ({exc}); is it truncated?") from None
     except Exception as exc:  # noqa: BLE001 - untrusted bytes reach many PIL decoders, each with its own errors

@@ -17,7 +17,9 @@ The stream protocol (``WS /ws``):
   ``{"type": "set_text", "text": "..."}``, ``{"type": "config", "mirror": true}``. Each is
   answered with ``{"type": "state", "spelling": {...}, "mirror": bool}``.
 * Close codes: 1009 for a message over ``max_message_bytes``, 1013 when ``max_connections``
-  streams are already open, 1008 for a page from another origin (see ``cors_origins``).
+  streams are already open, 1008 for a page from another origin (see ``cors_origins``), 1007
+  for a text message that is not UTF-8. A handshake whose ``Host`` is not an allowed host is
+  refused with 421 before the upgrade.
 
 This module never imports TensorFlow, Keras, matplotlib or the training code.
 """
@@ -28,6 +30,8 @@ import base64
 import binascii
 import dataclasses
 import errno
+import functools
+import importlib.util
 import ipaddress
 import json
 import logging
@@ -46,11 +50,13 @@ import anyio.to_thread
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import __version__
@@ -77,8 +83,14 @@ CLOSE_BUSY = 1013
 # uvicorn drops larger messages itself (1009, no reason); ours, a little lower, says why.
 WS_TRANSPORT_SLACK = 64 * 1024
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers; browsers send a few KiB
-DOCS_CDN = "https://cdn.jsdelivr.net"
+LARGE_BODY_BYTES = 1024 * 1024  # a /predict body past this is followed by a malloc trim
+CLOSING_WAIT_S = 5.0  # how long a new stream may wait for closing ones to be put away (takes ~1 s)
+# Swagger UI's script, style and icon for /docs, from the fastapi-offline package: no CDN, so
+# /docs works without the internet. (swagger-ui-bundle ships Swagger UI 4, which cannot show
+# FastAPI's OpenAPI 3.1 document.)
+DOCS_ASSETS = Path(importlib.util.find_spec("fastapi_offline").origin).parent / "static"
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
 # --------------------------------------------------------------------------- settings
@@ -87,8 +99,8 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5
 def params_from_env(environ=None, base: ServeParams | None = None) -> ServeParams:
     """ServeParams with every ``FINGERSPELL_<FIELD>`` variable that is set applied over ``base``.
 
-    ``FINGERSPELL_CORS_ORIGINS`` is a comma-separated list; an empty
-    ``FINGERSPELL_SAVE_FRAMES_DIR`` means "do not save".
+    ``FINGERSPELL_CORS_ORIGINS`` and ``FINGERSPELL_ALLOWED_HOSTS`` are comma-separated lists; an
+    empty ``FINGERSPELL_SAVE_FRAMES_DIR`` means "do not save".
 
     Raises:
         ConfigError: a variable's value is not of its field's type.
@@ -102,7 +114,7 @@ def params_from_env(environ=None, base: ServeParams | None = None) -> ServeParam
         if raw is None:
             continue
         default = getattr(base, f.name)
-        if f.name == "cors_origins":
+        if isinstance(default, tuple):
             changes[f.name] = tuple(o.strip() for o in raw.split(",") if o.strip())
         elif f.name == "save_frames_dir":
             changes[f.name] = raw.strip() or None
@@ -113,6 +125,14 @@ def params_from_env(environ=None, base: ServeParams | None = None) -> ServeParam
                 raise ConfigError(f"{name}={raw!r} is not a whole number") from None
             if value < (0 if f.name == "port" else 1):
                 raise ConfigError(f"{name}={raw!r} must be positive")
+            changes[f.name] = value
+        elif isinstance(default, float):
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+            if not 0 < value < float("inf"):
+                raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
             changes[f.name] = value
         else:
             changes[f.name] = raw
@@ -129,16 +149,93 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _host_and_port(value: str) -> tuple[str, int | None] | None:
+    """``"Name:5000"`` -> ``("name", 5000)``, addresses in one spelling (IPv6 in brackets); None if malformed."""
+    if not value or not _HOST_RE.match(value):
+        return None
+    if value.startswith("["):
+        name, _, port = value.partition("]")
+        name, port = name + "]", port[1:]
+    else:
+        name, _, port = value.partition(":")
+    try:
+        name = f"[{ipaddress.IPv6Address(name[1:-1]).compressed}]" if name.startswith("[") else \
+            str(ipaddress.IPv4Address(name))
+    except ValueError:
+        pass  # a name, not an address
+    return name.lower().rstrip("."), int(port) if port else None
+
+
+def _machine_names(bind: str) -> set[str]:
+    names = {socket.gethostname(), socket.getfqdn()}
+    try:
+        if not ipaddress.ip_address(bind.strip("[]")).is_unspecified:
+            names.add(bind)
+    except ValueError:
+        names.add(bind)  # bound to a name
+    try:
+        names.update(str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None))
+    except OSError:
+        pass
+    return names
+
+
+def resolve_allowed_hosts(params: ServeParams) -> frozenset[str]:
+    """The host names (no port) requests may be addressed to: the loopback names, and
+    ``params.allowed_hosts`` or, where none are named and the bind is not loopback, the bind
+    address and this machine's names."""
+    named = params.allowed_hosts
+    if not named and not is_loopback(params.host):
+        named = _machine_names(params.host)
+    hosts = set(LOOPBACK_NAMES)
+    for name in named:
+        name = name.strip()
+        if name.count(":") > 1 and not name.startswith("["):
+            name = f"[{name}]"  # a bare IPv6 address
+        parsed = _host_and_port(name)
+        if parsed is None:
+            raise ConfigError(f"allowed host {name!r} is not a host name or IP address")
+        hosts.add(parsed[0])
+    return frozenset(hosts)
+
+
+class HostAllowList:
+    """ASGI middleware: a request or stream whose ``Host`` is not an allowed host is answered 421.
+
+    Without it a web page on any name that resolves to 127.0.0.1 (DNS rebinding) could reach a
+    server on this machine from the user's own browser, with the origin check comparing the
+    attacker's Origin with the attacker's Host. Ports are not checked: a tunnel may change them.
+    """
+
+    def __init__(self, app, allowed: frozenset[str]):
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        parsed = _host_and_port(host)
+        if parsed is not None and parsed[0] in self.allowed:
+            return await self.app(scope, receive, send)
+        shown = f"Host {json.dumps(host[:80])}" if host else "a request without a Host header"
+        message = (f"this server does not answer {shown}: open it as localhost or 127.0.0.1, or start it "
+                   "with --allowed-host NAME (FINGERSPELL_ALLOWED_HOSTS)")
+        # For a WebSocket, Starlette sends this as the handshake's denial response.
+        await _error(421, message)(scope, receive, send)
+
+
 # --------------------------------------------------------------------------- errors
 
 
 class ApiError(Exception):
     """A request the server refuses: status code and a message that says what to fix."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def _security_headers(host: str | None, path: str = "") -> list[tuple[bytes, bytes]]:
@@ -148,10 +245,10 @@ def _security_headers(host: str | None, path: str = "") -> list[tuple[bytes, byt
     connect = "'self'"
     if host and _HOST_RE.match(host):
         connect += f" ws://{host} wss://{host}"
-    if path == "/docs" or path.startswith("/docs/"):
-        # FastAPI's Swagger UI: an inline script and assets from its CDN; only on /docs.
-        scripts = styles = f"'self' 'unsafe-inline' {DOCS_CDN}"
-        images = "'self' data: https://fastapi.tiangolo.com"
+    if path == "/docs":
+        # FastAPI's Swagger UI page starts it with an inline script; only on /docs.
+        scripts = styles = "'self' 'unsafe-inline'"
+        images = "'self' data:"
     else:
         scripts = styles = "'self'"
         images = "'self' data: blob:"
@@ -202,7 +299,9 @@ def _error(status: int, message: str, request: Request | None = None) -> JSONRes
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return _error(exc.status, exc.message)
+    resp = _error(exc.status, exc.message)
+    resp.headers.update(exc.headers or {})
+    return resp
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -260,10 +359,13 @@ class PredictJson(BaseModel):
 
 _ERRORS = {code: {"model": ErrorAnswer, "description": text} for code, text in {
     400: "malformed body: not JSON, no image field, not a base64 data URL",
+    408: "the body did not arrive within body_timeout_s",
     413: "body over max_body_bytes",
     415: "content type other than application/json, image/jpeg or image/png",
     422: "the bytes are not a readable image, or it is over max_pixels",
+    421: "the Host header is not one of the allowed hosts",
     500: "a server bug; the log has the details",
+    503: "max_predicts requests were already being recognised for predict_wait_s; retry after Retry-After seconds",
 }.items()}
 
 _PREDICT_BODY = {
@@ -308,8 +410,8 @@ def _image_from_json(body: bytes) -> bytes:
         raise ApiError(400, f'"image" is not valid base64 ({exc})') from None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to be over ``limit``."""
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, refused with 413 as soon as it is known to be over ``limit``, 408 after ``timeout`` s."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -319,11 +421,44 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise ApiError(413, f"the body is {size:,} bytes, over the limit of {limit:,} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
+    with anyio.move_on_after(timeout) as deadline:
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
+        except ClientDisconnect:
+            # Nobody is left to answer; one line for the operator, no traceback.
+            log.info("POST /predict: the client went away after %s of %s bytes of the body", f"{len(body):,}",
+                     f"{int(declared):,}" if declared else "a chunked body's")
+            raise ApiError(400, "the client disconnected before the body ended") from None
+    if deadline.cancelled_caught:
+        raise ApiError(408, f"the body did not arrive within {timeout:g} s ({len(body):,} bytes came)")
     return bytes(body)
+
+
+@functools.cache
+def _libc():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def _trim_malloc() -> None:
+    """Hand freed heap back to the system (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    glibc keeps what a thread's arena once held: after a burst of 100 concurrent 7.8 MB posts the
+    server stayed 70-80 MB above where it started, 40-60 MB with this (bench/bench_burst.py). A
+    trim costs a millisecond or two, so it follows only large bodies.
+    """
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _save_frame(folder: str | None, name: str, data: bytes) -> None:
@@ -349,14 +484,19 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def _origin_allowed(headers, params: ServeParams) -> bool:
-    """Browsers send Origin with every WebSocket; other clients usually send none."""
+def _origin_allowed(headers, params: ServeParams, hosts: frozenset[str]) -> bool:
+    """Browsers send Origin with every WebSocket; other clients usually send none.
+
+    A page's origin must name an allowed host, on the port this request came to (another port
+    is another program's page), unless ``cors_origins`` lists it.
+    """
     origin = headers.get("origin")
     if origin is None:
         return True
     if "*" in params.cors_origins or origin in params.cors_origins:
         return True
-    return urlsplit(origin).netloc.lower() == (headers.get("host") or "").lower()
+    page, here = _host_and_port(urlsplit(origin).netloc), _host_and_port(headers.get("host") or "")
+    return page is not None and here is not None and page[0] in hosts and page[1] == here[1]
 
 
 # --------------------------------------------------------------------------- the stream
@@ -386,19 +526,25 @@ class _Connection:
         self._wake = anyio.Event()
         self._send_lock = anyio.Lock()
         self._t0 = time.monotonic()
+        self.on_closing = lambda: None  # called once, when the client leaves or is sent away
+
+    def _closing(self) -> None:
+        self.closed = True
+        self.on_closing()
+        self.on_closing = lambda: None
 
     async def serve(self) -> None:
-        self.stream = await run_in_threadpool(self._open_stream)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._work)
+                tg.start_soon(self._work)  # opens the stream first; meanwhile the reader sees a client leave
                 try:
                     await self._read()
                 finally:
                     tg.cancel_scope.cancel()  # waits for a predict already running in its thread
         finally:
-            with anyio.CancelScope(shield=True):
-                await run_in_threadpool(self.stream.close)
+            if self.stream is not None:
+                with anyio.CancelScope(shield=True):
+                    await run_in_threadpool(self.stream.close)
 
     async def send(self, message: dict) -> None:
         try:
@@ -413,12 +559,12 @@ class _Connection:
             try:
                 await self.ws.send_text(text)
             except (WebSocketDisconnect, OSError, RuntimeError):
-                self.closed = True  # the client went away; the reader sees the disconnect
+                self._closing()  # the client went away (or read nothing, see transport.py)
 
     async def close(self, code: int, reason: str) -> None:
         async with self._send_lock:
             if not self.closed:
-                self.closed = True
+                self._closing()
                 try:
                     await self.ws.close(code, reason)
                 except (WebSocketDisconnect, OSError, RuntimeError):
@@ -429,7 +575,7 @@ class _Connection:
         while not self.closed:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
-                self.closed = True
+                self._closing()
                 return
             data, text = message.get("bytes"), message.get("text")
             size = len(data) if data is not None else len(text or "")
@@ -481,6 +627,7 @@ class _Connection:
         return {"type": "state", "spelling": self._state(fresh=True), "mirror": self.mirror}
 
     async def _work(self) -> None:
+        self.stream = await run_in_threadpool(self._open_stream)
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
@@ -535,6 +682,7 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
     """
     params = params or params_from_env()
     spelling = spelling or SpellingParams()
+    hosts = resolve_allowed_hosts(params)
     if model is None:
         model = os.environ.get(ENV_PREFIX + "MODEL") or None
 
@@ -552,7 +700,10 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
         # on the cores, and every extra thread grows memory (malloc arenas, MediaPipe buffers).
         app.state.limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
         app.state.open_streams = 0
+        app.state.alive_streams = 0  # open, and closing but not yet put away
+        app.state.stream_put_away = anyio.Event()
         app.state.stream_ids = 0
+        app.state.predict_slots = anyio.Semaphore(params.max_predicts)
         try:
             yield
         finally:
@@ -564,6 +715,7 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
         version=__version__,
         description="Real-time ASL fingerspelling recognition. Open / for the page; WS /ws streams video frames.",
         lifespan=lifespan,
+        docs_url=None,  # /docs below, with Swagger UI served from here
         redoc_url=None,  # one set of docs, /docs, is enough
         debug=False,
     )
@@ -578,6 +730,7 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
 
         app.add_middleware(CORSMiddleware, allow_origins=list(params.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"])
+    app.add_middleware(HostAllowList, allowed=hosts)
     app.add_middleware(SecurityHeaders)
 
     @app.get("/", include_in_schema=False)
@@ -606,19 +759,37 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
             shown = content_type or "no content type"
             raise ApiError(415, f"{shown} is not supported: send application/json "
                                 '{"image": "data:image/jpeg;base64,..."} or an image/jpeg or image/png body')
-        body = await _read_body(request, params.max_body_bytes)
-        data = _image_from_json(body) if content_type == "application/json" else body
-        predictor: Predictor = request.app.state.predictor
-
-        def run_predict() -> Prediction:
-            pred = predictor.predict_bytes(data, params.max_pixels, SERVE_FORMATS)
-            _save_frame(params.save_frames_dir, f"post-{time.time_ns()}", data)
-            return pred
-
+        # Each request in here holds its body several times over (bytes, JSON, image): a bound on
+        # them is a bound on memory. One that waits holds only what uvicorn buffers (64 KiB).
+        slots: anyio.Semaphore = request.app.state.predict_slots
+        taken = False
+        with anyio.move_on_after(params.predict_wait_s):
+            await slots.acquire()
+            taken = True
+        if not taken:
+            raise ApiError(503, f"busy: {params.max_predicts} images are being recognised; retry in a second",
+                           headers={"Retry-After": "1"})
         try:
-            pred = await anyio.to_thread.run_sync(run_predict, limiter=request.app.state.limiter)
-        except FrameError as exc:
-            raise ApiError(422, str(exc)) from None
+            body = await _read_body(request, params.max_body_bytes, params.body_timeout_s)
+            data = _image_from_json(body) if content_type == "application/json" else body
+            predictor: Predictor = request.app.state.predictor
+
+            def run_predict() -> Prediction:
+                pred = predictor.predict_bytes(data, params.max_pixels, SERVE_FORMATS)
+                _save_frame(params.save_frames_dir, f"post-{time.time_ns()}", data)
+                return pred
+
+            try:
+                pred = await anyio.to_thread.run_sync(run_predict, limiter=request.app.state.limiter)
+            except FrameError as exc:
+                raise ApiError(422, str(exc)) from None
+            finally:
+                large = len(body) > LARGE_BODY_BYTES
+                del body, data
+                if large:
+                    _trim_malloc()
+        finally:
+            slots.release()
         answer = pred.to_json()
         answer["prediction"] = answer.pop("letter")
         return JSONResponse(answer)
@@ -627,16 +798,29 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
     async def ws_stream(ws: WebSocket):
         state = ws.app.state
         await ws.accept()
-        if not _origin_allowed(ws.headers, params):
+        if not _origin_allowed(ws.headers, params, hosts):
             await ws.close(CLOSE_POLICY, "this page's origin is not allowed (see cors_origins)")
             return
-        if state.open_streams >= params.max_connections:
-            log.warning("refused a stream: %d open, the limit is %d", state.open_streams, params.max_connections)
+        # Streams that are closing hold no slot, but still their tracker until it is put away (a
+        # second or so): at most as many again as max_connections, so memory stays bounded. A new
+        # stream waits a little for one of those rather than being refused.
+        with anyio.move_on_after(CLOSING_WAIT_S):
+            while state.alive_streams >= 2 * params.max_connections:
+                await state.stream_put_away.wait()
+        if state.open_streams >= params.max_connections or state.alive_streams >= 2 * params.max_connections:
+            log.warning("refused a stream: %d open (%d closing), the limit is %d", state.open_streams,
+                        state.alive_streams - state.open_streams, params.max_connections)
             await ws.close(CLOSE_BUSY, f"server busy: {state.open_streams} streams open; try again later")
             return
         state.open_streams += 1
+        state.alive_streams += 1
         state.stream_ids += 1
         conn = _Connection(ws, state.predictor, params, spelling, state.stream_ids, state.limiter)
+
+        def release():  # a stream that is closing holds no slot while its tracker is put away
+            state.open_streams -= 1
+
+        conn.on_closing = release
         log.info("stream %d opened (%d open)", conn.cid, state.open_streams)
         try:
             await conn.serve()
@@ -644,9 +828,21 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
             log.exception("stream %d failed", conn.cid)
             await conn.close(CLOSE_ERROR, "internal error; the server log has the details")
         finally:
-            state.open_streams -= 1
+            conn._closing()
+            state.alive_streams -= 1
+            state.stream_put_away.set()
+            state.stream_put_away = anyio.Event()
             log.info("stream %d closed after %d frames", conn.cid, conn.frames)
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        # FastAPI's recipe for self-hosted docs assets (get_swagger_ui_html with local URLs).
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - Swagger UI",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon.png")
+
+    app.mount("/docs/assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -683,7 +879,7 @@ def check_listen(host: str, port: int) -> None:
 
 def run(host: str | None = None, port: int | None = None, model=None, tls_cert: str | None = None,
         tls_key: str | None = None, *, cache_dir=None, params: ServeParams | None = None,
-        spelling: SpellingParams | None = None, log_level: str = "info") -> None:
+        spelling: SpellingParams | None = None, log_level: str = "info", allowed_hosts=None) -> None:
     """Serve the app with uvicorn until interrupted (what ``fingerspell serve`` calls).
 
     The model is loaded before the server starts, so a missing or corrupt bundle is reported as
@@ -698,6 +894,8 @@ def run(host: str | None = None, port: int | None = None, model=None, tls_cert: 
         params: server limits; None reads ``FINGERSPELL_*`` variables over the defaults.
         spelling: the spelling decoder's settings.
         log_level: uvicorn's log level.
+        allowed_hosts: host names to answer besides the loopback names (``--allowed-host``);
+            None takes them from ``params``.
 
     Raises:
         ConfigError: only one of the TLS files, a file that does not exist, or a port or host
@@ -706,8 +904,12 @@ def run(host: str | None = None, port: int | None = None, model=None, tls_cert: 
     """
     import uvicorn
 
+    from .transport import protocols
+
     params = params or params_from_env()
     params = dataclasses.replace(params, host=host or params.host, port=params.port if port is None else port)
+    if allowed_hosts:
+        params = dataclasses.replace(params, allowed_hosts=tuple(allowed_hosts))
     if bool(tls_cert) != bool(tls_key):
         raise ConfigError("give both --tls-cert and --tls-key, or neither")
     for path in (tls_cert, tls_key):
@@ -717,17 +919,21 @@ def run(host: str | None = None, port: int | None = None, model=None, tls_cert: 
     if not is_loopback(params.host):
         log.warning("listening on %s: frames will be accepted from the network (use --host 127.0.0.1 to keep "
                     "the server to this computer)", params.host)
+        log.info("answering requests addressed to %s (name others with --allowed-host)",
+                 ", ".join(sorted(resolve_allowed_hosts(params))))
     predictor = Predictor.from_bundle(model or os.environ.get(ENV_PREFIX + "MODEL") or None, cache_dir=cache_dir)
     app = create_app(predictor, params, spelling)
     scheme = "https" if tls_cert else "http"
     shown = "localhost" if params.host in ("127.0.0.1", "::1") else params.host
     log.info("open %s://%s:%d/ in a browser", scheme, shown, params.port)
+    # h11, not httptools: httptools takes request headers of any size (a never-ending header
+    # grows the server without bound); h11 refuses a request line and headers over 64 KiB with
+    # 400. transport.py adds the deadlines uvicorn lacks (request head, a peer that reads nothing).
+    http, ws = protocols(params, MAX_HEADER_BYTES, lambda: _security_headers(None))
     try:
-        # h11, not httptools: httptools takes request headers of any size (a never-ending header
-        # grows the server without bound); h11 refuses a request line and headers over 64 KiB with 400.
         uvicorn.run(app, host=params.host, port=params.port, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
                     ws_max_size=params.max_message_bytes + WS_TRANSPORT_SLACK, log_level=log_level,
-                    server_header=False, reload=False, timeout_graceful_shutdown=3, http="h11",
+                    server_header=False, reload=False, timeout_graceful_shutdown=3, http=http, ws=ws,
                     h11_max_incomplete_event_size=MAX_HEADER_BYTES)
     finally:
         predictor.close()

@@ -129,7 +129,7 @@ class DecoderParams:
     slide: float = 0.35  # hand sizes the hand moves within slide_window_ms with one handshape: a double letter
     slide_window_ms: float = 300.0  # a slow drift over a long hold is not a slide
     keep_signed: float = 3.6  # log-odds a dictionary word must beat to replace the letters as signed (names survive)
-    frequency_weight: float = 0.3  # nats per nat of word rarity: common words need less evidence
+    frequency_weight: float = 0.15  # nats per nat of word rarity: common words need less evidence
     max_word: int = 40  # letters in one word; longer is not a word and is written as signed
 
     def __post_init__(self) -> None:

@@ -9,8 +9,9 @@ in nats, is the channel's plus its rarity:
 * a segment may stand for one to three equal letters (the double letter that looks like one
   long letter), priced by its duration against the signer's typical letter length;
 * a segment the word does not explain costs more the longer and clearer it was (a name's
-  clearly signed letter is not a transition blip); a letter of the word no segment shows costs
-  a fixed amount (it was signed too fast, or lost in a transition);
+  clearly signed letter is not a transition blip); a letter of the word that no segment shows
+  costs little where the timing has room for it (time without a hand, or a segment longer than
+  the signer's letters) and a lot where it has none (so a clean ``A`` does not become ``AS``);
 * rarity is ``frequency_weight`` x ln(count of the most common word / count of this word).
 
 The letters as signed are one more candidate, at a fixed ``keep_signed`` cost when they are
@@ -33,7 +34,9 @@ log = logging.getLogger(__name__)
 
 ENGLISH = "frequency_dictionary_en_82_765.txt"
 MAX_EDIT = 2
-DELETE_COST = 2.0  # a letter of the word that no segment shows
+DELETE_ROOMY = 1.0  # a letter of the word that no segment shows, where the timing has room for one...
+DELETE_TIGHT = 3.0  # ...plus this much where the letters around it left no time for it
+TRANSITION_MS = 150.0  # time between two segments that is only the hand changing shape
 INSERT_BASE = 1.5  # a segment the word does not explain: a blip...
 INSERT_CLEAR = 3.5  # ...plus this much for a full-length segment at probability 1
 DOUBLE_COST = 0.5  # a segment read as two or three equal letters: rarer than one
@@ -55,6 +58,8 @@ class Evidence:
     label: str
     probs: dict  # letter -> mean probability over the segment's frames
     duration: float  # ms
+    start: float = 0.0  # ms, its first frame
+    end: float = 0.0  # ms, its last frame
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,22 @@ class _Costs:
         self.insert = INSERT_BASE + INSERT_CLEAR * min(1.0, ratio) * clear
 
 
-def _channel(word: str, costs: list[_Costs]) -> float:
+def _deletions(evidence: list[Evidence], letter_ms: float) -> list[float]:
+    """The cost of a letter that no segment shows, before each segment and after the last."""
+    length = max(letter_ms, 1.0)
+    out = []
+    for i in range(len(evidence) + 1):
+        room = 0.0
+        if 0 < i < len(evidence):
+            room += max(0.0, evidence[i].start - evidence[i - 1].end - TRANSITION_MS) / length
+        for j in (i - 1, i):  # a segment much longer than a letter may hide one
+            if 0 <= j < len(evidence):
+                room += 0.5 * max(0.0, evidence[j].duration / length - 1.5)
+        out.append(DELETE_ROOMY + DELETE_TIGHT * max(0.0, 1.0 - room))
+    return out
+
+
+def _channel(word: str, costs: list[_Costs], deletions: list[float]) -> float:
     """The least cost of explaining the segments by ``word`` (dynamic programming)."""
     n, m = len(costs), len(word)
     inf = math.inf
@@ -177,8 +197,8 @@ def _channel(word: str, costs: list[_Costs]) -> float:
             c = row[j]
             if c == inf:
                 continue
-            if j < m and c + DELETE_COST < row[j + 1]:
-                row[j + 1] = c + DELETE_COST
+            if j < m and c + deletions[i] < row[j + 1]:
+                row[j + 1] = c + deletions[i]
             if i == n:
                 continue
             seg, nxt = costs[i], table[i + 1]
@@ -217,6 +237,7 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
                                                                                ev.label.isalpha() for ev in evidence):
         return Choice(signed, signed, (signed,))
     costs = [_Costs(ev, letter_ms) for ev in evidence]
+    deletions = _deletions(evidence, letter_ms)
     top = lexicon.top if lexicon is not None else 1
     vocab = vocab or {}
     if vocab:
@@ -245,7 +266,7 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
     scored = {signed: signed_channel + params.keep_signed}
     for word, count in candidates.items():
         prior = rarity(count)
-        scored[word] = min(scored.get(word, math.inf), _channel(word, costs) + prior)
+        scored[word] = min(scored.get(word, math.inf), _channel(word, costs, deletions) + prior)
     ranked = sorted(scored, key=lambda w: (scored[w], w))
     chosen = ranked[0]
     options = [chosen] + ([signed] if signed != chosen else [])

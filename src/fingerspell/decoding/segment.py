@@ -29,7 +29,8 @@ from ..labels import DELETE, SPACE
 from .base import Position, elapsed
 
 MAX_FRAME_MS = 100.0  # a stalled camera is not a long hold: one frame counts for at most this
-FIRST_FRAME_MS = 33.0  # a segment's first frame counts as one frame of a 30 frames/s camera
+FIRST_FRAME_MS = 33.0
+STILL_PLAUSIBLE = 0.25  # a frame that gives the held letter this much continues it  # a segment's first frame counts as one frame of a 30 frames/s camera
 
 
 @dataclass
@@ -55,7 +56,8 @@ class Segment:
         self.weight += w
         for label, p in top:
             self.dist[label] = self.dist.get(label, 0.0) + w * p
-        self.evidence = self.dist.get(self.label, 0.0)
+        if self.label:
+            self.evidence = self.dist.get(self.label, 0.0)
 
     def probs(self) -> dict[str, float]:
         """Mean probability of each label over the segment's frames."""
@@ -82,10 +84,20 @@ class Segmenter:
         self.word_open = False  # letters written since the last word end
         self._path: deque[tuple[float, Position]] = deque()  # the run's recent hand positions
         self._armed = False  # a slide may start a double letter: the hand has been still
+        self._streak = 0.0  # time the held letter has been on top without a break
 
     @property
-    def pending(self) -> Segment | None:
-        return self.tentative
+    def pending(self) -> tuple[str, float] | None:
+        """The label most likely to be written next, and how far its evidence has come (0..1)."""
+        seg = self.tentative
+        if seg is None or not seg.dist:
+            return None
+        held = self.run.label if self.run is not None else None
+        ranked = [(ev / self.threshold(k), k) for k, ev in seg.dist.items() if k != held]
+        if not ranked:
+            return None
+        ratio, label = max(ranked)
+        return label, min(1.0, ratio)
 
     def threshold(self, label: str) -> float:
         return self.p.special_ms if label in (SPACE, DELETE) else self.p.min_letter_ms
@@ -99,20 +111,39 @@ class Segmenter:
         self.hand_ms += dt
         if self.hand_ms >= self.p.flicker_ms:
             self.idle_ms = 0.0  # a hand glimpsed for a frame or two does not end a pause
-        label = top[0][0]
         run = self.run
-        if run is not None and label == run.label:
-            # The letter goes on; frames of another label in between were a flicker.
-            self.tentative = None
+        if run is not None and (top[0][0] == run.label or dict(top).get(run.label, 0.0) >= STILL_PLAUSIBLE):
+            # The letter goes on while the model still gives it a fair chance: a shape it reads as
+            # M, N and E in turn is one letter with three alternatives, not three letters.
             run.add(top, t, dt)
+            self._streak += max(dt, FIRST_FRAME_MS)
+            if self.tentative is not None and self._streak >= self.p.flicker_ms:
+                self.tentative = None  # the letter went on: what came between was a flicker
             return self._check_slide(run, t, position)
+        self._streak = 0.0
+        # Evidence for what comes next is pooled over the frames since the letter held: a hand
+        # between two shapes, or a shape the model reads as M, N and E in turn, adds up.
         seg = self.tentative
-        if seg is None or seg.label != label:
-            seg = self.tentative = Segment(label, t, t)
+        if seg is None:
+            seg = self.tentative = Segment("", t, t)
         seg.add(top, t, dt)
-        if seg.evidence >= self.threshold(label):
+        best = self._ready(seg)
+        if best is not None:
+            seg.label = best
+            seg.evidence = seg.dist[best]
             return self._write(seg, t, position)
         return []
+
+    def _ready(self, seg: Segment) -> str | None:
+        """The label whose pooled evidence has reached its threshold, best first; never the letter
+        still held (that needs a release or a slide)."""
+        held = self.run.label if self.run is not None else None
+        best, best_ratio = None, 1.0
+        for label, ev in seg.dist.items():
+            ratio = ev / self.threshold(label)
+            if label != held and ratio >= best_ratio:
+                best, best_ratio = label, ratio
+        return best
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -163,7 +194,7 @@ class Segmenter:
             return []
         # The same handshape moved: the next letter starts here, a double letter once written.
         self.run = None
-        seg = self.tentative = Segment(run.label, t, t, slide=True)
+        seg = self.tentative = Segment("", t, t, slide=True)
         seg.add([(run.label, run.probs().get(run.label, 1.0))], t, 0.0)
         self._path.clear()
         self._armed = False

@@ -86,7 +86,6 @@ class WordDecoder(Decoder):
 
     def state(self) -> dict:
         pending = self.seg.pending
-        threshold = self.seg.threshold(pending.label) if pending is not None else 1.0
         word = None
         if self.word:
             word = {"letters": [s.label for s in self.word],
@@ -94,8 +93,8 @@ class WordDecoder(Decoder):
                                      for s in self.word]}
         return {
             "text": self._text,
-            "pending": pending.label if pending is not None else None,
-            "progress": 0.0 if pending is None else min(1.0, pending.evidence / max(threshold, 1e-9)),
+            "pending": pending[0] if pending is not None else None,
+            "progress": pending[1] if pending is not None else 0.0,
             "word": word,
             "choice": self.choice.to_json() if self.choice is not None else None,
             "committed": self._last,
@@ -157,7 +156,7 @@ class WordDecoder(Decoder):
                 return [{"kind": "space", "text": " ", "t_ms": t_ms}]
             return []
         self._close_last()
-        evidence = [Evidence(s.label, s.probs(), s.duration) for s in self.word]
+        evidence = [Evidence(s.label, s.probs(), s.duration, s.t_start, s.t_end) for s in self.word]
         choice = choose(evidence, self.letter_ms(), self.lexicon, self.params, self.vocab)
         self.word = []
         text = self._text

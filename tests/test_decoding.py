@@ -27,13 +27,14 @@ def hand(x=0.5, y=0.5, size=0.2) -> Position:
 
 
 def letter_frames(t, label, ms, *, p=0.9, alt="Q", x=0.5, slide_from=None):
-    """Frames of one letter for ``ms`` from ``t``; with ``slide_from``, the hand slides in from there."""
+    """Frames of one letter for ``ms`` from ``t``; with ``slide_from``, the hand slides in from there
+    in its first 80 ms."""
     out = []
     n = max(1, round(ms / STEP))
     for i in range(n):
         pos = x
         if slide_from is not None:
-            pos = slide_from + (x - slide_from) * min(1.0, (i + 1) * STEP / 120)
+            pos = slide_from + (x - slide_from) * min(1.0, (i + 1) * STEP / 80)
         third = next(c for c in "XYW" if c not in (label, alt))
         out.append((t + i * STEP, [(label, p), (alt, (1 - p) * 0.7), (third, (1 - p) * 0.2)],
                     hand(pos)))
@@ -47,7 +48,7 @@ def no_hand(t, ms):
 
 def signed(word, pace_ms=400, *, t=0, slide=True, pause_ms=900, paces=None, **kw):
     """A clean stream: each letter held ``pace_ms`` (or ``paces[i]``), a double letter slid sideways
-    by a hand's width, then a pause."""
+    by a hand's width, then a pause. Pace varies by +-30% around 0.25-1 s, each letter 0.25-1 s."""
     frames, x = [], 0.5
     for i, ch in enumerate(word):
         ms = paces[i] if paces else pace_ms
@@ -96,7 +97,7 @@ _small = Lexicon(COMMON)
        pace=st.floats(min_value=250, max_value=1000),
        spread=st.lists(st.floats(min_value=0.7, max_value=1.3), min_size=8, max_size=8))
 def test_a_clean_stream_of_any_word_at_any_pace_decodes_to_that_word(word, pace, spread):
-    frames, _ = signed(word, paces=[pace * s for s in spread[:len(word)]])
+    frames, _ = signed(word, paces=[min(1000.0, max(250.0, pace * s)) for s in spread[:len(word)]])
     assert decode(frames, _small).text == word + " "
 
 

@@ -453,7 +453,7 @@ def test_stream_answers_a_frame_with_letter_hand_timings_and_spelling(client):
     assert answer["type"] == "prediction" and answer["frame"] == 1
     assert_prediction_json(answer, labels, key="letter")
     assert answer["timings_ms"]["server"] >= answer["timings_ms"]["total"] - 1
-    assert set(answer["spelling"]) == {"text", "pending", "progress", "committed"}
+    assert set(answer["spelling"]) == {"text", "pending", "progress", "committed", "word", "choice"}
     assert answer["mirror"] is False
 
 

@@ -32,6 +32,14 @@ def _add_cache(p):
                    "(default: $FINGERSPELL_CACHE_DIR or the user cache folder)")
 
 
+def _add_decoder(p):
+    p.add_argument("--decoder", choices=("words", "letters"),
+                   help="words: letters from segments, then words from a lexicon (default); letters: the old "
+                        "hold-and-release rules, one letter at a time")
+    p.add_argument("--no-lexicon", action="store_true", help="write the letters as signed, never a dictionary word")
+    p.add_argument("--vocab", metavar="FILE", help="your own words (names, places), one a line: chosen like common words")
+
+
 def _add_recipe(p):
     """The flags of a training recipe, shared by train and crossval."""
     p.add_argument("--data", action="append", required=True, metavar="DIR",
@@ -94,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of images, or video files")
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per image")
+    _add_decoder(p)
     _add_cache(p)
 
     p = sub.add_parser("serve", help="run the web app (camera page, WebSocket stream, /predict)")
@@ -103,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default: $FINGERSPELL_PORT or 5000)")
     p.add_argument("--tls-cert", help="certificate file: serve HTTPS so phones on the network may use their camera")
     p.add_argument("--tls-key", help="private key file for --tls-cert")
+    _add_decoder(p)
     _add_cache(p)
     return ap
 
@@ -257,10 +267,16 @@ def cmd_predict(args):
         if not args.json:
             top = "  ".join(f"{k} {v:.2f}" for k, v in pred.top)
             print(f"{path}: {pred.letter} ({pred.score:.2f})  top-3: {top}")
-    for path in videos:
+    if videos:
+        from .config import DecoderParams
+        from .decoding import english, read_words
         from .video import spell_video
 
-        text, frames = spell_video(predictor, path)
+        decoding = DecoderParams(kind=args.decoder or "words", lexicon=not args.no_lexicon)
+        vocab = read_words(args.vocab) if args.vocab else ()
+        lexicon = english() if decoding.kind == "words" and decoding.lexicon else None
+    for path in videos:
+        text, frames = spell_video(predictor, path, decoding=decoding, lexicon=lexicon, vocab=vocab)
         results.append({"path": path, "text": text, "frames": frames})
         if not args.json:
             print(f"{path}: {text!r} ({frames} frames)")
@@ -272,10 +288,15 @@ def cmd_predict(args):
 
 
 def cmd_serve(args):
-    from .server.app import run
+    import dataclasses
 
+    from .server.app import params_from_env, run
+
+    changes = {k: v for k, v in (("decoder", args.decoder), ("vocab", args.vocab)) if v is not None}
+    if args.no_lexicon:
+        changes["lexicon"] = False
     run(host=args.host, port=args.port, model=args.model, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        cache_dir=args.cache_dir)
+        cache_dir=args.cache_dir, params=dataclasses.replace(params_from_env(), **changes))
 
 
 COMMANDS = {"setup": cmd_setup, "download": cmd_download, "train": cmd_train, "crossval": cmd_crossval,

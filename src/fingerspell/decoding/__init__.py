@@ -10,11 +10,11 @@ from __future__ import annotations
 from ..config import DecoderParams
 from .base import Decoder, Position, frame_top
 from .letters import LetterDecoder
-from .lexicon import Choice, Lexicon, LexiconError, read_words
+from .lexicon import Choice, Lexicon, Loading, english, read_words
 from .words import WordDecoder
 
-__all__ = ["Choice", "Decoder", "DecoderParams", "LetterDecoder", "Lexicon", "LexiconError", "Position",
-           "WordDecoder", "frame_top", "make_decoder", "read_words"]
+__all__ = ["Choice", "Decoder", "DecoderParams", "LetterDecoder", "Lexicon", "Loading", "Position",
+           "WordDecoder", "english", "frame_top", "make_decoder", "read_words"]
 
 
 def make_decoder(params: DecoderParams | None = None, lexicon: Lexicon | None = None, vocab=(),

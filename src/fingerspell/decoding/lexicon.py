@@ -21,14 +21,15 @@ so names and rare words survive. User words (names, places) count as the most co
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from importlib import resources
 
-from ..config import DecoderParams
-from ..errors import FingerspellError
+from ..config import ConfigError, DecoderParams
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,6 @@ DOUBLE_COST = 0.5  # a segment read as two or three equal letters: rarer than on
 DURATION_SIGMA = 0.5  # spread of ln(duration / (k x letter length)) for k equal letters
 ALTERNATIVES = 3  # least certain segments whose second-best letter is also looked up
 OPTIONS = 2  # candidates offered after the chosen word and the letters as signed
-
-
-class LexiconError(FingerspellError):
-    """A word list cannot be read."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -79,12 +74,12 @@ def read_words(path) -> list[str]:
     blank lines and lines starting with # are skipped).
 
     Raises:
-        LexiconError: the file cannot be read as UTF-8 text.
+        ConfigError: the file cannot be read as UTF-8 text.
     """
     try:
         text = open(path, encoding="utf-8").read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise LexiconError(f"--vocab {path}: cannot read it as a UTF-8 word list ({exc})") from None
+        raise ConfigError(f"--vocab {path}: cannot read it as a UTF-8 word list ({exc})") from None
     words = []
     for line in text.splitlines():
         line = line.strip()
@@ -136,6 +131,32 @@ class Lexicon:
 
         found = self._sym.lookup(signed.lower(), Verbosity.ALL, max_edit_distance=MAX_EDIT)
         return {item.term.upper(): item.count for item in found}
+
+
+@functools.lru_cache(maxsize=1)
+def english() -> Lexicon:
+    """The English lexicon, loaded once a process and shared (it is never changed once built)."""
+    return Lexicon.english()
+
+
+class Loading:
+    """The English lexicon loading in a thread: a server starts at once, and words come out as
+    signed for the few seconds until it is ready (``get`` is None till then)."""
+
+    def __init__(self) -> None:
+        self._lexicon: Lexicon | None = None
+        self._thread = threading.Thread(target=self._load, name="lexicon", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        self._lexicon = english()
+
+    def get(self) -> Lexicon | None:
+        return self._lexicon
+
+    def wait(self, timeout: float | None = None) -> Lexicon | None:
+        self._thread.join(timeout)
+        return self._lexicon
 
 
 def _distance(a: str, b: str) -> int:

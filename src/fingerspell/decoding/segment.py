@@ -30,7 +30,8 @@ from .base import Position, elapsed
 
 MAX_FRAME_MS = 100.0  # a stalled camera is not a long hold: one frame counts for at most this
 FIRST_FRAME_MS = 33.0
-STILL_PLAUSIBLE = 0.25  # a frame that gives the held letter this much continues it  # a segment's first frame counts as one frame of a 30 frames/s camera
+STILL_PLAUSIBLE = 0.25
+STILL_MS = 100.0  # the hand this long in one place arms the slide of a double letter  # a frame that gives the held letter this much continues it  # a segment's first frame counts as one frame of a 30 frames/s camera
 
 
 @dataclass
@@ -184,12 +185,13 @@ class Segmenter:
         path.append((t, position))
         while len(path) > 1 and t - path[0][0] > self.p.slide_window_ms:
             path.popleft()
-        moved = max(_distance(p, position) for _, p in path)
         if not self._armed:
-            # Arm once the hand has been still for a window: a slide is movement after stillness.
-            if t - path[0][0] >= self.p.slide_window_ms * 0.5 and moved < self.p.slide * 0.5:
+            # Arm once the hand has been still for STILL_MS: a slide is movement after stillness.
+            recent = [p for u, p in path if t - u <= STILL_MS]
+            if t - path[0][0] >= STILL_MS and max(_distance(p, position) for p in recent) < self.p.slide * 0.5:
                 self._armed = True
             return []
+        moved = max(_distance(p, position) for _, p in path)
         if moved < self.p.slide:
             return []
         # The same handshape moved: the next letter starts here, a double letter once written.

@@ -29,12 +29,13 @@ class WordDecoder(Decoder):
 
         Args:
             params: segmentation and lexicon settings.
-            lexicon: the shared word list (None: letters as signed, unless there are user words).
+            lexicon: the shared word list, or something whose ``get()`` gives it once loaded
+                (``lexicon.Loading``); None: letters as signed, unless there are user words.
             vocab: the user's own words (names, places).
         """
         self.params = params or DecoderParams()
         self.lexicon = lexicon
-        self.vocab: dict[str, int] = {}
+        self.vocab: set[str] = set()
         self.add_words(vocab)
         self.seg = Segmenter(self.params)
         self._text = ""
@@ -133,8 +134,7 @@ class WordDecoder(Decoder):
         for word in words:
             clean = str(word).strip().upper()
             if clean.isalpha() and clean.isascii() and clean not in self.vocab:
-                # User words count as the most common words: a name in the vocabulary wins.
-                self.vocab[clean] = self.lexicon.top if self.lexicon is not None else 1
+                self.vocab.add(clean)
                 new += 1
         return new
 
@@ -157,7 +157,10 @@ class WordDecoder(Decoder):
             return []
         self._close_last()
         evidence = [Evidence(s.label, s.probs(), s.duration, s.t_start, s.t_end) for s in self.word]
-        choice = choose(evidence, self.letter_ms(), self.lexicon, self.params, self.vocab)
+        lexicon = self.lexicon.get() if hasattr(self.lexicon, "get") else self.lexicon
+        # User words count as the most common words: a name in the vocabulary wins.
+        top = lexicon.top if lexicon is not None else 1
+        choice = choose(evidence, self.letter_ms(), lexicon, self.params, dict.fromkeys(self.vocab, top))
         self.word = []
         text = self._text
         if text and not text.endswith(" "):

@@ -200,6 +200,24 @@ def build_clip(word: str, pace: float, pool: dict[str, list[str]], rng_photos: r
     return clip, t
 
 
+def build_sessions(lists: dict[str, list[str]], paces, pool, seed: int, protocol: str) -> dict:
+    """One session (a run of clips, decoded as one stream) per kind of word and pace."""
+    sessions = {}
+    for kind, words in lists.items():
+        for pace in paces:
+            rng_photos = random.Random(f"{seed}-{protocol}-{kind}")
+            rng_time = random.Random(f"{seed}-{protocol}-{kind}-{pace}")
+            clips, t = [], 0
+            for w in words:
+                clip, t = build_clip(w, pace, pool, rng_photos, rng_time, t, double_slide=kind == "doubles")
+                clips.append(clip)
+            tail = Clip("")  # a last pause, so the last word ends as the others do
+            tail.frames = [(t + k * STEP_MS, ("blank",)) for k in range(1500 // STEP_MS)]
+            tail.start = len(tail.frames)
+            sessions[kind, pace] = clips + [tail]
+    return sessions
+
+
 # --------------------------------------------------------------------------- predictions
 
 
@@ -339,19 +357,7 @@ def main(argv=None) -> int:
         pool, where = pools(protocol, args.data, model)
         print(f"\n[{protocol}] model {model}; photos: {where}")
         frames = Predictions(model, args.cache)
-        sessions = {}
-        for kind, words in lists.items():
-            for pace in paces:
-                rng_photos = random.Random(f"{args.seed}-{protocol}-{kind}")
-                rng_time = random.Random(f"{args.seed}-{protocol}-{kind}-{pace}")
-                clips, t = [], 0
-                for w in words:
-                    clip, t = build_clip(w, pace, pool, rng_photos, rng_time, t, double_slide=kind == "doubles")
-                    clips.append(clip)
-                tail = Clip("")  # a last pause, so the last word ends as the others do
-                tail.frames = [(t + k * STEP_MS, ("blank",)) for k in range(1500 // STEP_MS)]
-                tail.start = len(tail.frames)
-                sessions[kind, pace] = clips + [tail]
+        sessions = build_sessions(lists, paces, pool, args.seed, protocol)
         t0 = time.perf_counter()
         frames.run([c for s in sessions.values() for c in s])
         print(f"  {frames.fresh} distinct frames through Predictor.stream() in {time.perf_counter() - t0:.0f} s "

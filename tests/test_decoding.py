@@ -48,7 +48,7 @@ def no_hand(t, ms):
 
 def signed(word, pace_ms=400, *, t=0, slide=True, pause_ms=900, paces=None, **kw):
     """A clean stream: each letter held ``pace_ms`` (or ``paces[i]``), a double letter slid sideways
-    by a hand's width, then a pause. Pace varies by +-30% around 0.25-1 s, each letter 0.25-1 s."""
+    by a hand's width, then a pause."""
     frames, x = [], 0.5
     for i, ch in enumerate(word):
         ms = paces[i] if paces else pace_ms
@@ -97,6 +97,7 @@ _small = Lexicon(COMMON)
        pace=st.floats(min_value=250, max_value=1000),
        spread=st.lists(st.floats(min_value=0.7, max_value=1.3), min_size=8, max_size=8))
 def test_a_clean_stream_of_any_word_at_any_pace_decodes_to_that_word(word, pace, spread):
+    # Pace varies by +-30% within the word around 0.25-1 s a letter; each letter 0.25-1 s.
     frames, _ = signed(word, paces=[min(1000.0, max(250.0, pace * s)) for s in spread[:len(word)]])
     assert decode(frames, _small).text == word + " "
 

@@ -88,6 +88,11 @@ class Segmenter:
         self._streak = 0.0  # time the held letter has been on top without a break
 
     @property
+    def now(self) -> float:
+        """The latest frame's time (0 before the first)."""
+        return self._last_t if self._last_t is not None else 0.0
+
+    @property
     def pending(self) -> tuple[str, float] | None:
         """The label most likely to be written next, and how far its evidence has come (0..1)."""
         seg = self.tentative

@@ -44,7 +44,7 @@ class WordDecoder(Decoder):
         self._choice_at: int | None = None  # where the chosen word starts in the text
         self._lengths: deque[float] = deque(maxlen=LENGTHS)
         self._last: list[dict] = []
-        self._t = 0.0
+        self._t = 0.0  # the latest frame's time: the page's Space ends a word then
 
     # -- frames ------------------------------------------------------------------------------
 
@@ -64,6 +64,7 @@ class WordDecoder(Decoder):
                     events.append({"kind": "delete", "text": removed, "t_ms": seg.written_at})
             else:  # the space sign or a pause
                 events.extend(self._end_word(t_ms, space=kind == "space"))
+        self._t = self.seg.now
         self._last = events
         return events
 

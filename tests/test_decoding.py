@@ -348,3 +348,13 @@ def test_the_words_decoder_never_raises_and_its_state_stays_consistent(steps):
         assert "  " not in d.text and not d.text.startswith(" ")
     d.finish(t)
     assert d.state()["word"] is None
+
+
+def test_a_stream_keeps_at_most_max_user_words_and_only_words_of_letters():
+    from fingerspell.decoding.words import MAX_USER_WORDS
+
+    d = WordDecoder(DecoderParams(), None)
+    assert d.add_words(["Lupita", "lupita", "O'Neil", "x1", ""]) == 1
+    many = ["".join(chr(65 + (i // 26 ** k) % 26) for k in range(3)) for i in range(MAX_USER_WORDS + 500)]
+    assert d.add_words(many) == MAX_USER_WORDS - 1
+    assert len(d.vocab) == MAX_USER_WORDS

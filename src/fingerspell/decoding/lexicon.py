@@ -280,7 +280,7 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
         for q in queries:
             candidates.update(lexicon.lookup(q))
     for word, count in vocab.items():
-        if any(_distance(word, q) <= MAX_EDIT for q in queries):
+        if any(abs(len(word) - len(q)) <= MAX_EDIT and _distance(word, q) <= MAX_EDIT for q in queries):
             candidates[word] = max(candidates.get(word, 0), count)
 
     signed_channel = sum(c.dur[1] for c in costs)

@@ -18,6 +18,7 @@ from .segment import Segment, Segmenter
 
 MAX_TEXT = 10000  # the page and the socket carry the whole text; the oldest characters go first
 LENGTHS = 12  # letter durations kept for the signer's typical letter length
+MAX_USER_WORDS = 1000  # each is compared with the letters at every word's end
 
 
 class WordDecoder(Decoder):
@@ -134,6 +135,8 @@ class WordDecoder(Decoder):
         new = 0
         for word in words:
             clean = str(word).strip().upper()
+            if len(self.vocab) >= MAX_USER_WORDS:
+                break
             if clean.isalpha() and clean.isascii() and clean not in self.vocab:
                 self.vocab.add(clean)
                 new += 1

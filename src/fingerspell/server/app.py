@@ -77,7 +77,7 @@ IMAGE_TYPES = ("image/jpeg", "image/png")
 # its complaints about a broken file straight to stderr.
 SERVE_FORMATS = ("JPEG", "PNG")
 COMMANDS = ("backspace", "space", "clear", "set_text", "pick", "vocab", "config")
-MAX_VOCAB = 5000  # words a page may add to its stream's lexicon
+MAX_VOCAB = 1000  # words one vocab command may carry (the decoder keeps at most MAX_USER_WORDS)
 # Close codes (RFC 6455 and the IANA registry).
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009

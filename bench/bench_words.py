@@ -54,7 +54,7 @@ from fingerspell.decoding import LetterDecoder, Lexicon, Position, WordDecoder
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 FRAME = (640, 480)
-PHOTO = 400  # photos are scaled to this square on the frame
+PHOTO = 480  # photos fill the frame's height, as a hand near a webcam does (and as the other benches letterbox)
 BACKGROUND = 96
 FPS = 20  # what the page gets through with one frame in flight
 STEP_MS = 1000 // FPS
@@ -135,7 +135,10 @@ class Renderer:
         canvas = np.full((FRAME[1], FRAME[0], 3), BACKGROUND, np.float32)
         x = int(round((FRAME[0] - PHOTO) / 2 + dx))
         y = int(round((FRAME[1] - PHOTO) / 2 + dy))
-        canvas[y:y + PHOTO, x:x + PHOTO] = photo
+        # The part of the photo that falls inside the frame (jitter may push it past an edge).
+        x0, y0 = max(0, x), max(0, y)
+        x1, y1 = min(FRAME[0], x + PHOTO), min(FRAME[1], y + PHOTO)
+        canvas[y0:y1, x0:x1] = photo[y0 - y:y1 - y, x0 - x:x1 - x]
         return canvas
 
     def frame(self, desc: tuple) -> np.ndarray:
@@ -229,7 +232,9 @@ class Predictions:
 
         self.predictor = Predictor.from_bundle(model)
         digest = hashlib.sha256((self.predictor.path / bundle_io.TFLITE).read_bytes()).hexdigest()[:12]
-        self.file = cache / f"frames-{digest}.json"
+        # The rendering is part of the key: a cached answer is only good for the same frames.
+        render = hashlib.sha256(repr((FRAME, PHOTO, BACKGROUND, JITTER, ALPHAS)).encode()).hexdigest()[:8]
+        self.file = cache / f"frames-{digest}-{render}.json"
         self.table: dict[str, list] = json.loads(self.file.read_text()) if self.file.is_file() else {}
         self.renderer = Renderer()
         self.fresh = 0

@@ -1,5 +1,9 @@
 """A real Chromium against a real server: the camera, the stream, the page and the spelling.
 
+The first spelling test drives the old hold-and-release decoder (``FINGERSPELL_DECODER=letters``:
+its clip's timing is made for those rules); the second the default words decoder, its word
+letters, the chosen word and the page's revert.
+
 Chromium's fake camera plays a Y4M clip built here from real hand photos, so the whole path runs:
 getUserMedia -> canvas -> JPEG over the WebSocket -> MediaPipe + the classifier -> the spelling
 decoder -> the text on the page. The spelling test uses the bundled default model and picks, at
@@ -139,7 +143,7 @@ def _reliable_frame(predictor, letter: str) -> np.ndarray | None:
     return None
 
 
-def _pick_word(predictor) -> tuple[str, dict[str, np.ndarray]]:
+def _pick_word(predictor, words=WORDS) -> tuple[str, dict[str, np.ndarray]]:
     frames: dict[str, np.ndarray | None] = {}
 
     def good(letter):
@@ -147,7 +151,7 @@ def _pick_word(predictor) -> tuple[str, dict[str, np.ndarray]]:
             frames[letter] = _reliable_frame(predictor, letter) if letter in predictor.labels else None
         return frames[letter] is not None
 
-    for word in WORDS:
+    for word in words:
         if all(good(c) for c in word):
             return word, {c: frames[c] for c in word}
     usable = [c for c in "ABCDEFGHIKLMNOPQRSTUVWXY" if good(c)][:3]
@@ -165,7 +169,7 @@ def _clip(word: str, frames: dict[str, np.ndarray], path: Path) -> Path:
     return write_y4m(path, sequence, FPS)
 
 
-def test_the_page_spells_a_word_signed_at_the_fake_camera(playwright, tmp_path):
+def _reliable_word(words=WORDS) -> tuple[str, dict[str, np.ndarray]]:
     if not (DEFAULT_BUNDLE / "bundle.json").is_file():
         pytest.skip(f"the default model is not built yet ({DEFAULT_BUNDLE} has no bundle.json); "
                     "this test needs a trained model to recognise real hands")
@@ -176,13 +180,17 @@ def test_the_page_spells_a_word_signed_at_the_fake_camera(playwright, tmp_path):
     try:
         blank = predictor.predict(_as_sent(blank_frame()))
         assert blank.letter == "nothing" or blank.score < 0.6, "the blank wall must not read as a sign"
-        word, frames = _pick_word(predictor)
+        return _pick_word(predictor, words)
     finally:
         predictor.close()
+
+
+def test_the_page_spells_a_word_signed_at_the_fake_camera(playwright, tmp_path):
+    word, frames = _reliable_word()
     clip = _clip(word, frames, tmp_path / "word.y4m")
     print(f"\nspelling {word!r} from {clip} ({FPS} frames/s); screenshots in {tmp_path}")
 
-    server = ServerProcess(DEFAULT_BUNDLE, log_dir=tmp_path)
+    server = ServerProcess(DEFAULT_BUNDLE, log_dir=tmp_path, env={"FINGERSPELL_DECODER": "letters"})
     with browser_on(playwright, server, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                     f"--use-file-for-fake-video-capture={clip}") as browser:
         shown_letters = """
@@ -210,6 +218,56 @@ def test_the_page_spells_a_word_signed_at_the_fake_camera(playwright, tmp_path):
         shot = tmp_path / "e2e.png"
         page.screenshot(path=str(shot))
         print(f"screenshot: {shot}")
+
+
+WORD_HOLD_S = 0.6  # deliberate signing, one letter straight after the other
+WORD_REST_S = 8.0  # then the hand down: the word ends, and the clip waits before it loops
+
+
+def test_the_page_shows_the_word_being_signed_then_the_chosen_word_and_reverts_it(playwright, tmp_path):
+    word, frames = _reliable_word(("CAB", "BAD", "HI", "OK", "CAT", "BIG"))
+    wall = blank_frame()
+    sequence = [frames[c] for c in word for _ in range(round(WORD_HOLD_S * FPS))]
+    clip = write_y4m(tmp_path / "word.y4m", sequence + [wall] * round(WORD_REST_S * FPS), FPS)
+    print(f"\nsigning {word!r} from {clip} ({FPS} frames/s)")
+
+    server = ServerProcess(DEFAULT_BUNDLE, log_dir=tmp_path)
+    with browser_on(playwright, server, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-video-capture={clip}") as browser:
+        word_letters = """
+            window.__word = [];
+            document.addEventListener("DOMContentLoaded", () => {
+              const el = document.getElementById("word");
+              new MutationObserver(() => window.__word.push(el.textContent)).observe(
+                el, {childList: true, characterData: true, subtree: true});
+            });
+        """
+        page, errors = open_page(browser, server.url + "/", word_letters)
+        try:
+            # The clip loops; the lexicon loads while the first words are signed, so wait for a word
+            # that has other readings to offer.
+            page.wait_for_function(
+                "w => document.getElementById('text').textContent.trim().endsWith(w)"
+                " && document.querySelectorAll('#choices button').length > 0",
+                arg=word, timeout=90_000, polling=50)
+            seen = page.evaluate("window.__word")
+            assert word[:1] in seen and word[:2] in seen, f"the word's letters as they came: {seen[-20:]}"
+            button = page.locator("#choices button").first
+            candidate = button.get_attribute("data-option")
+            assert candidate != word
+            button.click()
+            page.wait_for_function("c => document.getElementById('text').textContent.trim().endsWith(c)",
+                                   arg=candidate, timeout=5_000)
+            page.locator("body").press("r")  # back to the letters as signed
+            page.wait_for_function("w => document.getElementById('text').textContent.trim().endsWith(w)",
+                                   arg=word, timeout=5_000)
+            assert page.evaluate("localStorage.getItem('fingerspell.text')").strip().endswith(word)
+            assert errors == []
+        except Exception:
+            page.screenshot(path=str(tmp_path / "e2e-word-failed.png"))
+            print("text:", repr(page.inner_text("#text")), "word:", page.evaluate("window.__word.slice(-30)"),
+                  "choices:", page.inner_text("#choices"), "status:", page.inner_text("#status"))
+            raise
 
 
 # --------------------------------------------------------------------------- camera problems

@@ -7,6 +7,8 @@ accuracy. A few tests start the real server with uvicorn in a subprocess.
 
 from __future__ import annotations
 
+import dataclasses
+
 import base64
 import io
 import json
@@ -473,7 +475,7 @@ def test_stream_answers_a_frame_with_letter_hand_timings_and_spelling(client):
     assert answer["type"] == "prediction" and answer["frame"] == 1
     assert_prediction_json(answer, labels, key="letter")
     assert answer["timings_ms"]["server"] >= answer["timings_ms"]["total"] - 1
-    assert set(answer["spelling"]) == {"text", "pending", "progress", "committed"}
+    assert set(answer["spelling"]) == {"text", "pending", "progress", "committed", "word", "choice"}
     assert answer["mirror"] is False
 
 
@@ -569,6 +571,43 @@ def test_commands_edit_the_text_and_answer_the_new_state(client):
         assert "unknown command type missing" in cmd([1, 2])["error"]
         ws.send_bytes(jpeg())  # the socket still recognises frames
         assert ws.receive_json()["type"] == "prediction"
+
+
+def test_space_pick_and_vocab_commands_are_the_servers_edits(client):
+    with client.websocket_connect("/ws") as ws:
+        def cmd(doc):
+            ws.send_text(json.dumps(doc))
+            return ws.receive_json()
+
+        assert cmd({"type": "set_text", "text": "HI"})["spelling"]["text"] == "HI"
+        assert cmd({"type": "space"})["spelling"]["text"] == "HI "
+        assert cmd({"type": "space"})["spelling"]["text"] == "HI "  # never two spaces: the server's rule
+        assert cmd({"type": "pick", "option": "HI"})["error"] == 'pick needs "option": one of spelling.choice.options'
+        assert cmd({"type": "vocab", "words": ["Lupita", "Siobhan"]})["type"] == "state"
+        assert "a list of at most" in cmd({"type": "vocab", "words": "Lupita"})["error"]
+        state = cmd({"type": "clear"})["spelling"]
+        assert state["text"] == "" and state["word"] is None and state["choice"] is None
+
+
+def test_the_decoder_is_chosen_by_settings_and_the_old_rules_stay_available(tiny_bundle, tmp_path):
+    vocab = tmp_path / "names.txt"
+    vocab.write_text("Lupita\nSiobhan\n", encoding="utf-8")
+    params = params_from_env({"FINGERSPELL_DECODER": "letters", "FINGERSPELL_LEXICON": "off",
+                              "FINGERSPELL_VOCAB": str(vocab)})
+    assert (params.decoder, params.lexicon, params.vocab) == ("letters", False, str(vocab))
+    with pytest.raises(ConfigError, match="FINGERSPELL_LEXICON='maybe' must be true or false"):
+        params_from_env({"FINGERSPELL_LEXICON": "maybe"})
+    # TestClient addresses streams to "testserver", whatever its base_url
+    with TestClient(create_app(model=tiny_bundle, params=dataclasses.replace(params, allowed_hosts=("testserver",)))) as c:
+        decoder = c.get("/health").json()["decoder"]
+        assert decoder["kind"] == "letters" and decoder["vocab_words"] == 2
+        with c.websocket_connect("/ws") as ws:
+            ws.send_text(json.dumps({"type": "set_text", "text": "HI"}))
+            assert ws.receive_json()["spelling"]["word"] is None
+    with pytest.raises(ConfigError, match="decoder kind 'spell' is not known"):
+        create_app(model=tiny_bundle, params=ServeParams(decoder="spell"))
+    with pytest.raises(ConfigError, match="cannot read it as a UTF-8 word list"):
+        create_app(model=tiny_bundle, params=ServeParams(vocab=str(tmp_path / "missing.txt")))
 
 
 def test_a_client_that_sends_faster_than_it_reads_gets_stale_frames_skipped(client):

@@ -75,3 +75,51 @@ def test_predict_on_a_file_that_is_not_a_video_says_so(tmp_path, tiny_bundle):
     assert out.returncode != 0
     assert "cannot open this file as a video" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+class _ColourStream:
+    """A stand-in for ``Predictor.stream()``: a frame's colour says which letter it shows."""
+
+    def __init__(self, colours):
+        self.colours = colours
+        self.position = None
+
+    def predict(self, rgb, timestamp_ms=None):
+        from fingerspell.predictor import Prediction
+
+        colour = tuple(int(round(v / 40.0)) for v in rgb[240, 320])
+        letter = self.colours.get(colour, "nothing")
+        top = [(letter, 0.9), ("Q", 0.07)] if letter != "nothing" else [("nothing", 1.0)]
+        return Prediction(top[0][0], top[0][1], top, None, {})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_video_is_spelled_by_the_same_decoder_as_the_page_and_its_last_word_is_ended(tmp_path):
+    from types import SimpleNamespace
+
+    from fingerspell.config import DecoderParams
+    from fingerspell.decoding import WordDecoder
+    from fingerspell.video import spell_video
+
+    palette = {"C": (200, 40, 40), "A": (40, 200, 40), "T": (40, 40, 200)}
+    colours = {tuple(int(round(v / 40.0)) for v in rgb): k for k, rgb in palette.items()}
+    frames = [np.full((480, 640, 3), palette[c], np.uint8) for c in "CAT" for _ in range(6)]  # 0.6 s each
+    video = tmp_path / "cat.mp4"
+    _write_video(video, frames)
+    stream = _ColourStream(colours)
+    predictor = SimpleNamespace(stream=lambda: stream)
+
+    text, n = spell_video(predictor, video, decoding=DecoderParams(), vocab=["CAT"])
+    assert (text, n) == ("CAT ", len(frames))  # no pause at the end: the video's end ends the word
+    page = WordDecoder(DecoderParams(), None, vocab=["CAT"])
+    for i, rgb in enumerate(frames):
+        page.update(stream.predict(rgb), i * 1000 / FPS, None)
+    page.finish(len(frames) * 1000 / FPS)
+    assert page.text == text
+    old, _ = spell_video(predictor, video, decoding=DecoderParams(kind="letters"))
+    assert old == "CAT"  # the old rules: no word break without a pause

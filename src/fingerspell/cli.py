@@ -119,6 +119,14 @@ def _add_cache(p):
                    "(default: $FINGERSPELL_CACHE_DIR or the user cache folder)")
 
 
+def _add_decoder(p):
+    p.add_argument("--decoder", choices=("words", "letters"),
+                   help="words: letters from segments, then words from a lexicon (default); letters: the old "
+                        "hold-and-release rules, one letter at a time")
+    p.add_argument("--no-lexicon", action="store_true", help="write the letters as signed, never a dictionary word")
+    p.add_argument("--vocab", metavar="FILE", help="your own words (names, places), one a line: chosen like common words")
+
+
 def _add_recipe(p):
     """The flags of a training recipe, shared by train and crossval."""
     p.add_argument("--data", action="append", required=True, metavar="DIR",
@@ -207,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of images, or video files")
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per image")
+    _add_decoder(p)
     _add_cache(p)
 
     p = command("serve", "run the web app (camera page, WebSocket stream, /predict)",
@@ -221,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="a host name or address browsers may use to reach the server (repeat for more); others "
                         "are refused, against DNS rebinding (default: localhost and 127.0.0.1, and on another "
                         "--host that address and this machine's names)")
+    _add_decoder(p)
     _add_cache(p)
     return ap
 
@@ -382,10 +392,16 @@ def cmd_predict(args):
         if not args.json:
             top = "  ".join(f"{k} {v:.2f}" for k, v in pred.top)
             print(f"{path}: {pred.letter} ({pred.score:.2f})  top-3: {top}")
-    for path in videos:
+    if videos:
+        from .config import DecoderParams
+        from .decoding import english, read_words
         from .video import spell_video
 
-        text, frames = spell_video(predictor, path)
+        decoding = DecoderParams(kind=args.decoder or "words", lexicon=not args.no_lexicon)
+        vocab = read_words(args.vocab) if args.vocab else ()
+        lexicon = english() if decoding.kind == "words" and decoding.lexicon else None
+    for path in videos:
+        text, frames = spell_video(predictor, path, decoding=decoding, lexicon=lexicon, vocab=vocab)
         results.append({"path": path, "text": text, "frames": frames})
         if not args.json:
             print(f"{path}: {text!r} ({frames} frames)")
@@ -399,10 +415,16 @@ def cmd_predict(args):
 
 
 def cmd_serve(args):
-    from .server.app import run
+    import dataclasses
 
+    from .server.app import params_from_env, run
+
+    changes = {k: v for k, v in (("decoder", args.decoder), ("vocab", args.vocab)) if v is not None}
+    if args.no_lexicon:
+        changes["lexicon"] = False
     run(host=args.host, port=args.port, model=args.model, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        cache_dir=args.cache_dir, allowed_hosts=args.allowed_host)
+        cache_dir=args.cache_dir, allowed_hosts=args.allowed_host,
+        params=dataclasses.replace(params_from_env(), **changes))
 
 
 COMMANDS = {"setup": cmd_setup, "download": cmd_download, "train": cmd_train, "crossval": cmd_crossval,

@@ -117,6 +117,38 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class DecoderParams:
+    """How per-frame predictions become text (``fingerspell.decoding``); times in milliseconds."""
+
+    kind: str = "words"  # words: segments + lexicon (the default); letters: the hold-and-release rules of spelling.py
+    lexicon: bool = True  # words only: choose among dictionary words; False writes the letters as signed
+    min_letter_ms: float = 80.0  # evidence (sum of frame time x top probability) that writes a letter: ~2 clear frames
+    special_ms: float = 300.0  # the space and del signs act on the text: they need a longer, deliberate hold
+    flicker_ms: float = 120.0  # a lost hand shorter than this does not end the letter being held
+    word_pause_ms: float = 550.0  # no hand this long ends the word; the page's pauses between words are 0.6 s or more
+    letter_ms: float = 400.0  # the signer's typical letter length before any is measured (then the median of the last 12)
+    slide: float = 0.35  # hand sizes the hand moves within slide_window_ms with one handshape: a double letter
+    slide_window_ms: float = 300.0  # a slow drift over a long hold is not a slide
+    keep_signed: float = 3.6  # log-odds a dictionary word must beat to replace the letters as signed (names survive)
+    frequency_weight: float = 0.15  # nats per nat of word rarity: common words need less evidence
+    max_word: int = 40  # letters in one word; longer is not a word and is written as signed
+
+    def __post_init__(self) -> None:
+        if self.kind not in DECODER_KINDS:
+            raise ConfigError(f"decoder kind {self.kind!r} is not known; choose one of {', '.join(DECODER_KINDS)}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            # `not value >= 0` also refuses NaN, which would make every comparison false.
+            if isinstance(value, float) and not value >= 0:
+                raise ConfigError(f"decoder {f.name} must be 0 or more, got {value}")
+        if self.max_word < 1:
+            raise ConfigError(f"decoder max_word must be at least 1, got {self.max_word}")
+
+
+DECODER_KINDS = ("words", "letters")
+
+
+@dataclass(frozen=True)
 class ServeParams:
     """Server limits and settings (also from FINGERSPELL_* environment variables)."""
 
@@ -140,6 +172,9 @@ class ServeParams:
     body_timeout_s: float = 60.0  # a POST /predict body must arrive within this (8 MiB at 140 kB/s); else 408
     send_timeout_s: float = 10.0  # a client that reads nothing for this long is disconnected (its slot freed)
     close_timeout_s: float = 5.0  # a close the client does not complete in this long becomes an abort
+    decoder: str = "words"  # words (segments + lexicon) or letters (the old hold-and-release rules)
+    lexicon: bool = True  # choose dictionary words when a word ends; False writes what was signed
+    vocab: str | None = None  # a text file of extra words (names, places), one a line, for every stream
 
 
 def to_dict(obj) -> dict:

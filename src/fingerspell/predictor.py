@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 from . import bundle as bundle_io
 from . import recognisers
 from .config import DetectParams, from_dict
+from .decoding.base import Position
 from .errors import BundleError
 from .hands import Hand, HandDetector, Pool, landmark_tracker
 from .hand_model import ensure_hand_model, sha256_file
@@ -24,6 +26,18 @@ from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from .labels import NOTHING
 
 TOP_K = 3
+HISTORY = 30  # frames of hand positions a stream keeps: ~1 s, enough for a slide, and for J and Z next
+
+
+def position_of(hand: Hand | None) -> Position | None:
+    """The hand's centre and size (its landmarks' extent) in units of the image's width."""
+    if hand is None:
+        return None
+    w, h = hand.image_size
+    pts = np.asarray(hand.landmarks, dtype=np.float64)[:, :2]
+    x, y = pts[:, 0], pts[:, 1] * (h / w if w else 1.0)
+    size = max(float(x.max() - x.min()), float(y.max() - y.min()), 1e-3)
+    return Position(float(x.mean()), float(y.mean()), size)
 
 
 @dataclass(frozen=True)
@@ -115,12 +129,20 @@ def _decoded(predict, data: bytes, max_pixels: int, formats: tuple[str, ...], mi
 
 
 class Stream:
-    """Per-connection state for video: the hand it follows (VIDEO-mode tracking on pooled networks) and its classifier."""
+    """Per-connection state for video: the hand it follows (VIDEO-mode tracking on pooled networks),
+    its classifier, and a short history of where the hand was (``history``: (t_ms, Position or
+    None) per frame, newest last), which the decoder reads for slides and bounces."""
 
     def __init__(self, predictor: "Predictor"):
         self._engine = _Engine(predictor, video=True)
         self._t0 = time.monotonic()
         self._mirror = False
+        self.history: deque[tuple[int, Position | None]] = deque(maxlen=HISTORY)
+
+    @property
+    def position(self) -> Position | None:
+        """Where the hand was in the latest frame (None: no hand, or no frame yet)."""
+        return self.history[-1][1] if self.history else None
 
     def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                       formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False) -> Prediction:
@@ -137,6 +159,7 @@ class Stream:
         t = time.perf_counter()
         pred = self._engine.run(rgb, timestamp_ms, timings)
         timings["total"] = (time.perf_counter() - t) * 1e3
+        self.history.append((timestamp_ms, position_of(pred.hand)))
         return pred
 
     def close(self):

@@ -13,9 +13,18 @@ The stream protocol (``WS /ws``):
   for a frame that a newer one replaced while the server was busy. The page keeps one frame in
   flight, so it never sees a skip; a client that sends faster than the server answers gets only
   its latest frame recognised instead of a growing queue of stale ones.
-* Text messages are JSON commands: ``{"type": "backspace"}``, ``{"type": "clear"}``,
-  ``{"type": "set_text", "text": "..."}``, ``{"type": "config", "mirror": true}``. Each is
-  answered with ``{"type": "state", "spelling": {...}, "mirror": bool}``.
+* ``spelling`` is the decoder's state, and the page renders it (the server owns the text):
+  ``text`` (written), ``word`` (the word being signed: ``letters`` and each one's
+  ``alternatives``, or null), ``choice`` (the last chosen word: ``signed``, ``chosen``,
+  ``options``, or null), ``pending`` and ``progress`` (the next letter's evidence, 0..1) and
+  ``committed`` (what the frame changed).
+* Text messages are JSON commands: ``{"type": "backspace"}``, ``{"type": "space"}`` (end the
+  word now, or add one space), ``{"type": "clear"}``, ``{"type": "set_text", "text": "..."}``
+  (the page restoring its text after a reload or reconnect), ``{"type": "pick", "option": "..."}``
+  (switch the last chosen word to one of its ``options``: the letters as signed or another
+  candidate), ``{"type": "vocab", "words": ["..."]}`` (the user's own words for this stream),
+  ``{"type": "config", "mirror": true}``. Each is answered with ``{"type": "state",
+  "spelling": {...}, "mirror": bool}``.
 * Close codes: 1009 for a message over ``max_message_bytes``, 1013 when ``max_connections``
   streams are already open, 1008 for a page from another origin (see ``cors_origins``), 1007
   for a text message that is not UTF-8. A handshake whose ``Host`` is not an allowed host is
@@ -60,10 +69,11 @@ from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import __version__
-from ..config import ConfigError, ServeParams
+from ..config import ConfigError, DecoderParams, ServeParams
+from ..decoding import Loading, make_decoder, read_words
 from ..errors import FrameError
 from ..predictor import Prediction, Predictor
-from ..spelling import SpellingDecoder, SpellingParams
+from ..spelling import SpellingParams
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +84,8 @@ IMAGE_TYPES = ("image/jpeg", "image/png")
 # more (BMP, WebP, GIF, TIFF); each is more decoder code for hostile bytes, and libtiff writes
 # its complaints about a broken file straight to stderr.
 SERVE_FORMATS = ("JPEG", "PNG")
-COMMANDS = ("backspace", "clear", "set_text", "config")
+COMMANDS = ("backspace", "space", "clear", "set_text", "pick", "vocab", "config")
+MAX_VOCAB = 1000  # words one vocab command may carry (the decoder keeps at most MAX_USER_WORDS)
 # Close codes (RFC 6455 and the IANA registry).
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
@@ -116,8 +127,13 @@ def params_from_env(environ=None, base: ServeParams | None = None) -> ServeParam
         default = getattr(base, f.name)
         if isinstance(default, tuple):
             changes[f.name] = tuple(o.strip() for o in raw.split(",") if o.strip())
-        elif f.name == "save_frames_dir":
+        elif f.name in ("save_frames_dir", "vocab"):
             changes[f.name] = raw.strip() or None
+        elif isinstance(default, bool):
+            value = raw.strip().lower()
+            if value not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ConfigError(f"{name}={raw!r} must be true or false")
+            changes[f.name] = value in ("1", "true", "yes", "on")
         elif isinstance(default, int):
             try:
                 value = int(raw.replace("_", ""))
@@ -511,13 +527,13 @@ class _Connection:
     """
 
     def __init__(self, ws: WebSocket, predictor: Predictor, params: ServeParams, spelling: SpellingParams, cid: int,
-                 limiter: anyio.CapacityLimiter):
+                 limiter: anyio.CapacityLimiter, decoding: DecoderParams, lexicon: Loading | None, vocab=()):
         self.ws = ws
         self.predictor = predictor
         self.limiter = limiter
         self.params = params
         self.cid = cid
-        self.decoder = SpellingDecoder(spelling)
+        self.decoder = make_decoder(decoding, lexicon, vocab, spelling)
         self.mirror = False
         self.stream = None
         self.frames = 0
@@ -610,6 +626,16 @@ class _Connection:
         kind = doc.get("type") if isinstance(doc, dict) else None
         if kind == "backspace":
             self.decoder.backspace()
+        elif kind == "space":
+            self.decoder.space()
+        elif kind == "pick":
+            if not isinstance(doc.get("option"), str) or not self.decoder.pick(doc["option"]):
+                return {"type": "error", "error": 'pick needs "option": one of spelling.choice.options'}
+        elif kind == "vocab":
+            words = doc.get("words")
+            if not isinstance(words, list) or len(words) > MAX_VOCAB or not all(isinstance(w, str) for w in words):
+                return {"type": "error", "error": f'vocab needs "words": a list of at most {MAX_VOCAB} strings'}
+            self.decoder.add_words(words)
         elif kind == "clear":
             self.decoder.clear()
         elif kind == "set_text":
@@ -641,7 +667,7 @@ class _Connection:
             except FrameError as exc:
                 await self.send({"type": "error", "error": str(exc), "frame": number})
                 continue
-            self.decoder.update(pred.letter, pred.score, (received - self._t0) * 1000)
+            self.decoder.update(pred, (received - self._t0) * 1000, self.stream.position)
             answer = {"type": "prediction", "frame": number, **pred.to_json()}
             if mirror and answer["hand"] is not None:
                 # Recognised flipped; the landmarks are given back in the frame the client sent.
@@ -668,14 +694,21 @@ class _Connection:
 # --------------------------------------------------------------------------- the app
 
 
-def create_app(model=None, params: ServeParams | None = None, spelling: SpellingParams | None = None) -> FastAPI:
+def create_app(model=None, params: ServeParams | None = None, spelling: SpellingParams | None = None,
+               decoding: DecoderParams | None = None) -> FastAPI:
     """The web app.
 
     Args:
         model: a bundle folder, a loaded ``Predictor``, or None for ``$FINGERSPELL_MODEL`` or,
             where that is unset, the bundled default model. A folder is loaded in the lifespan.
         params: server limits; None reads ``FINGERSPELL_*`` variables over the defaults.
-        spelling: the spelling decoder's hold and release times; None for the defaults.
+        spelling: the letters decoder's hold and release times; None for the defaults.
+        decoding: the decoder's settings; None takes ``params.decoder`` and ``params.lexicon``
+            over the defaults. The English lexicon loads in a thread from the lifespan (~5 s, once
+            a process); until it is ready, words come out as signed.
+
+    Raises:
+        ConfigError: an unknown decoder kind, or ``params.vocab`` cannot be read.
 
     Returns:
         A FastAPI app. Errors in loading the model surface when it starts (the lifespan).
@@ -683,6 +716,8 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
     params = params or params_from_env()
     spelling = spelling or SpellingParams()
     hosts = resolve_allowed_hosts(params)
+    decoding = decoding or DecoderParams(kind=params.decoder, lexicon=params.lexicon)
+    vocab = tuple(read_words(params.vocab)) if params.vocab else ()
     if model is None:
         model = os.environ.get(ENV_PREFIX + "MODEL") or None
 
@@ -696,6 +731,8 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
             log.info("loaded %s model (%d labels) from %s in %.1f s", predictor.kind, len(predictor.labels),
                      predictor.path, time.perf_counter() - t)
         app.state.predictor = predictor
+        # ~5 s, in a thread: the page works at once, and its words come out as signed until it is ready.
+        app.state.lexicon = Loading() if decoding.kind == "words" and decoding.lexicon else None
         # Recognition runs in worker threads, at most one per CPU core: more would only take turns
         # on the cores, and every extra thread grows memory (malloc arenas, MediaPipe buffers).
         app.state.limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
@@ -749,6 +786,7 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
                        "max_pixels": params.max_pixels, "max_connections": params.max_connections},
             "open_streams": request.app.state.open_streams,
             "spelling": dataclasses.asdict(spelling),
+            "decoder": {**dataclasses.asdict(decoding), "vocab_words": len(vocab)},
         }
 
     @app.post("/predict", summary="Recognise the letter in one image", response_model=PredictAnswer,
@@ -815,7 +853,8 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
         state.open_streams += 1
         state.alive_streams += 1
         state.stream_ids += 1
-        conn = _Connection(ws, state.predictor, params, spelling, state.stream_ids, state.limiter)
+        conn = _Connection(ws, state.predictor, params, spelling, state.stream_ids, state.limiter, decoding,
+                           state.lexicon, vocab)
 
         def release():  # a stream that is closing holds no slot while its tracker is put away
             state.open_streams -= 1

@@ -1,6 +1,8 @@
 // fingerspell page: camera -> JPEG frames over a WebSocket -> letters and text.
 // Plain script, no build step. One frame is in flight at a time: the next is sent when the
 // server answers, so the server never works on stale frames and latency stays one round trip.
+// The server owns the text: this page renders its decoder's state and sends edits as commands.
+// It keeps the last text it was shown, to give it back to a restarted server.
 "use strict";
 
 (() => {
@@ -12,6 +14,7 @@
   const RECONNECT_MAX_MS = 10000;
   const STORE_TEXT = "fingerspell.text";
   const STORE_MIRROR = "fingerspell.mirror";
+  const STORE_VOCAB = "fingerspell.vocab";
   // MediaPipe's 21 hand points: wrist, then four per finger from thumb to little finger.
   const BONES = [[0, 1], [1, 2], [2, 3], [3, 4], [0, 5], [5, 6], [6, 7], [7, 8], [5, 9], [9, 10], [10, 11],
     [11, 12], [9, 13], [13, 14], [14, 15], [15, 16], [13, 17], [0, 17], [17, 18], [18, 19], [19, 20]];
@@ -22,7 +25,8 @@
     status: $("status"), video: $("video"), overlay: $("overlay"), cameraMessage: $("camera-message"),
     startCamera: $("start-camera"), fps: $("fps"), latency: $("latency"), serverTime: $("server-time"),
     letter: $("letter"), confidence: $("confidence"), confidenceBar: $("confidence-bar"), top: $("top"),
-    text: $("text"), pending: $("pending"), progressBar: $("progress-bar"), speak: $("speak"), copy: $("copy"),
+    text: $("text"), word: $("word"), pending: $("pending"), choices: $("choices"), vocab: $("vocab"),
+    addVocab: $("add-vocab"), progressBar: $("progress-bar"), speak: $("speak"), copy: $("copy"),
     del: $("delete"), space: $("space"), clear: $("clear"), mirror: $("mirror"), notice: $("notice"),
   };
   const offscreen = document.createElement("canvas");
@@ -35,6 +39,8 @@
     reconnectTimer: null,
     text: load(STORE_TEXT, ""),
     mirror: load(STORE_MIRROR, "false") === "true",
+    vocab: load(STORE_VOCAB, ""),
+    choice: null,
     cameraOn: false,
     frameReady: false,
     inFlight: false,
@@ -99,6 +105,7 @@
       // The page holds the text: a restarted server gets it back, so nothing is lost.
       command({ type: "set_text", text: state.text });
       command({ type: "config", mirror: state.mirror });
+      sendVocab();
       pump();
     };
     ws.onmessage = (event) => {
@@ -292,9 +299,70 @@
   function showSpelling(spelling) {
     if (!spelling) return;
     setText(spelling.text || "");
+    const letters = spelling.word && Array.isArray(spelling.word.letters) ? spelling.word.letters.join("") : "";
+    if (ui.word.textContent !== letters) ui.word.textContent = letters;
+    showChoice(spelling.choice || null);
     const pending = spelling.pending ? SHOWN[spelling.pending] || spelling.pending : "";
     if (ui.pending.textContent !== pending) ui.pending.textContent = pending;
     ui.progressBar.style.width = `${Math.round((spelling.progress || 0) * 100)}%`;
+  }
+
+  function showChoice(choice) {
+    const key = choice ? JSON.stringify(choice) : "";
+    if (key === (state.choice ? JSON.stringify(state.choice) : "")) return;
+    state.choice = choice;
+    const items = [];
+    if (choice && choice.options.length > 1) {
+      const label = document.createElement("span");
+      label.textContent = `${choice.chosen}:`;
+      items.push(label);
+      let n = 0;
+      for (const option of choice.options) {
+        if (option === choice.chosen) continue;
+        const button = document.createElement("button");
+        button.type = "button";
+        const signed = option === choice.signed;
+        if (!signed) n += 1;
+        button.textContent = signed ? `as signed: ${option}` : option;
+        button.title = signed ? "Back to the letters as signed (R)" : `Use this word instead (${n})`;
+        button.dataset.option = option;
+        button.setAttribute("aria-keyshortcuts", signed ? "R" : String(n));
+        button.addEventListener("click", () => pick(option));
+        items.push(button);
+      }
+    }
+    ui.choices.replaceChildren(...items);
+    ui.choices.hidden = items.length === 0;
+  }
+
+  function pick(option) {
+    if (!command({ type: "pick", option })) notify("Not connected: the word can be changed once the server is back.");
+  }
+
+  function revert() {
+    const choice = state.choice;
+    if (!choice) return;
+    // Back to the letters as signed; pressed again, back to the word the lexicon chose.
+    pick(choice.chosen === choice.signed ? choice.options[0] : choice.signed);
+  }
+
+  function pickCandidate(n) {
+    const choice = state.choice;
+    if (!choice) return;
+    const candidates = choice.options.filter((o) => o !== choice.signed && o !== choice.chosen);
+    if (candidates[n - 1]) pick(candidates[n - 1]);
+  }
+
+  function sendVocab() {
+    const words = state.vocab.split(/[\s,;]+/).map((w) => w.trim()).filter((w) => w);
+    if (words.length) command({ type: "vocab", words });
+  }
+
+  function addVocab() {
+    state.vocab = ui.vocab.value;
+    save(STORE_VOCAB, state.vocab);
+    sendVocab();
+    notify("Your words are used from the next word on.");
   }
 
   function setText(text) {
@@ -329,24 +397,18 @@
 
   // ------------------------------------------------------------------ editing and output
 
-  function edit(text, message) {
-    setText(text);
-    command(message); // offline, the edit stays in the page and is sent on reconnect
-  }
-
+  // Edits are the server's: the page sends the command and shows the state it answers. Only
+  // while disconnected does the page delete or clear in its own copy, given back on reconnect.
   function deleteLast() {
-    if (!state.text) return;
-    edit(Array.from(state.text).slice(0, -1).join(""), { type: "backspace" });
+    if (!command({ type: "backspace" }) && state.text) setText(Array.from(state.text).slice(0, -1).join(""));
   }
 
   function addSpace() {
-    if (!state.text || state.text.endsWith(" ")) return;
-    const text = `${state.text} `;
-    edit(text, { type: "set_text", text });
+    if (!command({ type: "space" })) notify("Not connected: a space can be added once the server is back.");
   }
 
   function clearText() {
-    edit("", { type: "clear" });
+    if (!command({ type: "clear" })) setText("");
     notify("Text cleared");
   }
 
@@ -498,12 +560,18 @@
       copy();
     } else if (key === "m" || key === "M") {
       setMirror(!state.mirror);
+    } else if (key === "r" || key === "R") {
+      revert();
+    } else if (key === "1" || key === "2") {
+      pickCandidate(Number(key));
     }
   }
 
   function init() {
     ui.text.textContent = state.text;
     ui.mirror.checked = state.mirror;
+    ui.vocab.value = state.vocab;
+    ui.addVocab.addEventListener("click", addVocab);
     if (!("speechSynthesis" in window)) {
       ui.speak.disabled = true;
       ui.speak.title = "This browser cannot speak text";

@@ -1,0 +1,33 @@
+"""Per-frame predictions -> text: decoders behind one interface, and the lexicon.
+
+``make_decoder(params, lexicon, vocab)`` builds the decoder that ``params.kind`` names:
+``words`` (segments over the whole distribution, then words from a lexicon; the default) or
+``letters`` (the hold-and-release rules of ``spelling.py``; the baseline).
+"""
+
+from __future__ import annotations
+
+from ..config import DecoderParams
+from .base import Decoder, Position, frame_top
+from .letters import LetterDecoder
+from .lexicon import Choice, Lexicon, Loading, english, read_words
+from .words import WordDecoder
+
+__all__ = ["Choice", "Decoder", "DecoderParams", "LetterDecoder", "Lexicon", "Loading", "Position",
+           "WordDecoder", "english", "frame_top", "make_decoder", "read_words"]
+
+
+def make_decoder(params: DecoderParams | None = None, lexicon: Lexicon | None = None, vocab=(),
+                 spelling=None) -> Decoder:
+    """A new per-stream decoder of the kind ``params.kind`` names.
+
+    Args:
+        params: the decoder settings (default: the words decoder).
+        lexicon: the shared word list for the words decoder (None: letters as signed).
+        vocab: user words for the words decoder.
+        spelling: ``SpellingParams`` for the letters decoder.
+    """
+    params = params or DecoderParams()
+    if params.kind == "letters":
+        return LetterDecoder(spelling)
+    return WordDecoder(params, lexicon if params.lexicon else None, vocab)

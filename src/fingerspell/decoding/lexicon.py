@@ -1,0 +1,295 @@
+"""Words from a lexicon, names as signed: a noisy channel over the letters' probabilities.
+
+When a word ends, its letter segments (each a mean distribution over letters and a duration)
+are explained by candidate words within edit distance 2 of what was signed (symspellpy; its
+wheel ships an 82,765-word English frequency list, so this works offline). A candidate's cost,
+in nats, is the channel's plus its rarity:
+
+* a segment read as a letter costs how much less likely that letter was than the top one;
+* a segment may stand for one to three equal letters (the double letter that looks like one
+  long letter), priced by its duration against the signer's typical letter length;
+* a segment the word does not explain costs more the longer and clearer it was (a name's
+  clearly signed letter is not a transition blip); a letter of the word that no segment shows
+  costs little where the timing has room for it (time without a hand, or a segment longer than
+  the signer's letters) and a lot where it has none (so a clean ``A`` does not become ``AS``);
+* rarity is ``frequency_weight`` x ln(count of the most common word / count of this word).
+
+The letters as signed are one more candidate, at a fixed ``keep_signed`` cost when they are
+not a word: a dictionary word replaces them only when it explains the evidence clearly better,
+so names and rare words survive. User words (names, places) count as the most common words.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from importlib import resources
+
+from ..config import ConfigError, DecoderParams
+
+log = logging.getLogger(__name__)
+
+ENGLISH = "frequency_dictionary_en_82_765.txt"
+MAX_EDIT = 2
+DELETE_ROOMY = 1.0  # a letter of the word that no segment shows, where the timing has room for one...
+DELETE_TIGHT = 3.0  # ...plus this much where the letters around it left no time for it
+TRANSITION_MS = 150.0  # time between two segments that is only the hand changing shape
+INSERT_BASE = 1.5  # a segment the word does not explain: a blip...
+INSERT_CLEAR = 3.5  # ...plus this much for a full-length segment at probability 1
+DOUBLE_COST = 0.5  # a segment read as two or three equal letters: rarer than one
+DURATION_SIGMA = 0.5  # spread of ln(duration / (k x letter length)) for k equal letters
+ALTERNATIVES = 3  # least certain segments whose second-best letter is also looked up
+OPTIONS = 2  # candidates offered after the chosen word and the letters as signed
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the lexicon needs of one letter segment."""
+
+    label: str
+    probs: dict  # letter -> mean probability over the segment's frames
+    duration: float  # ms
+    start: float = 0.0  # ms, its first frame
+    end: float = 0.0  # ms, its last frame
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A word ended: what was signed, what was chosen, and the options the page offers."""
+
+    signed: str
+    chosen: str
+    options: tuple[str, ...]  # the chosen word first, then the letters as signed, then candidates
+
+    def to_json(self) -> dict:
+        return {"signed": self.signed, "chosen": self.chosen, "options": list(self.options)}
+
+
+def read_words(path) -> list[str]:
+    """Words from a text file, one a line (anything after the first space or tab is ignored;
+    blank lines and lines starting with # are skipped).
+
+    Raises:
+        ConfigError: the file cannot be read as UTF-8 text.
+    """
+    try:
+        text = open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--vocab {path}: cannot read it as a UTF-8 word list ({exc})") from None
+    words = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            words.append(line.split()[0])
+    return words
+
+
+def _clean(word: str) -> str | None:
+    word = str(word).strip().upper()
+    return word if word.isalpha() and word.isascii() else None
+
+
+class Lexicon:
+    """A word list with counts, searchable within edit distance 2. Read-only once built, so
+    one is shared by every stream; each decoder adds its user's words on top."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        from symspellpy import SymSpell
+
+        self._sym = SymSpell(max_dictionary_edit_distance=MAX_EDIT, prefix_length=7)
+        self.counts: dict[str, int] = {}
+        for word, count in counts.items():
+            clean = _clean(word)
+            if clean and count > 0:
+                self.counts[clean] = self.counts.get(clean, 0) + int(count)
+        for word, count in self.counts.items():
+            self._sym.create_dictionary_entry(word.lower(), count)
+        self.top = max(self.counts.values(), default=1)
+
+    @classmethod
+    def english(cls) -> "Lexicon":
+        """symspellpy's English frequency list (82,765 words, MIT), loaded in ~5 s."""
+        t = time.perf_counter()
+        path = resources.files("symspellpy") / ENGLISH
+        counts = {}
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2 and parts[1].isdigit():
+                    counts[parts[0]] = int(parts[1])
+        lexicon = cls(counts)
+        log.info("lexicon: %d English words in %.1f s", len(lexicon.counts), time.perf_counter() - t)
+        return lexicon
+
+    def lookup(self, signed: str) -> dict[str, int]:
+        """Words within edit distance 2 of ``signed``, with their counts."""
+        from symspellpy import Verbosity
+
+        found = self._sym.lookup(signed.lower(), Verbosity.ALL, max_edit_distance=MAX_EDIT)
+        return {item.term.upper(): item.count for item in found}
+
+
+@functools.lru_cache(maxsize=1)
+def english() -> Lexicon:
+    """The English lexicon, loaded once a process and shared (it is never changed once built)."""
+    return Lexicon.english()
+
+
+class Loading:
+    """The English lexicon loading in a thread: a server starts at once, and words come out as
+    signed for the few seconds until it is ready (``get`` is None till then)."""
+
+    def __init__(self) -> None:
+        self._lexicon: Lexicon | None = None
+        self._thread = threading.Thread(target=self._load, name="lexicon", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        self._lexicon = english()
+
+    def get(self) -> Lexicon | None:
+        return self._lexicon
+
+    def wait(self, timeout: float | None = None) -> Lexicon | None:
+        self._thread.join(timeout)
+        return self._lexicon
+
+
+def _distance(a: str, b: str) -> int:
+    """Edit distance with adjacent transpositions (the optimal string alignment distance)."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if prev2 is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+class _Costs:
+    """One segment's costs, computed once per word."""
+
+    __slots__ = ("sub", "floor", "dur", "insert")
+
+    def __init__(self, ev: Evidence, letter_ms: float) -> None:
+        probs = {k.upper(): v for k, v in ev.probs.items() if len(k) == 1}
+        best = max(probs.values(), default=1.0) or 1.0
+        # Letters outside the top-k share what the top-k left, as evenly as we know.
+        rest = max(0.0, 1.0 - sum(probs.values()))
+        self.floor = -math.log(max(rest / 23.0, 3e-3) / best)
+        self.sub = {k: -math.log(max(v, 1e-6) / best) for k, v in probs.items()}
+        ratio = max(ev.duration, 1.0) / max(letter_ms, 1.0)
+        self.dur = [0.0] + [math.log(ratio / k) ** 2 / (2 * DURATION_SIGMA**2) + DOUBLE_COST * (k > 1)
+                            for k in (1, 2, 3)]
+        clear = probs.get(ev.label.upper(), best)
+        self.insert = INSERT_BASE + INSERT_CLEAR * min(1.0, ratio) * clear
+
+
+def _deletions(evidence: list[Evidence], letter_ms: float) -> list[float]:
+    """The cost of a letter that no segment shows, before each segment and after the last."""
+    length = max(letter_ms, 1.0)
+    out = []
+    for i in range(len(evidence) + 1):
+        room = 0.0
+        if 0 < i < len(evidence):
+            room += max(0.0, evidence[i].start - evidence[i - 1].end - TRANSITION_MS) / length
+        for j in (i - 1, i):  # a segment much longer than a letter may hide one
+            if 0 <= j < len(evidence):
+                room += 0.5 * max(0.0, evidence[j].duration / length - 1.5)
+        out.append(DELETE_ROOMY + DELETE_TIGHT * max(0.0, 1.0 - room))
+    return out
+
+
+def _channel(word: str, costs: list[_Costs], deletions: list[float]) -> float:
+    """The least cost of explaining the segments by ``word`` (dynamic programming)."""
+    n, m = len(costs), len(word)
+    inf = math.inf
+    table = [[inf] * (m + 1) for _ in range(n + 1)]
+    table[0][0] = 0.0
+    for i in range(n + 1):
+        row = table[i]
+        for j in range(m + 1):
+            c = row[j]
+            if c == inf:
+                continue
+            if j < m and c + deletions[i] < row[j + 1]:
+                row[j + 1] = c + deletions[i]
+            if i == n:
+                continue
+            seg, nxt = costs[i], table[i + 1]
+            if c + seg.insert < nxt[j]:
+                nxt[j] = c + seg.insert
+            if j == m:
+                continue
+            ch = word[j]
+            sub = c + seg.sub.get(ch, seg.floor)
+            for k in (1, 2, 3):
+                if j + k > m or word[j + k - 1] != ch:
+                    break
+                cost = sub + seg.dur[k]
+                if cost < nxt[j + k]:
+                    nxt[j + k] = cost
+    return table[n][m]
+
+
+def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, params: DecoderParams,
+           vocab: dict[str, int] | None = None) -> Choice:
+    """The word that best explains a word's letter segments, or the letters as signed.
+
+    Args:
+        evidence: the word's letter segments, in order.
+        letter_ms: the signer's typical letter length.
+        lexicon: the shared word list; None (or ``params.lexicon`` False) keeps what was signed.
+        params: ``keep_signed``, ``frequency_weight``, ``max_word``.
+        vocab: the user's own words (upper case) with counts.
+
+    Returns:
+        The choice; ``chosen == signed`` when no word explains the letters clearly better.
+    """
+    signed = "".join(ev.label for ev in evidence)
+    words_on = params.lexicon and (lexicon is not None or vocab)
+    if not words_on or not signed or len(signed) > params.max_word or not all(len(ev.label) == 1 and
+                                                                               ev.label.isalpha() for ev in evidence):
+        return Choice(signed, signed, (signed,))
+    costs = [_Costs(ev, letter_ms) for ev in evidence]
+    deletions = _deletions(evidence, letter_ms)
+    top = lexicon.top if lexicon is not None else 1
+    vocab = vocab or {}
+    if vocab:
+        top = max(top, max(vocab.values()))
+
+    def rarity(count: int) -> float:
+        return params.frequency_weight * math.log(top / max(count, 1))
+
+    # What to look up: the letters as signed, and with each of the least certain segments read
+    # as its second-best letter.
+    queries = {signed}
+    order = sorted(range(len(evidence)), key=lambda i: max(evidence[i].probs.values(), default=0.0))
+    for i in order[:ALTERNATIVES]:
+        ranked = sorted(evidence[i].probs.items(), key=lambda kv: -kv[1])
+        if len(ranked) > 1 and len(ranked[1][0]) == 1 and ranked[1][0].isalpha():
+            queries.add(signed[:i] + ranked[1][0].upper() + signed[i + 1:])
+    candidates: dict[str, int] = {}
+    if lexicon is not None:
+        for q in queries:
+            candidates.update(lexicon.lookup(q))
+    for word, count in vocab.items():
+        if any(abs(len(word) - len(q)) <= MAX_EDIT and _distance(word, q) <= MAX_EDIT for q in queries):
+            candidates[word] = max(candidates.get(word, 0), count)
+
+    signed_channel = sum(c.dur[1] for c in costs)
+    scored = {signed: signed_channel + params.keep_signed}
+    for word, count in candidates.items():
+        prior = rarity(count)
+        scored[word] = min(scored.get(word, math.inf), _channel(word, costs, deletions) + prior)
+    ranked = sorted(scored, key=lambda w: (scored[w], w))
+    chosen = ranked[0]
+    options = [chosen] + ([signed] if signed != chosen else [])
+    options += [w for w in ranked if w not in options][:OPTIONS]
+    return Choice(signed, chosen, tuple(options))

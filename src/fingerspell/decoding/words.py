@@ -1,0 +1,176 @@
+"""The default decoder: letter segments (``segment.py``) -> words (``lexicon.py``).
+
+The word being signed shows its letters as they come; when it ends (a pause, the space sign or
+the page's Space) the lexicon chooses the word and the text gets it and one space. Only the
+word being signed changes by itself; the last chosen word can be switched by ``pick`` to the
+letters as signed or another candidate until the text is edited.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+
+from ..config import DecoderParams
+from .base import Decoder, Position, frame_top
+from .lexicon import Choice, Evidence, Lexicon, choose
+from .segment import Segment, Segmenter
+
+MAX_TEXT = 10000  # the page and the socket carry the whole text; the oldest characters go first
+LENGTHS = 12  # letter durations kept for the signer's typical letter length
+MAX_USER_WORDS = 1000  # each is compared with the letters at every word's end
+
+
+class WordDecoder(Decoder):
+    """Segments over the whole distribution, and words from a lexicon (names as signed)."""
+
+    def __init__(self, params: DecoderParams | None = None, lexicon: Lexicon | None = None,
+                 vocab=()) -> None:
+        """Start with empty text.
+
+        Args:
+            params: segmentation and lexicon settings.
+            lexicon: the shared word list, or something whose ``get()`` gives it once loaded
+                (``lexicon.Loading``); None: letters as signed, unless there are user words.
+            vocab: the user's own words (names, places).
+        """
+        self.params = params or DecoderParams()
+        self.lexicon = lexicon
+        self.vocab: set[str] = set()
+        self.add_words(vocab)
+        self.seg = Segmenter(self.params)
+        self._text = ""
+        self.word: list[Segment] = []  # the word being signed: its written letter segments
+        self.choice: Choice | None = None
+        self._choice_at: int | None = None  # where the chosen word starts in the text
+        self._lengths: deque[float] = deque(maxlen=LENGTHS)
+        self._last: list[dict] = []
+        self._t = 0.0  # the latest frame's time: the page's Space ends a word then
+
+    # -- frames ------------------------------------------------------------------------------
+
+    def update(self, pred, t_ms: float, position: Position | None = None) -> list[dict]:
+        events = []
+        for kind, seg in self.seg.push(frame_top(pred), t_ms, position):
+            if kind == "letter":
+                if len(self.word) >= self.params.max_word:
+                    self._end_word(seg.written_at)
+                self._close_last()
+                self.word.append(seg)
+                events.append({"kind": "letter", "text": seg.label, "t_ms": seg.written_at,
+                               "double": seg.slide})
+            elif kind == "delete":
+                removed = self.backspace()
+                if removed:
+                    events.append({"kind": "delete", "text": removed, "t_ms": seg.written_at})
+            else:  # the space sign or a pause
+                events.extend(self._end_word(t_ms, space=kind == "space"))
+        self._t = self.seg.now
+        self._last = events
+        return events
+
+    def finish(self, t_ms: float) -> list[dict]:
+        return self._end_word(t_ms)
+
+    # -- what the page shows -------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    def visible(self) -> str:
+        return self._text + "".join(s.label for s in self.word)
+
+    def letter_ms(self) -> float:
+        """The signer's typical letter length: the median of the last letters' durations."""
+        if not self._lengths:
+            return self.params.letter_ms
+        return min(1200.0, max(200.0, statistics.median(self._lengths)))
+
+    def state(self) -> dict:
+        pending = self.seg.pending
+        word = None
+        if self.word:
+            word = {"letters": [s.label for s in self.word],
+                    "alternatives": [[k for k, _ in sorted(s.probs().items(), key=lambda kv: -kv[1])[:3]]
+                                     for s in self.word]}
+        return {
+            "text": self._text,
+            "pending": pending[0] if pending is not None else None,
+            "progress": pending[1] if pending is not None else 0.0,
+            "word": word,
+            "choice": self.choice.to_json() if self.choice is not None else None,
+            "committed": self._last,
+        }
+
+    # -- edits ---------------------------------------------------------------------------------
+
+    def backspace(self) -> str:
+        if self.word:
+            return self.word.pop().label
+        removed = self._text[-1:]
+        self._set("" if not self._text else self._text[:-1])
+        return removed
+
+    def space(self) -> None:
+        if self.word:
+            self._end_word(self._t, space=True)
+        elif self._text and not self._text.endswith(" "):
+            self._set(self._text + " ")
+
+    def set_text(self, text: str) -> None:
+        self.word = []
+        self._set(str(text))
+
+    def pick(self, option: str) -> bool:
+        choice, at = self.choice, self._choice_at
+        if choice is None or at is None or option not in choice.options:
+            return False
+        end = at + len(choice.chosen)
+        self._text = self._text[:at] + option + self._text[end:]
+        self.choice = Choice(choice.signed, option, choice.options)
+        return True
+
+    def add_words(self, words) -> int:
+        new = 0
+        for word in words:
+            clean = str(word).strip().upper()
+            if len(self.vocab) >= MAX_USER_WORDS:
+                break
+            if clean.isalpha() and clean.isascii() and clean not in self.vocab:
+                self.vocab.add(clean)
+                new += 1
+        return new
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _set(self, text: str) -> None:
+        """The user edited the text: the last choice can no longer be switched."""
+        self._text = text[-MAX_TEXT:].lstrip(" ") if len(text) > MAX_TEXT else text
+        self.choice, self._choice_at = None, None
+
+    def _close_last(self) -> None:
+        if self.word:
+            self._lengths.append(self.word[-1].duration)
+
+    def _end_word(self, t_ms, space: bool = False) -> list[dict]:
+        if not self.word:
+            if space and self._text and not self._text.endswith(" "):
+                self._set(self._text + " ")
+                return [{"kind": "space", "text": " ", "t_ms": t_ms}]
+            return []
+        self._close_last()
+        evidence = [Evidence(s.label, s.probs(), s.duration, s.t_start, s.t_end) for s in self.word]
+        lexicon = self.lexicon.get() if hasattr(self.lexicon, "get") else self.lexicon
+        # User words count as the most common words: a name in the vocabulary wins.
+        top = lexicon.top if lexicon is not None else 1
+        choice = choose(evidence, self.letter_ms(), lexicon, self.params, dict.fromkeys(self.vocab, top))
+        self.word = []
+        text = self._text
+        if text and not text.endswith(" "):
+            text += " "
+        at = len(text)
+        self._set(text + choice.chosen + " ")
+        if len(text) + len(choice.chosen) + 1 <= MAX_TEXT:
+            self.choice, self._choice_at = choice, at
+        return [{"kind": "word", "text": choice.chosen, "signed": choice.signed, "t_ms": t_ms}]

@@ -1,0 +1,360 @@
+"""The decoders on synthetic probability streams: letters from segments, words from a lexicon."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fingerspell.config import ConfigError, DecoderParams
+from fingerspell.decoding import LetterDecoder, Lexicon, Position, WordDecoder, make_decoder, read_words
+from fingerspell.spelling import spell
+
+STEP = 33  # ms between frames: a 30 frames/s camera
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# A small lexicon of common words, with names' neighbours among them (THE for THEO, ANY for ANYA...).
+COMMON = {"THE": 23_000_000, "OF": 13_000_000, "AND": 12_000_000, "ANY": 1_800_000, "MARK": 500_000,
+          "ELF": 4_000, "BORN": 300_000, "HELLO": 33_000, "HELP": 600_000, "BOOK": 400_000, "COFFEE": 80_000,
+          "STUDY": 150_000, "CAMERA": 90_000, "FAMILY": 300_000, "APPLE": 80_000, "CAT": 47_000, "CAR": 260_000,
+          "TOMAS": 1_400, "THOMAS": 65_000, "WORLD": 900_000, "SHE": 2_000_000, "AS": 5_000_000}
+
+
+def hand(x=0.5, y=0.5, size=0.2) -> Position:
+    return Position(x, y, size)
+
+
+def letter_frames(t, label, ms, *, p=0.9, alt="Q", x=0.5, slide_from=None):
+    """Frames of one letter for ``ms`` from ``t``; with ``slide_from``, the hand slides in from there
+    in its first 80 ms."""
+    out = []
+    n = max(1, round(ms / STEP))
+    for i in range(n):
+        pos = x
+        if slide_from is not None:
+            pos = slide_from + (x - slide_from) * min(1.0, (i + 1) * STEP / 80)
+        third = next(c for c in "XYW" if c not in (label, alt))
+        out.append((t + i * STEP, [(label, p), (alt, (1 - p) * 0.7), (third, (1 - p) * 0.2)],
+                    hand(pos)))
+    return out, t + n * STEP
+
+
+def no_hand(t, ms):
+    n = max(1, round(ms / STEP))
+    return [(t + i * STEP, [("nothing", 1.0)], None) for i in range(n)], t + n * STEP
+
+
+def signed(word, pace_ms=400, *, t=0, slide=True, pause_ms=900, paces=None, **kw):
+    """A clean stream: each letter held ``pace_ms`` (or ``paces[i]``), a double letter slid sideways
+    by a hand's width, then a pause."""
+    frames, x = [], 0.5
+    for i, ch in enumerate(word):
+        ms = paces[i] if paces else pace_ms
+        if i and ch == word[i - 1] and slide:
+            new_x = 0.7 if x < 0.6 else 0.5
+            part, t = letter_frames(t, ch, ms, x=new_x, slide_from=x, **kw)
+            x = new_x
+        else:
+            part, t = letter_frames(t, ch, ms, x=x, **kw)
+        frames += part
+    gap, t = no_hand(t, pause_ms)
+    return frames + gap, t
+
+
+def run(decoder, frames):
+    events = []
+    for t, top, pos in frames:
+        events += decoder.update(SimpleNamespace(top=top), t, pos)
+    return events
+
+
+@pytest.fixture(scope="module")
+def small():
+    return Lexicon(COMMON)
+
+
+@pytest.fixture(scope="module")
+def english():
+    return Lexicon.english()
+
+
+def decode(word_frames, lex=None, **params):
+    d = WordDecoder(DecoderParams(**params), lex)
+    run(d, word_frames)
+    return d
+
+
+# -- segments -----------------------------------------------------------------------------------
+
+
+_small = Lexicon(COMMON)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(word=st.text(alphabet=LETTERS, min_size=1, max_size=8),
+       pace=st.floats(min_value=250, max_value=1000),
+       spread=st.lists(st.floats(min_value=0.7, max_value=1.3), min_size=8, max_size=8))
+def test_a_clean_stream_of_any_word_at_any_pace_decodes_to_that_word(word, pace, spread):
+    # Pace varies by +-30% within the word around 0.25-1 s a letter; each letter 0.25-1 s.
+    frames, _ = signed(word, paces=[min(1000.0, max(250.0, pace * s)) for s in spread[:len(word)]])
+    assert decode(frames, _small).text == word + " "
+
+
+@settings(max_examples=30, deadline=None)
+@given(word=st.text(alphabet=LETTERS, min_size=1, max_size=8), pace=st.floats(min_value=250, max_value=1000))
+def test_without_the_lexicon_a_clean_stream_is_written_exactly_as_signed(word, pace):
+    frames, _ = signed(word, pace)
+    assert decode(frames, None).text == word + " "
+
+
+def test_a_letter_held_a_quarter_second_is_written_while_it_is_held():
+    frames, _ = signed("CAT", 250)
+    d = WordDecoder(DecoderParams(), None)
+    events = run(d, frames)
+    letters = [e for e in events if e["kind"] == "letter"]
+    assert [e["text"] for e in letters] == ["C", "A", "T"]
+    for i, e in enumerate(letters):  # each letter's segment ends at (i + 1) x 250 ms
+        assert e["t_ms"] - (i + 1) * 250 < 300
+
+
+def test_same_letter_twice_with_a_slide_is_a_double_letter_and_without_one_a_single_letter():
+    assert decode(signed("LL", 400)[0]).text == "LL "
+    assert decode(signed("LL", 400, slide=False)[0]).text == "L "
+
+
+def test_same_letter_again_after_the_hand_left_briefly_is_a_double_letter():
+    a, t = letter_frames(0, "O", 400)
+    gap, t = no_hand(t, 200)
+    b, t = letter_frames(t, "O", 400)
+    end, _ = no_hand(t, 900)
+    assert decode(a + gap + b + end).text == "OO "
+
+
+def test_a_slow_drift_during_a_long_hold_is_not_a_slide():
+    frames = [(i * STEP, [("M", 0.9), ("N", 0.07)], hand(0.4 + i * 0.002)) for i in range(60)]
+    assert decode(frames + no_hand(60 * STEP, 900)[0]).text == "M "
+
+
+@pytest.mark.parametrize("blip", [[("E", 0.8)], [("E", 0.8), ("S", 0.7)], [("nothing", 1.0)]])
+def test_a_flicker_of_another_label_or_a_lost_hand_inside_a_hold_is_absorbed(blip):
+    a, t = letter_frames(0, "A", 300)
+    mid = [(t + i * STEP, [blip[i]], hand() if blip[i][0] != "nothing" else None) for i in range(len(blip))]
+    b, t = letter_frames(t + len(blip) * STEP, "A", 300)
+    assert decode(a + mid + b + no_hand(t, 900)[0]).text == "A "
+
+
+def test_an_uncertain_letter_is_kept_with_its_alternatives():
+    frames = []
+    t = 0
+    for label, p, alt in (("C", 0.9, "O"), ("A", 0.45, "S"), ("T", 0.9, "X")):
+        part, t = letter_frames(t, label, 400, p=p, alt=alt)
+        frames += part
+    d = WordDecoder(DecoderParams(), None)
+    run(d, frames)
+    word = d.state()["word"]
+    assert word["letters"] == ["C", "A", "T"]
+    assert word["alternatives"][1][:2] == ["A", "S"]
+    assert d.visible() == "CAT"
+
+
+def test_a_shape_read_as_two_letters_in_turn_is_one_letter():
+    a, t = letter_frames(0, "E", 400)
+    mixed = [(t + i * STEP, [("M", 0.45), ("N", 0.4), ("E", 0.1)] if i % 2 else [("N", 0.46), ("M", 0.44)], hand())
+             for i in range(12)]
+    d = decode(a + mixed + no_hand(t + 12 * STEP, 900)[0])
+    assert len(d.text.strip()) == 2 and d.text[1] in "MN"
+
+
+def test_a_pause_ends_the_word_and_a_hand_glimpsed_in_it_does_not():
+    a, t = signed("HI", 400, pause_ms=300)
+    glimpse = [(t, [("A", 0.9)], hand())]
+    rest, t = no_hand(t + STEP, 400)
+    d = decode(a + glimpse + rest)
+    assert d.text == "HI "
+    d = decode(signed("HI", 400, pause_ms=400)[0])
+    assert d.text == "" and d.visible() == "HI"
+
+
+def test_space_sign_ends_the_word_and_del_sign_removes_the_last_letter():
+    frames, t = [], 0
+    for label, ms in (("H", 400), ("I", 400), ("space", 500), ("Y", 400), ("O", 400), ("del", 500)):
+        part, t = letter_frames(t, label, ms)
+        frames += part
+    d = WordDecoder(DecoderParams(), None)
+    run(d, frames)
+    assert d.text == "HI " and d.visible() == "HI Y"
+
+
+def test_time_going_backwards_or_not_finite_counts_as_no_time_and_never_raises():
+    d = WordDecoder(DecoderParams(), None)
+    for t in (0, 1000, 500, math.nan, math.inf, "soon", None):
+        d.update(SimpleNamespace(top=[("A", 0.9)]), t, hand())
+    d.update(SimpleNamespace(top=[("A", math.nan), ("B", None)]), 1100, None)
+    assert d.visible() in ("", "A")
+
+
+# -- words ----------------------------------------------------------------------------------------
+
+
+def missed_u(t=0):
+    """STUDY with the U lost: the hand not found for a letter's time (the page's detector missed it)."""
+    st_, t = signed("ST", 400, t=t, pause_ms=400)
+    dy, t = signed("DY", 400, t=t)
+    return st_ + dy, t
+
+
+def test_a_missed_letter_is_put_back_by_the_lexicon_where_the_timing_has_room_for_it(small):
+    assert decode(missed_u()[0], small).text == "STUDY "
+
+
+def test_a_clean_stream_gets_no_letter_it_did_not_show(small):
+    # AS and THE are common words one letter away, but nothing in the timing left room for a letter.
+    assert decode(signed("A", 400)[0], small).text == "A "
+    assert decode(signed("STDY", 400)[0], small).text == "STDY "
+
+
+def test_a_misread_letter_whose_true_letter_is_second_is_corrected(small):
+    frames, t = [], 0
+    for ch in "CAMERA":
+        part, t = letter_frames(t, "N" if ch == "M" else ch, 400, p=0.5 if ch == "M" else 0.9,
+                                alt="M" if ch == "M" else "Q")
+        frames += part
+    frames += no_hand(t, 900)[0]
+    assert decode(frames, small).text == "CAMERA "
+
+
+def test_one_long_letter_may_stand_for_a_double_letter_when_a_word_says_so(small):
+    frames, _ = signed("HELO", paces=[400, 400, 800, 400])
+    assert decode(frames, small).text == "HELLO "
+    # ...and a long letter of a name stays one letter.
+    frames, _ = signed("ELIF", paces=[400, 400, 800, 400])
+    assert decode(frames, small).text == "ELIF "
+
+
+def test_names_that_are_in_no_dictionary_survive_the_english_lexicon(english):
+    for name in ("ELIF", "LUPITA", "HARUKI", "OKSANA", "TOMASZ", "SIOBHAN", "THEO", "ANYA", "MAREK", "BJORN"):
+        assert name not in english.counts
+        for pace in (300, 600):
+            assert decode(signed(name, pace)[0], english).text == name + " ", (name, pace)
+
+
+def test_common_words_with_double_letters_come_out_right_at_a_fluent_pace(english):
+    for word in ("HELLO", "BOOK", "COFFEE", "APPLE", "LITTLE", "SUMMER"):
+        assert decode(signed(word, 300)[0], english).text == word + " "
+
+
+def test_a_user_word_wins_over_the_dictionary_when_signed_with_a_letter_wrong(small):
+    frames, t = signed("TOMAS", 400, pause_ms=0)
+    z, t = letter_frames(t, "X", 400, p=0.6, alt="Z")
+    frames += z + no_hand(t, 900)[0]
+    d = WordDecoder(DecoderParams(), small, vocab=["Tomasz"])
+    run(d, frames)
+    assert d.text == "TOMASZ "
+
+
+def test_the_lexicon_can_be_turned_off(small):
+    assert decode(missed_u()[0], small, lexicon=False).text == "STDY "
+    assert make_decoder(DecoderParams(lexicon=False), small).lexicon is None
+
+
+def test_pick_reverts_the_chosen_word_to_the_letters_as_signed_and_back(small):
+    d = decode(missed_u()[0], small)
+    choice = d.state()["choice"]
+    assert choice["signed"] == "STDY" and choice["chosen"] == "STUDY"
+    assert choice["options"][:2] == ["STUDY", "STDY"] and 2 <= len(choice["options"]) <= 4
+    assert d.pick("STDY") and d.text == "STDY "
+    assert d.pick("STUDY") and d.text == "STUDY "
+    assert not d.pick("NOT AN OPTION") and d.text == "STUDY "
+    d.backspace()  # an edit: the choice can no longer be switched
+    assert d.state()["choice"] is None and not d.pick("STDY")
+
+
+def test_pick_replaces_only_the_last_word(small):
+    a, t = signed("CAT", 400)
+    b, t = missed_u(t)
+    d = decode(a + b, small)
+    assert d.text == "CAT STUDY "
+    assert d.pick("STDY") and d.text == "CAT STDY "
+
+
+def test_backspace_takes_the_word_being_signed_first_then_the_text_and_space_ends_the_word(small):
+    a, t = signed("CAT", 400)
+    b, _ = signed("DO", 400, t=t, pause_ms=100)
+    d = decode(a + b, small)
+    assert d.visible() == "CAT DO"
+    assert d.backspace() == "O" and d.visible() == "CAT D"
+    d.space()
+    assert d.text == "CAT D " and d.state()["word"] is None
+    d.space()
+    assert d.text == "CAT D "
+    assert d.backspace() == " " and d.text == "CAT D"
+    d.set_text("kept")
+    assert d.text == "kept"
+    d.clear()
+    assert d.text == "" and d.visible() == ""
+
+
+def test_read_words_takes_the_first_word_of_each_line_and_says_what_is_wrong(tmp_path):
+    f = tmp_path / "vocab.txt"
+    f.write_text("# names\nLupita 10\n\nsiobhan\n", encoding="utf-8")
+    assert read_words(f) == ["Lupita", "siobhan"]
+    with pytest.raises(Exception, match="cannot read it as a UTF-8 word list"):
+        read_words(tmp_path / "missing.txt")
+
+
+# -- the interface --------------------------------------------------------------------------------
+
+
+def test_the_letters_decoder_writes_what_the_old_rules_write():
+    frames = []
+    t = 0
+    for label, ms in (("H", 500), ("I", 500)):
+        part, t = letter_frames(t, label, ms)
+        frames += part
+    frames += no_hand(t, 1600)[0]
+    d = LetterDecoder()
+    run(d, frames)
+    assert d.text == spell((f[0], f[1][0][0] if f[1][0][0] != "nothing" else None, f[1][0][1]) for f in frames)
+    assert d.text == "HI "
+    assert d.state()["word"] is None
+    d.space()
+    assert d.text == "HI "
+
+
+def test_make_decoder_builds_the_kind_the_config_names_and_unknown_kinds_are_refused(small):
+    assert isinstance(make_decoder(DecoderParams(kind="letters")), LetterDecoder)
+    assert isinstance(make_decoder(DecoderParams(), small), WordDecoder)
+    with pytest.raises(ConfigError, match="decoder kind 'spell' is not known; choose one of words, letters"):
+        DecoderParams(kind="spell")
+    with pytest.raises(ConfigError, match="word_pause_ms must be 0 or more"):
+        DecoderParams(word_pause_ms=-1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(list("ABLO") + ["space", "del", "nothing"]),
+                          st.floats(min_value=0, max_value=1), st.floats(min_value=0, max_value=0.5),
+                          st.integers(min_value=0, max_value=120), st.booleans()), max_size=120))
+def test_the_words_decoder_never_raises_and_its_state_stays_consistent(steps):
+    d = WordDecoder(DecoderParams(), _small)
+    t = 0
+    for label, p, x, dt, present in steps:
+        t += dt
+        d.update(SimpleNamespace(top=[(label, p), ("B", 1 - p)]), t, hand(x) if present else None)
+        state = d.state()
+        assert 0.0 <= state["progress"] <= 1.0
+        assert d.visible().startswith(d.text)
+        assert "  " not in d.text and not d.text.startswith(" ")
+    d.finish(t)
+    assert d.state()["word"] is None
+
+
+def test_a_stream_keeps_at_most_max_user_words_and_only_words_of_letters():
+    from fingerspell.decoding.words import MAX_USER_WORDS
+
+    d = WordDecoder(DecoderParams(), None)
+    assert d.add_words(["Lupita", "lupita", "O'Neil", "x1", ""]) == 1
+    many = ["".join(chr(65 + (i // 26 ** k) % 26) for k in range(3)) for i in range(MAX_USER_WORDS + 500)]
+    assert d.add_words(many) == MAX_USER_WORDS - 1
+    assert len(d.vocab) == MAX_USER_WORDS

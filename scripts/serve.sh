@@ -9,4 +9,7 @@ if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+# Two malloc arenas: after a burst of large /predict bodies memory returns to where it started
+# (bench/bench_burst.py: 314 MB after against 313 MB before; glibc's default kept ~40-80 MB more).
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 exec .venv/bin/fingerspell serve "$@"

@@ -172,3 +172,75 @@ def extract(paths: list[str], params: DetectParams = DetectParams(), *, workers:
             store.put_many(fresh)  # keep what was done, even when interrupted
     store.close()
     return results  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- a hand far away
+
+FRAME = (640, 480)  # the webcam frame the page sends (width, height)
+SURROUND = 128  # grey around a photo placed on a frame
+
+
+def hand_box(hand: Hand) -> tuple[float, float, float, float]:
+    """The landmarks' bounding box (x0, y0, x1, y1) in the pixels of the image they were found in."""
+    pts = hand.pixel_points()[:, :2]
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def place_on_frame(rgb: np.ndarray, box, side: float, where=(0.5, 0.5), frame=FRAME) -> np.ndarray:
+    """``rgb`` scaled so that the hand ``box`` has a long side of ``side`` px, on a grey frame.
+
+    Args:
+        rgb: the photo.
+        box: (x0, y0, x1, y1), the hand in ``rgb``'s pixels (``hand_box``).
+        side: the hand's long side in the frame, in pixels.
+        where: the hand's centre as fractions of the room the frame leaves it (0..1 each way), so
+            the hand is always wholly inside the frame.
+        frame: (width, height).
+    Returns:
+        The (height, width, 3) uint8 frame; the photo beyond the frame's edges is cut off.
+    """
+    import cv2
+
+    x0, y0, x1, y1 = box
+    s = side / max(x1 - x0, y1 - y0, 1.0)
+    h, w = rgb.shape[:2]
+    sw, sh = max(1, round(w * s)), max(1, round(h * s))
+    scaled = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    fw, fh = frame
+    bw, bh = (x1 - x0) * s, (y1 - y0) * s
+    cx = bw / 2 + where[0] * max(fw - bw, 0)  # where the box's centre lands in the frame
+    cy = bh / 2 + where[1] * max(fh - bh, 0)
+    ox, oy = round(cx - (x0 + x1) / 2 * s), round(cy - (y0 + y1) / 2 * s)  # the photo's origin in the frame
+    out = np.full((fh, fw, 3), SURROUND, np.uint8)
+    fx0, fy0, fx1, fy1 = max(ox, 0), max(oy, 0), min(ox + sw, fw), min(oy + sh, fh)
+    if fx1 > fx0 and fy1 > fy0:
+        out[fy0:fy1, fx0:fx1] = scaled[fy0 - oy:fy1 - oy, fx0 - ox:fx1 - ox]
+    return out
+
+
+def degrade(rgb: np.ndarray, *, blur: float = 0.0, dim: float = 1.0, noise: float = 0.0,
+            jpeg: int | None = None, seed: int = 0) -> np.ndarray:
+    """What a webcam does to a frame, in the order it happens: optics, light, sensor, encoder.
+
+    Args:
+        blur: Gaussian sigma in pixels (0: none).
+        dim: brightness factor (1: unchanged).
+        noise: sensor noise, Gaussian sigma in 0-255 units (0: none).
+        jpeg: JPEG quality 1-100 to recompress at (None: not compressed).
+        seed: for the noise.
+    """
+    import cv2
+
+    out = rgb
+    if blur > 0:
+        out = cv2.GaussianBlur(out, (0, 0), blur)
+    if dim != 1 or noise > 0:
+        f = out.astype(np.float32) * dim
+        if noise > 0:
+            f += np.random.default_rng(seed).normal(0, noise, f.shape).astype(np.float32)
+        out = np.clip(f + 0.5, 0, 255).astype(np.uint8)
+    if jpeg is not None:
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(jpeg)])
+        out = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return out

@@ -193,9 +193,12 @@ def main():
     ap.add_argument("--roboflow", default=str(DATA / "roboflow_letters_train"))
     ap.add_argument("--kaggle", default=str(DATA / "asl_alphabet_sample"))
     ap.add_argument("--limit", type=int, default=0, help="at most this many photos, evenly spaced (0: all)")
+    ap.add_argument("--frames", help="only the frames of these names, comma-separated (e.g. '144 px,100 px')")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--cache", default=str(cache_dir() / "distance.sqlite"), help="detections cache (default: %(default)s)")
     args = ap.parse_args()
+    if args.frames:
+        FRAMES[:] = [f for f in FRAMES if f[0] in {k.strip() for k in args.frames.split(",")}]
     logging.basicConfig(level=logging.WARNING)
     roboflow, kaggle = Path(args.roboflow), Path(args.kaggle)
     for d in (roboflow, kaggle):

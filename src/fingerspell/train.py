@@ -26,7 +26,7 @@ from . import __version__, bundle, recognisers
 from .config import TrainParams, to_dict
 from .dataset import Dataset, assign_groups, describe_split, scan, split
 from .errors import FingerspellError
-from .extract import Extracted, extract
+from .extract import Extracted, extract, extract_far
 from .hand_model import sha256_file, ensure_hand_model
 from .images import read_image
 from .labels import NOTHING
@@ -98,6 +98,9 @@ class Prepared:
     labels: list[str]
     detection: dict
     hand_model: Path
+    # per sample, the hands found in its far copies (``extract.extract_far``; LandmarkParams.far_copies);
+    # a fit uses only those of its training side
+    far: list | None = None
 
 
 def load(data, params: TrainParams) -> tuple[list[str], Dataset]:
@@ -122,8 +125,15 @@ def prepare(folders: list[str], ds: Dataset, params: TrainParams, *, cache=None,
     for src, d in detection.items():
         log.info("%s: no hand in %.1f%% of hand images (plain detection alone: %.1f%%)", src,
                  100 * d["no_hand_rate"], 100 * d["no_hand_rate_plain_only"])
+    far = None
+    lp = params.landmarks
+    if params.kind == "landmarks" and lp.far_copies > 0:
+        far = extract_far([s.path for s in ds.samples], [e.hand for e in ext], params.detect, copies=lp.far_copies,
+                          sizes=lp.far_sizes, workers=params.workers, cache=cache, progress=progress)
+        log.info("far copies: a hand in %s of %s copies of hand photos (hand %d-%d px in a 640x480 frame)",
+                 f"{sum(map(len, far)):,}", f"{lp.far_copies * sum(e.hand is not None for e in ext):,}", *lp.far_sizes)
     return Prepared(folders, ds, ext, bad, np.array([index[s.label] for s in ds.samples]),
-                    np.array([e.hand is not None for e in ext]), ds.labels, detection, hand_model)
+                    np.array([e.hand is not None for e in ext]), ds.labels, detection, hand_model, far)
 
 
 def fit_recipe(prep: Prepared, sides: dict[str, list[int]], params: TrainParams, *, progress: bool = True):

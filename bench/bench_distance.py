@@ -182,6 +182,52 @@ def held_out_photos(model: Model, roboflow: Path, kaggle: Path) -> list:
     return [ds.samples[i] for i in sides["val"] if ds.samples[i].source == roboflow.name]
 
 
+def costs(pipelines, photos, boxes, model: Path, rounds: int) -> None:
+    """Milliseconds a frame, median over ``rounds`` runs, today's and the new detector interleaved
+    so that a busy machine slows both alike: a stream's tracked frame (a held 144 px hand), a
+    stream frame without a hand (a grey frame: plain detection and ``video_retries`` retries),
+    and an IMAGE-mode (``/predict``) frame without a hand (every retry)."""
+    frames = [place_on_frame(read_image(p), b, 144, _where(p)) for p, b in zip(photos[:8], boxes[:8])]
+    grey = np.full((480, 640, 3), 128, np.uint8)
+    dets = {name: (HandDetector(model, video=True, params=params), HandDetector(model, params=params))
+            for name, _, params in pipelines}
+    times = {(name, what): [] for name in dets for what in ("tracked", "lost", "image")}
+    ts = 0
+    for r in range(rounds):
+        for name, (video, image) in dets.items():
+            frame = frames[r % len(frames)]
+            video.forget()
+            ts += 40
+            if video.detect(frame, ts) is not None:  # found: the next frames follow it
+                for _ in range(3):
+                    ts += 40
+                    t = time.perf_counter()
+                    hand = video.detect(frame, ts)
+                    if hand is not None and hand.attempt == "tracked":
+                        times[name, "tracked"].append(time.perf_counter() - t)
+            video.forget()
+            ts += 40
+            t = time.perf_counter()
+            video.detect(grey, ts)
+            times[name, "lost"].append(time.perf_counter() - t)
+            if r % 4 == 0:
+                t = time.perf_counter()
+                image.detect(grey)
+                times[name, "image"].append(time.perf_counter() - t)
+    for video, image in dets.values():
+        video.close()
+        image.close()
+    print()
+    print(f"detection cost, ms a frame, median (p90) over {rounds} rounds, today and new interleaved:")
+    print("| frame | today | new |")
+    print("|---|---|---|")
+    for what, label in [("tracked", "stream, hand followed (144 px)"), ("lost", "stream, no hand (grey frame)"),
+                        ("image", "IMAGE mode (/predict), no hand: every retry")]:
+        cells = [f"{1e3 * np.median(times[n, what]):.1f} ({1e3 * np.percentile(times[n, what], 90):.1f})"
+                 if times[n, what] else "-" for n in dets]
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", nargs=2, metavar=("DEFAULT", "KAGGLE"),
@@ -193,12 +239,14 @@ def main():
     ap.add_argument("--roboflow", default=str(DATA / "roboflow_letters_train"))
     ap.add_argument("--kaggle", default=str(DATA / "asl_alphabet_sample"))
     ap.add_argument("--limit", type=int, default=0, help="at most this many photos, evenly spaced (0: all)")
-    ap.add_argument("--frames", help="only the frames of these names, comma-separated (e.g. '144 px,100 px')")
+    ap.add_argument("--frames", help="only the frames of these names, separated by ';' (e.g. '144 px;100 px, webcam')")
+    ap.add_argument("--costs", type=int, default=60, metavar="ROUNDS",
+                    help="rounds of the stream and no-hand cost timing (0: skip it; default: %(default)s)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--cache", default=str(cache_dir() / "distance.sqlite"), help="detections cache (default: %(default)s)")
     args = ap.parse_args()
     if args.frames:
-        FRAMES[:] = [f for f in FRAMES if f[0] in {k.strip() for k in args.frames.split(",")}]
+        FRAMES[:] = [f for f in FRAMES if f[0] in {k.strip() for k in args.frames.split(";")}]
     logging.basicConfig(level=logging.WARNING)
     roboflow, kaggle = Path(args.roboflow), Path(args.kaggle)
     for d in (roboflow, kaggle):
@@ -236,7 +284,7 @@ def main():
 
     cache = FrameCache(Path(args.cache))
     results = {}
-    for name, models, params in pipelines:
+    for name, models, params in pipelines[::-1]:  # the new one first: today's is usually cached already
         results[name] = detect_all(photos, boxes, params, model, cache, args.workers, name)
 
     n = len(photos)
@@ -260,6 +308,8 @@ def main():
             cells.append(f"{top1:6.1%}, {miss:5.1%}")
         ms = " / ".join(f"{1e3 * np.median(results[p][1][fname]):.0f}" for p in ("today", "new"))
         print(f"| {fname} | " + " | ".join(cells) + f" | {ms} |", flush=True)
+    if args.costs:
+        costs(pipelines, photos, boxes, model, args.costs)
 
 
 if __name__ == "__main__":

@@ -207,3 +207,16 @@ def test_training_learns_from_far_copies_of_training_photos_only(rng):
     assert sorted(labels.tolist()) == [0] * 6 + [1] * 3
     without = training_views(SimpleNamespace(ext=ext, y=y, far=None), tr, LandmarkParams())
     assert sum(len(v[0]) for v in without) == 3
+
+
+def test_far_copies_go_to_at_most_the_asked_photos_per_class_and_folder_evenly_spaced():
+    from fingerspell.dataset import Dataset, Sample
+    from fingerspell.train import far_photos
+
+    samples = [Sample(f"/k/{c}/{i}.jpg", c, "kaggle") for c in "AB" for i in range(10)]
+    samples += [Sample(f"/r/A/{i}.jpg", "A", "roboflow") for i in range(3)]
+    ds = Dataset(samples, ["A", "B"])
+    chosen = far_photos(ds, 4)
+    assert len(chosen) == 4 + 4 + 3
+    assert sorted(i for i in chosen if i < 10) == [0, 2, 5, 7]
+    assert len(far_photos(ds, None)) == len(samples)

@@ -128,12 +128,28 @@ def prepare(folders: list[str], ds: Dataset, params: TrainParams, *, cache=None,
     far = None
     lp = params.landmarks
     if params.kind == "landmarks" and lp.far_copies > 0:
-        far = extract_far([s.path for s in ds.samples], [e.hand for e in ext], params.detect, copies=lp.far_copies,
+        chosen = far_photos(ds, lp.far_per_class)
+        far = extract_far([s.path for s in ds.samples], [e.hand if i in chosen else None for i, e in enumerate(ext)],
+                          params.detect, copies=lp.far_copies,
                           sizes=lp.far_sizes, workers=params.workers, cache=cache, progress=progress)
         log.info("far copies: a hand in %s of %s copies of hand photos (hand %d-%d px in a 640x480 frame)",
-                 f"{sum(map(len, far)):,}", f"{lp.far_copies * sum(e.hand is not None for e in ext):,}", *lp.far_sizes)
+                 f"{sum(map(len, far)):,}", f"{lp.far_copies * sum(ext[i].hand is not None for i in chosen):,}",
+                 *lp.far_sizes)
     return Prepared(folders, ds, ext, bad, np.array([index[s.label] for s in ds.samples]),
                     np.array([e.hand is not None for e in ext]), ds.labels, detection, hand_model, far)
+
+
+def far_photos(ds: Dataset, per_class: int | None) -> set[int]:
+    """The samples that get far copies: at most ``per_class`` per class and folder, evenly spaced."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, s in enumerate(ds.samples):
+        groups.setdefault((s.source, s.label), []).append(i)
+    chosen = set()
+    for idx in groups.values():
+        if per_class is not None and len(idx) > per_class:
+            idx = [idx[int(k * len(idx) / per_class)] for k in range(per_class)]
+        chosen.update(idx)
+    return chosen
 
 
 def fit_recipe(prep: Prepared, sides: dict[str, list[int]], params: TrainParams, *, progress: bool = True):

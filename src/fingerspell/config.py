@@ -50,7 +50,7 @@ class DetectParams:
     # For a hand far from the camera (a fifth of the frame or less), "zoom:F" runs the palm
     # detector on overlapping tiles F of the frame (9 for 0.5), the centre first, and "scan:F" the
     # landmark network alone on squares F of the short side across the frame (15 for 0.5), the
-    # most confident kept: at a 144 px hand in a 640x480 frame, no hand 17.5% -> 0% on held-out
+    # most confident kept: at a 144 px hand in a 640x480 frame, no hand 17% -> 0% on 100 held-out
     # photos (bench/bench_distance.py). Last, so they cost only frames nothing else found a hand in.
     retries: tuple[str, ...] = ("pad:0.3", "pad:1.0", "edge:0.3", "equalize:0.3", "centre:1.0", "centre:0.75",
                                 "centre:1.25", "zoom:0.5", "scan:0.5")
@@ -86,8 +86,9 @@ class LandmarkParams:
     far_copies: int = 1  # per photo; each copy costs one more detection of the photo (cached)
     # Far copies of at most this many photos per class and folder, evenly spaced (None: all): the
     # Kaggle folder is video frames of one person, 200 a class, whose neighbours' copies teach
-    # nothing new; 60 covers every Roboflow photo (~58 a class) at under half the detection time.
-    far_per_class: int | None = 60
+    # nothing new; 20 (a third of the Roboflow photos, about one of each source photo's three
+    # copies) adds a sixth to the detections of a cold training run.
+    far_per_class: int | None = 20
     far_sizes: tuple[int, int] = (80, 216)  # the hand's long side in the frame (px), drawn per copy: arm's length
 
 

@@ -124,5 +124,7 @@ def fake_hands(monkeypatch, hand_model):
     from fingerspell import train as train_mod
 
     monkeypatch.setattr(train_mod, "extract", fake_extract)
+    # far copies of drawn images hold no hand worth detecting: none, as where every copy failed
+    monkeypatch.setattr(train_mod, "extract_far", lambda paths, hands, *a, **k: [[] for _ in paths])
     monkeypatch.setattr(train_mod, "ensure_hand_model", lambda cache=None: hand_model)
     return train_mod

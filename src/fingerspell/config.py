@@ -47,8 +47,13 @@ class DetectParams:
     # contrast-equalised image (dim rooms). "centre:F" skips the palm detector: the landmark
     # network alone looks at the centred square F times the long side, and its presence score
     # decides (~7 ms; finds most hands the palm detector cannot). Measured by bench/bench_detection.py.
+    # For a hand far from the camera (a fifth of the frame or less), "zoom:F" runs the palm
+    # detector on overlapping tiles F of the frame (9 for 0.5), the centre first, and "scan:F" the
+    # landmark network alone on squares F of the short side across the frame (15 for 0.5), the
+    # most confident kept: at a 144 px hand in a 640x480 frame, no hand 17% -> 0% on 100 held-out
+    # photos (bench/bench_distance.py). Last, so they cost only frames nothing else found a hand in.
     retries: tuple[str, ...] = ("pad:0.3", "pad:1.0", "edge:0.3", "equalize:0.3", "centre:1.0", "centre:0.75",
-                                "centre:1.25")
+                                "centre:1.25", "zoom:0.5", "scan:0.5")
     # Landmark-network passes on the region a found hand's own landmarks give (the region
     # tracking uses; the palm detector's is coarser): steadier landmarks, ~7 ms a pass.
     refine: int = 1
@@ -75,6 +80,16 @@ class LandmarkParams:
     scale_range: float = 0.15  # +-15% scale augmentation (features are scale-normalised; this covers aspect)
     jitter: float = 0.01  # landmark noise, as a fraction of the hand size
     augment_copies: int = 4  # augmented copies of each training hand per epoch
+    # Hands found in copies of each training photo shrunk onto a 640x480 frame, blurred, dimmed,
+    # noised and JPEG-compressed (extract.far_frame): a hand at arm's length has noisier
+    # landmarks than any photo shows, and the model learns them. Training side only, cached.
+    far_copies: int = 1  # per photo; each copy costs one more detection of the photo (cached)
+    # Far copies of at most this many photos per class and folder, evenly spaced (None: all): the
+    # Kaggle folder is video frames of one person, 200 a class, whose neighbours' copies teach
+    # nothing new; 20 (a third of the Roboflow photos, about one of each source photo's three
+    # copies) adds a sixth to the detections of a cold training run.
+    far_per_class: int | None = 20
+    far_sizes: tuple[int, int] = (80, 216)  # the hand's long side in the frame (px), drawn per copy: arm's length
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import queue
 import sys
@@ -140,6 +141,27 @@ def _pad(rgb: np.ndarray, frac: float, mode: str = "constant") -> tuple[np.ndarr
     return padded, px, py
 
 
+def zoom_tiles(width: int, height: int, frac: float, square: bool = False) -> list[tuple[int, int, int, int]]:
+    """The tiles (x0, y0, x1, y1) a ``zoom:frac`` (or, ``square``, a ``scan:frac``) retry looks at, the centre first.
+
+    Each is ``frac`` of the image's width and height (``square``: squares ``frac`` of the short
+    side); neighbours overlap by half a tile, so a hand up to half a tile across lies wholly
+    inside one of them.
+    """
+    if square:
+        tw = th = max(1, round(min(width, height) * frac))
+    else:
+        tw, th = max(1, round(width * frac)), max(1, round(height * frac))
+
+    def starts(size, tile):
+        steps = max(1, math.ceil((size - tile) / (tile / 2)))
+        return sorted({round(k * (size - tile) / steps) for k in range(steps + 1)})
+
+    tiles = [(x, y, x + tw, y + th) for y in starts(height, th) for x in starts(width, tw)]
+    cx, cy = width / 2, height / 2
+    return sorted(tiles, key=lambda t: ((t[0] + t[2]) / 2 - cx) ** 2 + ((t[1] + t[3]) / 2 - cy) ** 2)
+
+
 def _equalize(rgb: np.ndarray) -> np.ndarray:
     import cv2
 
@@ -148,16 +170,19 @@ def _equalize(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
 
-#: pad/edge/equalize re-run the palm detector on a changed image; centre skips it (see HandDetector).
-RETRY_KINDS = ("pad", "edge", "equalize", "centre")
+#: pad/edge/equalize re-run the palm detector on a changed image; centre skips it; zoom runs it on
+#: parts of the image; scan runs the landmark network alone on squares across it (see HandDetector).
+RETRY_KINDS = ("pad", "edge", "equalize", "centre", "zoom", "scan")
 
 
 def parse_retry(spec: str) -> tuple[str, float]:
     """``"pad:0.3"`` -> ("pad", 0.3); raises ValueError for anything else."""
     how, _, frac = spec.partition(":")
     if how not in RETRY_KINDS:
-        raise ValueError(f"unknown detection retry {spec!r}; use pad:F, edge:F, equalize:F or centre:F")
-    value = float(frac or (1.0 if how == "centre" else 0.3))
+        raise ValueError(f"unknown detection retry {spec!r}; use pad:F, edge:F, equalize:F, centre:F, zoom:F or scan:F")
+    value = float(frac or {"centre": 1.0, "zoom": 0.5, "scan": 0.5}.get(how, 0.3))
+    if how in ("zoom", "scan") and not 0.2 <= value < 1:
+        raise ValueError(f"detection retry {spec!r}: a tile's side must be at least 0.2 and under 1 times the image's")
     if how == "centre" and not 0 < value <= 3:
         raise ValueError(f"detection retry {spec!r}: the square's side must be above 0 and at most 3 times the image's")
     if not 0 <= value <= 3:
@@ -168,8 +193,8 @@ def parse_retry(spec: str) -> tuple[str, float]:
 def retry_image(rgb: np.ndarray, spec: str) -> tuple[np.ndarray, int, int]:
     """The image a palm-detector retry (pad, edge, equalize) runs on, and the border (px, py) added on each side."""
     how, frac = parse_retry(spec)
-    if how == "centre":
-        raise ValueError(f"detection retry {spec!r} runs no palm detector, so it has no retry image")
+    if how in ("centre", "zoom", "scan"):
+        raise ValueError(f"detection retry {spec!r} runs no palm detector on the whole image, so it has no retry image")
     if how == "edge":
         return _pad(rgb, frac, "edge")
     padded, px, py = _pad(rgb, frac)
@@ -265,6 +290,7 @@ class HandDetector:
         self._image = None  # MediaPipe IMAGE-mode landmarker (IMAGE mode without a pool)
         self._last: Hand | None = None  # VIDEO mode: the previous frame's hand
         self._last_ts = -1
+        self._tile = 0  # VIDEO mode: the zoom tile the next frame without a hand looks at
         # Without shared pools, a detector makes pools of one of its own (their workers are made
         # when first borrowed) and closes them.
         self._detectors, self._trackers, self._owned = detectors, trackers, []
@@ -360,6 +386,12 @@ class HandDetector:
                 if how == "centre":
                     hand = self._centre(small, size, frac, spec)
                     continue
+                if how == "zoom":
+                    hand = self._zoom(small, size, frac, spec)
+                    continue
+                if how == "scan":
+                    hand = self._scan(small, size, frac, spec)
+                    continue
                 image, px, py = retry_image(small, spec)
                 shift = ((image.shape[1], image.shape[0]), (px, py), size)
                 hand = self._hand(self._run(image), size, spec, shift)
@@ -416,6 +448,48 @@ class HandDetector:
         w, h = size
         side = max(w, h) * frac
         return self._network(small, size, Roi(0.5, 0.5, side / w, side / h, 0.0), spec)
+
+    def _zoom(self, small: np.ndarray, size: tuple[int, int], frac: float, spec: str) -> Hand | None:
+        """The palm detector on zoomed tiles of the image, the centre first, until one holds a hand.
+
+        The palm detector sees the whole image at 192x192, so a hand a fifth of a 640x480 frame
+        across is ~40 px to it and often missed; in a tile half the frame's size it is twice that.
+        In VIDEO mode a frame looks at one tile, the next frame at the next: a frame without a
+        hand stays cheap, and a few frames cover the whole picture.
+        """
+        w, h = size
+        tiles = zoom_tiles(w, h, frac)
+        if self.video:
+            tiles = [tiles[self._tile % len(tiles)]]
+            self._tile += 1
+        for x0, y0, x1, y1 in tiles:
+            crop = small[y0:y1, x0:x1]
+            hand = self._hand(self._run(crop), size, spec, ((x1 - x0, y1 - y0), (-x0, -y0), size))
+            if hand is not None:
+                return hand
+        return None
+
+    def _scan(self, small: np.ndarray, size: tuple[int, int], frac: float, spec: str) -> Hand | None:
+        """The landmark network alone on squares ``frac`` of the short side across the image; the
+        hand with the highest presence score, if any square's is above the threshold.
+
+        For small hands the palm detector does not find even when zoomed (odd angles, dim light:
+        the hands ``centre`` finds in a photo they fill): ~7 ms a square, 15 squares for 0.5.
+        """
+        from .tracking import Roi
+
+        w, h = size
+        best, best_presence = None, -1.0
+        with self._trackers.borrow() as tracker:
+            for x0, y0, x1, y1 in zoom_tiles(w, h, frac, square=True):
+                roi = Roi((x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h, 0.0)
+                found = tracker.run(small, roi)
+                if found is not None and found[4] > best_presence:
+                    best, best_presence = found, found[4]
+        if best is None:
+            return None
+        landmarks, world, handedness, score, _ = best
+        return Hand(landmarks, world, handedness, score, size, spec)
 
     def forget(self) -> None:
         """VIDEO mode: stop following the hand; the next frame looks for one afresh."""

@@ -24,7 +24,7 @@ from . import __version__, bundle, recognisers
 from .config import TrainParams, to_dict
 from .dataset import Dataset, assign_groups, describe_split, scan, split
 from .errors import FingerspellError
-from .extract import Extracted, extract
+from .extract import Extracted, extract, extract_far
 from .hand_model import sha256_file, ensure_hand_model
 from .images import read_image
 from .labels import NOTHING
@@ -66,6 +66,9 @@ class Prepared:
     labels: list[str]
     detection: dict
     hand_model: Path
+    # per sample, the hands found in its far copies (``extract.extract_far``; LandmarkParams.far_copies);
+    # a fit uses only those of its training side
+    far: list | None = None
 
 
 def load(data, params: TrainParams) -> tuple[list[str], Dataset]:
@@ -92,8 +95,31 @@ def prepare(folders: list[str], ds: Dataset, params: TrainParams, *, cache=None,
     for src, d in detection.items():
         log.info("%s: no hand in %.1f%% of hand images (plain detection alone: %.1f%%)", src,
                  100 * d["no_hand_rate"], 100 * d["no_hand_rate_plain_only"])
+    far = None
+    lp = params.landmarks
+    if recognisers.get(params.kind).USES_FAR_COPIES and lp.far_copies > 0:
+        chosen = far_photos(ds, lp.far_per_class)
+        far = extract_far([s.path for s in ds.samples], [e.hand if i in chosen else None for i, e in enumerate(ext)],
+                          params.detect, copies=lp.far_copies,
+                          sizes=lp.far_sizes, workers=params.workers, cache=cache, progress=progress, stop=stop)
+        log.info("far copies: a hand in %s of %s copies of hand photos (hand %d-%d px in a 640x480 frame)",
+                 f"{sum(map(len, far)):,}", f"{lp.far_copies * sum(ext[i].hand is not None for i in chosen):,}",
+                 *lp.far_sizes)
     return Prepared(folders, ds, ext, bad, np.array([index[s.label] for s in ds.samples]),
-                    np.array([e.hand is not None for e in ext]), ds.labels, detection, hand_model)
+                    np.array([e.hand is not None for e in ext]), ds.labels, detection, hand_model, far)
+
+
+def far_photos(ds: Dataset, per_class: int | None) -> set[int]:
+    """The samples that get far copies: at most ``per_class`` per class and folder, evenly spaced."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, s in enumerate(ds.samples):
+        groups.setdefault((s.source, s.label), []).append(i)
+    chosen = set()
+    for idx in groups.values():
+        if per_class is not None and len(idx) > per_class:
+            idx = [idx[int(k * len(idx) / per_class)] for k in range(per_class)]
+        chosen.update(idx)
+    return chosen
 
 
 def fit_recipe(prep: Prepared, sides: dict[str, list[int]], params: TrainParams, *, progress: bool = True,

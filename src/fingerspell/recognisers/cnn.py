@@ -19,6 +19,7 @@ from .fitting import epoch_log, raise_if_stopped, tf_keras
 
 log = logging.getLogger("fingerspell.train")
 KIND = "cnn"
+USES_FAR_COPIES = False  # crops pixels; far copies are landmark training data
 
 
 # --------------------------------------------------------------------------- runtime

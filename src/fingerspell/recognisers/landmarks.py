@@ -18,6 +18,7 @@ from .fitting import epoch_log, raise_if_stopped, tf_keras
 
 log = logging.getLogger("fingerspell.train")
 KIND = "landmarks"
+USES_FAR_COPIES = True  # learns from far copies of training photos (LandmarkParams.far_copies)
 
 
 # --------------------------------------------------------------------------- runtime
@@ -75,6 +76,31 @@ def average(members: list):
     return keras.Model(inp, keras.layers.Average(name="probs")([m(inp) for m in members]), name="ensemble")
 
 
+def training_views(prep, tr: np.ndarray, lp: LandmarkParams) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The estimates of the training hands ``tr`` a fit learns from, as (points, is_left, label) arrays.
+
+    Each training hand once as found; once more as first found before refinement (when
+    ``lp.unrefined``): two estimates of one hand teach the model what landmark noise looks like;
+    and the hands of the photo's far copies (``prep.far``, ``lp.far_copies``): the same hand as a
+    distant webcam sees it, each as found and as first found. Only samples in ``tr`` contribute.
+    """
+    ext, y = prep.ext, prep.y
+    views = [(np.stack([ext[i].hand.pixel_points() for i in tr]),
+              np.array([ext[i].hand.handedness == "Left" for i in tr]), y[tr])]
+    if lp.unrefined:
+        first = [i for i in tr if ext[i].hand.unrefined is not None]
+        if first:
+            views.append((np.stack([ext[i].hand.unrefined.pixel_points() for i in first]),
+                          np.array([ext[i].hand.unrefined.handedness == "Left" for i in first]), y[first]))
+    far = [(h, y[i]) for i in tr for h in (prep.far[i] if prep.far else ())]
+    if lp.unrefined:
+        far += [(h.unrefined, yy) for h, yy in far if h.unrefined is not None]
+    if far:
+        views.append((np.stack([h.pixel_points() for h, _ in far]),
+                      np.array([h.handedness == "Left" for h, _ in far]), np.array([yy for _, yy in far])))
+    return views
+
+
 def fit(prep, sides: dict[str, list[int]], params, *, stop=None, progress: bool = True):
     """Train the ensemble on ``sides["train"]``.
 
@@ -102,14 +128,7 @@ def fit(prep, sides: dict[str, list[int]], params, *, stop=None, progress: bool 
     def feats(p, lf):
         return features.from_points(p, lf, lp.depth)
 
-    # Each training hand once as found, and once more as first found before refinement (when
-    # lp.unrefined): two estimates of one hand teach the model what landmark noise looks like.
-    views = [(pts[tr], left[tr], y[tr])]
-    if lp.unrefined:
-        first = [i for i in tr if ext[i].hand.unrefined is not None]
-        if first:
-            views.append((np.stack([ext[i].hand.unrefined.pixel_points() for i in first]),
-                          np.array([ext[i].hand.unrefined.handedness == "Left" for i in first]), y[first]))
+    views = training_views(prep, tr, lp)
     xs, ys = [], []
     for p, lf, yy in views:
         xs.append(feats(p, lf))
@@ -129,8 +148,8 @@ def fit(prep, sides: dict[str, list[int]], params, *, stop=None, progress: bool 
         val_data = (feats(pts[va], left[va]), keras.utils.to_categorical(y[va], len(labels)))
     members, histories = [], []
     for k in range(max(1, lp.members)):
-        log.info("training landmark MLP %d/%d on %s hands and %s unrefined estimates of them "
-                 "(%d augmented copies each)", k + 1, max(1, lp.members), f"{len(tr):,}",
+        log.info("training landmark MLP %d/%d on %s hands and %s more estimates of them (unrefined, far copies; "
+                 "%d augmented copies each)", k + 1, max(1, lp.members), f"{len(tr):,}",
                  f"{sum(len(v[2]) for v in views[1:]):,}", lp.augment_copies)
         keras.utils.set_random_seed(params.seed + 1000 * k)
         member = build(len(labels), lp, name=f"{KIND}_{k}")

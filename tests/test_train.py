@@ -99,7 +99,7 @@ def test_the_trained_bundle_is_complete_and_self_describing(trained):
     assert meta["split"]["grouping"] == "auto"
     assert set(meta["split"]["rules"]) == {"roboflow source photo", "kaggle frame blocks of 300"}
     assert "warning" not in meta["split"]
-    assert meta["preprocessing"]["features"] == "fingerspell.features.v1"
+    assert meta["preprocessing"]["features"] == "fingerspell.features.v2"
     assert meta["metrics"]["val"]["top1"] > 0.5
     card = (out / "MODEL_CARD.md").read_text()
     assert "## Split" in card and "roboflow_letters_train" in card and "J and Z are motion letters" in card

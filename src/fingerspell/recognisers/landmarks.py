@@ -146,11 +146,12 @@ def fit(prep, sides: dict[str, list[int]], params, *, stop=None, progress: bool 
     val_data = None
     if len(va):
         val_data = (feats(pts[va], left[va]), keras.utils.to_categorical(y[va], len(labels)))
+    n_unrefined = sum(ext[i].hand.unrefined is not None for i in tr) if lp.unrefined else 0
     members, histories = [], []
     for k in range(max(1, lp.members)):
-        log.info("training landmark MLP %d/%d on %s hands and %s more estimates of them (unrefined, far copies; "
-                 "%d augmented copies each)", k + 1, max(1, lp.members), f"{len(tr):,}",
-                 f"{sum(len(v[2]) for v in views[1:]):,}", lp.augment_copies)
+        log.info("training landmark MLP %d/%d on %s hands and %s unrefined estimates of them, and %s hands of "
+                 "far copies (%d augmented copies each)", k + 1, max(1, lp.members), f"{len(tr):,}",
+                 f"{n_unrefined:,}", f"{sum(len(v[2]) for v in views[1:]) - n_unrefined:,}", lp.augment_copies)
         keras.utils.set_random_seed(params.seed + 1000 * k)
         member = build(len(labels), lp, name=f"{KIND}_{k}")
         member.get_layer("norm").adapt(x_train)

@@ -210,13 +210,13 @@ class _Costs:
 
     __slots__ = ("sub", "floor", "dur", "insert")
 
-    def __init__(self, ev: Evidence, letter_ms: float) -> None:
+    def __init__(self, ev: Evidence, letter_ms: float, trust: float = 1.0) -> None:
         probs = {k.upper(): v for k, v in ev.probs.items() if len(k) == 1}
         best = max(probs.values(), default=1.0) or 1.0
         # Letters outside the top-k share what the top-k left, as evenly as we know.
         rest = max(0.0, 1.0 - sum(probs.values()))
-        self.floor = -math.log(max(rest / 23.0, 3e-3) / best)
-        self.sub = {k: -math.log(max(v, 1e-6) / best) for k, v in probs.items()}
+        self.floor = -trust * math.log(max(rest / 23.0, 3e-3) / best)
+        self.sub = {k: -trust * math.log(max(v, 1e-6) / best) for k, v in probs.items()}
         ratio = max(ev.duration, 1.0) / max(letter_ms, 1.0)
         self.dur = [0.0] + [math.log(ratio / k) ** 2 / (2 * DURATION_SIGMA**2) + DOUBLE_COST * (k > 1)
                             for k in (1, 2, 3)]
@@ -290,7 +290,7 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
     if not words_on or not signed or len(signed) > params.max_word or not all(len(ev.label) == 1 and
                                                                                ev.label.isalpha() for ev in evidence):
         return Choice(signed, signed, (signed,))
-    costs = [_Costs(ev, letter_ms) for ev in evidence]
+    costs = [_Costs(ev, letter_ms, params.letter_trust) for ev in evidence]
     deletions = _deletions(evidence, letter_ms)
     top = lexicon.top if lexicon is not None else 1
     vocab = vocab or {}

@@ -12,7 +12,7 @@ import pytest
 from conftest import real_images
 from fingerspell import extract as ex
 from fingerspell.config import DetectParams
-from fingerspell.hands import HandDetector, parse_retry, zoom_tiles
+from fingerspell.hands import HandDetector, Landmarker, Workers, parse_retry, zoom_tiles
 from fingerspell.images import read_image
 
 OLD_LADDER = DetectParams().retries[:-2]  # the ladder before zoom and scan
@@ -112,21 +112,26 @@ def test_zoom_and_scan_find_small_hands_the_old_ladder_misses_and_put_them_where
         assert 420 < cx < 640 and 0 < cy < 240, f"{name}: hand found at ({cx:.0f}, {cy:.0f})"
 
 
-def test_a_stream_frame_without_a_hand_looks_at_one_zoom_tile_and_the_next_frame_at_the_next(hand_model, monkeypatch):
+def test_a_stream_frame_without_a_hand_looks_at_one_zoom_tile_and_the_next_frame_at_the_next(hand_model):
     runs = []
+
+    class Counting(Landmarker):  # the palm detector, counting the images it is run on
+        def detect(self, rgb):
+            runs.append(rgb.shape[:2])
+            return super().detect(rgb)
+
     params = DetectParams(retries=("zoom:0.5",), video_retries=1)
-    with HandDetector(hand_model, video=True, params=params) as det:
-        real = det._run
-        monkeypatch.setattr(det, "_run", lambda rgb: runs.append(rgb.shape[:2]) or real(rgb))
+    with Workers(hand_model, params, landmarker=Counting) as workers, \
+            HandDetector(hand_model, video=True, params=params, workers=workers) as det:
         blank = np.zeros((480, 640, 3), np.uint8)
         for i in range(3):
             assert det.detect(blank, 40 * i) is None
     # each frame: the whole frame, then one tile (half its sides)
     assert runs == [(480, 640), (240, 320)] * 3
     with HandDetector(hand_model, video=True, params=params) as det:
-        assert det._tile == 0
+        assert det.following.tile == 0
         det.detect(np.zeros((480, 640, 3), np.uint8), 0)
-        assert det._tile == 1
+        assert det.following.tile == 1
 
 
 def test_a_longer_ladder_reuses_the_hands_a_shorter_one_found_and_detects_only_the_rest(tmp_path, hand_model, monkeypatch):

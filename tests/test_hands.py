@@ -358,6 +358,7 @@ def test_the_retries_find_hands_that_fill_the_frame(detector, hand_model):
     assert found > plain_found, "the retries found no hand that plain detection missed"
 
 
+@pytest.mark.slow  # 72 real photos, each detected up to three times
 def test_centre_retries_find_hands_the_palm_detector_cannot(hand_model):
     # tight crops the palm detector (plain and padded) misses; the landmark network alone, on the
     # centre of the picture, finds most of them

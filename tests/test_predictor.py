@@ -20,7 +20,7 @@ from fingerspell.errors import FrameError
 from fingerspell.hands import Hand
 from fingerspell.images import read_image
 from fingerspell.labels import DEFAULT_LABELS, NOTHING
-from fingerspell.predictor import Classifier, Prediction, Predictor
+from fingerspell.predictor import HISTORY, Classifier, Prediction, Predictor, position_of
 
 BLANK = np.full((480, 640, 3), 255, np.uint8)
 
@@ -199,6 +199,19 @@ def test_a_stream_looks_afresh_when_mirroring_is_switched(predictor):
         attempts = [stream.predict_bytes(photo, mirror=m).hand.attempt for m in (False, False, True, True, False)]
     # the hand followed in a frame is on the other side of its mirror image: switching finds it again
     assert attempts == ["plain", "tracked", "plain", "tracked", "plain"]
+
+
+def test_a_stream_keeps_the_last_frames_hands_and_positions_with_their_times(predictor, monkeypatch):
+    hand = synthetic_hand()
+    monkeypatch.setattr(predictor, "finder", FakeFinder(hand))
+    with predictor.stream() as stream:
+        assert stream.position is None and stream.history == []
+        for i in range(HISTORY + 5):
+            stream.predict(BLANK, 40 * i)
+    assert len(stream.seen) == len(stream.history) == HISTORY  # the oldest frames dropped
+    assert [s.t_ms for s in stream.seen] == [40 * i for i in range(5, HISTORY + 5)]
+    assert all(s.hand is hand for s in stream.seen)
+    assert stream.history[-1] == (40 * (HISTORY + 4), position_of(hand)) and stream.position == position_of(hand)
 
 
 # -- the cnn kind ---------------------------------------------------------------------------------

@@ -108,12 +108,11 @@ def _timed(stage, *args):
     return value, (time.perf_counter() - t) * 1e3
 
 
-def _recognise(classify, find, rgb: np.ndarray, started: float, decode_ms: float | None = None) -> Prediction:
-    """Find the hand (``find``), recognise it (``classify``), and assemble each stage's value and time."""
-    hand, detect_ms = _timed(find, rgb)
-    top, classify_ms = _timed(classify, hand, lambda: rgb)
-    timings = {"decode": decode_ms} if decode_ms is not None else {}
-    timings.update(detect=detect_ms, classify=classify_ms, total=(time.perf_counter() - started) * 1e3)
+def _assemble(hand: Hand | None, top: list[tuple[str, float]], started: float, **stage_ms: float | None) -> Prediction:
+    """The Prediction: the hand, its top labels, each stage's milliseconds (None: the stage did not
+    run) and the total since ``started``."""
+    timings = {k: v for k, v in stage_ms.items() if v is not None}
+    timings["total"] = (time.perf_counter() - started) * 1e3
     return Prediction(top[0][0], top[0][1], top, hand, timings)
 
 
@@ -169,11 +168,9 @@ class Stream:
         if timestamp_ms is None:
             timestamp_ms = int((time.monotonic() - self._t0) * 1000)
 
-        def follow(image):
-            hand, self.following = self.predictor.finder.follow(image, self.following, timestamp_ms)
-            return hand
-
-        pred = _recognise(self.predictor.classify, follow, rgb, started, decode_ms)
+        (hand, self.following), detect_ms = _timed(self.predictor.finder.follow, rgb, self.following, timestamp_ms)
+        top, classify_ms = _timed(self.predictor.classify, hand, lambda: rgb)
+        pred = _assemble(hand, top, started, decode=decode_ms, detect=detect_ms, classify=classify_ms)
         self.seen.append(Seen(timestamp_ms, pred.hand, position_of(pred.hand)))
         return pred
 
@@ -243,14 +240,19 @@ class Predictor:
 
     def predict(self, rgb: np.ndarray) -> Prediction:
         """Recognise the letter in one RGB uint8 image (H, W, 3). Thread-safe."""
-        return _recognise(self.classify, self.finder.find, rgb, time.perf_counter())
+        return self._image(rgb, time.perf_counter())
 
     def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                       formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False) -> Prediction:
         """Decode JPEG/PNG bytes (or another of ``formats``) and recognise. Raises FrameError for bad images."""
         started = time.perf_counter()
         rgb, decode_ms = _timed(decode_frame, data, max_pixels, formats, mirror)
-        return _recognise(self.classify, self.finder.find, rgb, started, decode_ms)
+        return self._image(rgb, started, decode_ms)
+
+    def _image(self, rgb: np.ndarray, started: float, decode_ms: float | None = None) -> Prediction:
+        hand, detect_ms = _timed(self.finder.find, rgb)
+        top, classify_ms = _timed(self.classify, hand, lambda: rgb)
+        return _assemble(hand, top, started, decode=decode_ms, detect=detect_ms, classify=classify_ms)
 
     def classify(self, hand: Hand | None, image) -> list[tuple[str, float]]:
         """The top-3 (label, probability) for a detected hand (None: no hand), best first. Thread-safe.

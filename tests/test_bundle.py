@@ -130,45 +130,45 @@ def test_a_bundle_without_its_serving_export_is_refused(copy):
         bundle.load_meta(copy)
 
 
-class StubDetector:
-    """Stands in for MediaPipe where a test is about the bundle, not about hands."""
+class StubWorkers:
+    """Stands in for the MediaPipe networks (``hands.Workers``) where a test is about the bundle, not about hands."""
 
-    made: list["StubDetector"] = []
+    made: list["StubWorkers"] = []
 
     def __init__(self, *args, **kwargs):
         self.closed = False
-        StubDetector.made.append(self)
+        StubWorkers.made.append(self)
 
-    def detect(self, rgb, timestamp_ms=None):
-        return None
+    def warm(self, *args, **kwargs):
+        pass
 
     def close(self):
         self.closed = True
 
 
 @pytest.fixture
-def stub_detector(monkeypatch):
+def stub_workers(monkeypatch):
     from fingerspell import predictor as predictor_mod
 
-    StubDetector.made = []
-    monkeypatch.setattr(predictor_mod, "HandDetector", StubDetector)
-    return StubDetector.made
+    StubWorkers.made = []
+    monkeypatch.setattr(predictor_mod, "Workers", StubWorkers)
+    return StubWorkers.made
 
 
-def test_a_corrupt_serving_export_is_refused_when_loading_the_predictor(copy, hand_model, stub_detector):
+def test_a_corrupt_serving_export_is_refused_when_loading_the_predictor(copy, hand_model, stub_workers):
     (copy / bundle.TFLITE).write_bytes(b"not a flatbuffer" * 8)
     with pytest.raises(BundleError, match=r"model\.tflite is not a loadable LiteRT model .*retrain or restore"):
         Predictor.from_bundle(copy, hand_model=hand_model)
 
 
-def test_labels_that_disagree_with_the_exported_model_are_refused(copy, hand_model, stub_detector):
+def test_labels_that_disagree_with_the_exported_model_are_refused(copy, hand_model, stub_workers):
     # bundle.json is self-consistent, but the LiteRT model has 29 outputs
     edit_meta(copy, labels=list("ABC"), num_outputs=3)
     with pytest.raises(BundleError, match=r"model\.tflite has 29 outputs but bundle\.json lists 3 labels"):
         Predictor.from_bundle(copy, hand_model=hand_model)
 
 
-def test_a_landmark_bundle_with_an_image_model_is_refused(tmp_path, hand_model, stub_detector):
+def test_a_landmark_bundle_with_an_image_model_is_refused(tmp_path, hand_model, stub_workers):
     from conftest import make_tiny_bundle
 
     cnn = make_tiny_bundle(tmp_path / "cnn", kind="cnn")
@@ -178,14 +178,14 @@ def test_a_landmark_bundle_with_an_image_model_is_refused(tmp_path, hand_model, 
 
 
 @pytest.mark.parametrize("damage", ["corrupt export", "labels disagree"])
-def test_a_refused_bundle_leaves_no_hand_detector_open(copy, hand_model, stub_detector, damage):
+def test_a_refused_bundle_leaves_no_hand_detector_open(copy, hand_model, stub_workers, damage):
     if damage == "corrupt export":
         (copy / bundle.TFLITE).write_bytes(b"not a flatbuffer" * 8)
     else:
         edit_meta(copy, labels=list("ABC"), num_outputs=3)
     with pytest.raises(BundleError):
         Predictor.from_bundle(copy, hand_model=hand_model)
-    assert all(d.closed for d in stub_detector), "a detector of the refused bundle was left open"
+    assert all(d.closed for d in stub_workers), "a detector of the refused bundle was left open"
 
 
 def test_detect_settings_from_a_newer_version_are_refused(copy, hand_model):

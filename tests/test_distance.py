@@ -5,6 +5,7 @@ shorter one's hands."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from conftest import real_images
 from fingerspell import extract as ex
 from fingerspell.config import DetectParams
-from fingerspell.hands import HandDetector, parse_retry, zoom_tiles
+from fingerspell.hands import HandDetector, Landmarker, Workers, parse_retry, zoom_tiles
 from fingerspell.images import read_image
 
 OLD_LADDER = DetectParams().retries[:-2]  # the ladder before zoom and scan
@@ -112,24 +113,29 @@ def test_zoom_and_scan_find_small_hands_the_old_ladder_misses_and_put_them_where
         assert 420 < cx < 640 and 0 < cy < 240, f"{name}: hand found at ({cx:.0f}, {cy:.0f})"
 
 
-def test_a_stream_frame_without_a_hand_looks_at_one_zoom_tile_and_the_next_frame_at_the_next(hand_model, monkeypatch):
+def test_a_stream_frame_without_a_hand_looks_at_one_zoom_tile_and_the_next_frame_at_the_next(hand_model):
     runs = []
+
+    class Counting(Landmarker):  # the palm detector, counting the images it is run on
+        def detect(self, rgb):
+            runs.append(rgb.shape[:2])
+            return super().detect(rgb)
+
     params = DetectParams(retries=("zoom:0.5",), video_retries=1)
-    with HandDetector(hand_model, video=True, params=params) as det:
-        real = det._run
-        monkeypatch.setattr(det, "_run", lambda rgb: runs.append(rgb.shape[:2]) or real(rgb))
+    with Workers(hand_model, params, landmarker=Counting) as workers, \
+            HandDetector(hand_model, video=True, params=params, workers=workers) as det:
         blank = np.zeros((480, 640, 3), np.uint8)
         for i in range(3):
             assert det.detect(blank, 40 * i) is None
     # each frame: the whole frame, then one tile (half its sides)
     assert runs == [(480, 640), (240, 320)] * 3
     with HandDetector(hand_model, video=True, params=params) as det:
-        assert det._tile == 0
+        assert det.following.tile == 0
         det.detect(np.zeros((480, 640, 3), np.uint8), 0)
-        assert det._tile == 1
+        assert det.following.tile == 1
 
 
-def test_a_longer_ladder_reuses_the_hands_a_shorter_one_found_and_detects_only_the_rest(tmp_path, hand_model, monkeypatch):
+def test_a_longer_ladder_reuses_the_hands_a_shorter_one_found_and_detects_only_the_rest(tmp_path, hand_model):
     paths = [str(p) for p in real_images("B", 2) + real_images("C", 2)]
     short = DetectParams(retries=("pad:0.3",), refine=0)
     long = dataclasses.replace(short, retries=("pad:0.3", "centre:1.0"))
@@ -140,21 +146,18 @@ def test_a_longer_ladder_reuses_the_hands_a_shorter_one_found_and_detects_only_t
     sha = ex.sha256_file(paths[0])
     store.put_many([(f"{sha}:{ex.settings_key(short, ex.sha256_file(hand_model))}", b"none")])
     store.close()
-    detected = []
-    real = ex._detect_many
-    monkeypatch.setattr(ex, "_detect_many", lambda jobs, *a, **k: detected.extend(j[2] for j in jobs) or real(jobs, *a, **k))
     second = ex.extract(paths, long, cache=tmp_path, workers=1, progress=False)
+    detected = [p for p, r in zip(paths, second) if not r.cached]
     assert detected == [paths[0]]
     for a, b in zip(first[1:], second[1:]):
         assert b.cached and (a.hand is None) == (b.hand is None)
         if a.hand is not None:
             np.testing.assert_array_equal(a.hand.landmarks, b.hand.landmarks)
-    detected.clear()
-    ex.extract(paths, long, cache=tmp_path, workers=1, progress=False)
-    assert detected == []  # stored under the long ladder's key too
+    third = ex.extract(paths, long, cache=tmp_path, workers=1, progress=False)
+    assert [p for p, r in zip(paths, third) if not r.cached] == []  # stored under the long ladder's key too
 
 
-def test_far_copies_are_cached_by_copy_and_size_range(tmp_path, hand_model, monkeypatch):
+def test_far_copies_are_cached_by_copy_and_size_range(tmp_path, hand_model, caplog):
     paths = [str(p) for p in real_images("L", 2)]
     params = DetectParams(retries=OLD_LADDER)
     full = ex.extract(paths, params, cache=tmp_path, workers=1, progress=False)
@@ -165,16 +168,19 @@ def test_far_copies_are_cached_by_copy_and_size_range(tmp_path, hand_model, monk
         assert h.image_size == ex.FRAME
         side = np.ptp(h.pixel_points()[:, :2], axis=0).max()
         assert 60 < side < 260, f"a far hand {side:.0f} px across, asked 80-216"
-    detected = []
-    real = ex._detect_many
-    monkeypatch.setattr(ex, "_detect_many", lambda jobs, *a, **k: detected.extend(jobs) or real(jobs, *a, **k))
-    ex.extract_far(paths, hands, params, copies=2, cache=tmp_path, workers=1, progress=False)
-    assert detected == []
-    ex.extract_far(paths, hands, params, copies=3, cache=tmp_path, workers=1, progress=False)
-    assert [j[1].rsplit(":", 1)[1] for j in detected] == ["2", "2"]  # only the new copy of each photo
-    detected.clear()
-    ex.extract_far(paths, hands, params, copies=1, sizes=(100, 120), cache=tmp_path, workers=1, progress=False)
-    assert len(detected) == 2  # another size range is another copy
+
+    def far_summary(**kw) -> str:
+        """extract_far's summary line: how many copies were cached and how many detected."""
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="fingerspell.extract"):
+            ex.extract_far(paths, hands, params, cache=tmp_path, workers=1, progress=False, **kw)
+        return next(r.getMessage() for r in caplog.records if r.getMessage().startswith("far copies:"))
+
+    assert far_summary(copies=2) == "far copies: 4 of 4 cached, 0 to detect"
+    # only the new copy of each photo: copies 0 and 1 are cached
+    assert far_summary(copies=3) == "far copies: 4 of 6 cached, 2 to detect"
+    # another size range is another copy
+    assert far_summary(copies=1, sizes=(100, 120)) == "far copies: 0 of 2 cached, 2 to detect"
     assert ex.extract_far(paths, [None, None], params, cache=tmp_path, progress=False) == [[], []]
 
 

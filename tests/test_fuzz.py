@@ -1,4 +1,5 @@
-"""Hostile input: schemathesis against the app's own OpenAPI schema, and a fuzzer of the frame path.
+"""Hostile input: schemathesis against the app's own OpenAPI schema, a fuzzer of the frame path,
+and a fuzzer of request and message shapes.
 
 The frame fuzzer starts from real photos (JPEG and PNG, and the other formats training reads) and
 breaks them: bit flips, overwritten bytes, truncation, splices of two files, dimensions in the
@@ -10,6 +11,9 @@ JPEG SOF or PNG IHDR header set anywhere up to 2**31, huge APPn/COM segments and
 * ``POST /predict`` answers 200 or a 4xx with a JSON error, never a 5xx, within a deadline;
 * the stream answers every frame with a prediction or an error and stays open.
 
+The shape fuzzer sends what is not a frame at all: any content type, JSON of any shape, data URLs
+with wrong prefixes, and WebSocket text messages (commands with odd fields, any JSON, any text).
+
 Sized for CI (about half a minute on 2 cores). ``FINGERSPELL_FUZZ_EXAMPLES=10000`` spreads that
 many generated inputs over the fuzzers instead (the long run: several minutes); either way the
 counts are printed at the end of the module.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import struct
 import threading
@@ -48,8 +53,8 @@ PARAMS = ServeParams(allowed_hosts=("testserver",))  # the limits a user gets; T
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:PIL"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:PIL")]
 TOTAL = int(os.environ.get("FINGERSPELL_FUZZ_EXAMPLES", "0") or 0)
-SHARE = {"schemathesis": 0.30, "decode": 0.40, "predict": 0.15, "stream": 0.15}
-CI_EXAMPLES = {"schemathesis": 150, "decode": 400, "predict": 80, "stream": 100}
+SHARE = {"schemathesis": 0.25, "decode": 0.35, "predict": 0.10, "stream": 0.10, "requests": 0.10, "messages": 0.10}
+CI_EXAMPLES = {"schemathesis": 150, "decode": 400, "predict": 80, "stream": 100, "requests": 150, "messages": 150}
 DECODE_DEADLINE_S = float(os.environ.get("FINGERSPELL_FUZZ_DEADLINE_S", "3"))  # 3x the slowest of 10,000 (busy 2 cores)
 REQUEST_DEADLINE_S = 20.0  # decode + up to five hand-detector runs, on a loaded 2-core machine
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -174,6 +179,7 @@ def make_seeds() -> dict[str, bytes]:
 
 SEEDS = make_seeds()
 SMALL_SEEDS = {k: v for k, v in SEEDS.items() if len(v) < 40_000}  # for the fuzzers that run the hand detector
+TINY_SEEDS = {"tiny.jpg": _encode(_photo().resize((64, 48)), "JPEG")}  # for the shape fuzzer: the shape is the point
 
 
 # --------------------------------------------------------------------------- mutations
@@ -499,3 +505,84 @@ def test_the_stream_answers_every_frame_and_stays_open(client):
         ws.send_bytes(SEEDS["frame.jpg"])
         assert ws.receive_json()["type"] == "prediction"
 
+
+# --------------------------------------------------------------------------- request and message shapes
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@st.composite
+def predict_requests(draw):
+    """(content type, body): JSON of any shape, data URLs with odd prefixes, bytes under any type."""
+    content_type = draw(st.sampled_from(["application/json"] * 3 + ["image/jpeg"] * 3 + ["image/png", "text/plain", ""]))
+    if content_type == "application/json":
+        kind = draw(st.sampled_from(["json", "image-url", "image-url", "bytes"]))
+    else:
+        kind = draw(st.sampled_from(["jpeg", "jpeg", "bytes"]))
+    event(f"request: {content_type or 'no type'} {kind}")
+    if kind == "bytes":
+        body = draw(st.binary(max_size=2000))
+    elif kind == "jpeg":
+        body = draw(hostile_frames(TINY_SEEDS))
+    elif kind == "json":
+        body = json.dumps(draw(json_values)).encode()
+    else:
+        payload = draw(st.sampled_from(["data:image/jpeg;base64,"] * 3 + ["data:,", "", "data:image/png;base64"]))
+        inner = draw(hostile_frames(TINY_SEEDS))
+        body = json.dumps({"image": payload + base64.b64encode(inner).decode() + draw(st.text(max_size=3))}).encode()
+    return content_type, body
+
+
+@settings(max_examples=examples("requests"), **SETTINGS)
+@given(req=predict_requests())
+def test_predict_never_answers_5xx_to_random_input(client, req):
+    name = "POST /predict requests"
+    content_type, body = req
+    r = call(name, REQUEST_DEADLINE_S, lambda: client.post(
+        "/predict", content=body, headers={"content-type": content_type} if content_type else {}))
+    TALLY[name, f"{r.status_code // 100}xx"] += 1
+    event(f"status {r.status_code}")
+    assert r.status_code < 500, r.text
+    if r.status_code == 200:
+        assert set(r.json()) == {"prediction", "confidence", "top", "hand", "timings_ms"}
+    else:
+        assert 400 <= r.status_code < 500 and isinstance(r.json()["error"], str)
+
+
+stream_messages = st.one_of(
+    st.binary(max_size=2000).map(lambda b: ("bytes", b)),
+    hostile_frames(TINY_SEEDS).map(lambda b: ("bytes", b)),
+    json_values.map(lambda v: ("text", json.dumps(v))),
+    st.fixed_dictionaries({"type": st.sampled_from(["backspace", "clear", "set_text", "config", "x"]),
+                           "text": json_values, "mirror": json_values}).map(lambda v: ("text", json.dumps(v))),
+    st.text(max_size=200).map(lambda t: ("text", t)),
+)
+
+
+def test_stream_never_fails_on_random_messages(client):
+    name = "WS /ws messages"
+    with client.websocket_connect("/ws") as ws:
+        def exchange(kind: str, payload) -> dict:
+            (ws.send_bytes if kind == "bytes" else ws.send_text)(payload)
+            return ws.receive_json()
+
+        @settings(max_examples=examples("messages"), **SETTINGS)
+        @given(message=stream_messages)
+        def one(message):
+            answer = call(name, REQUEST_DEADLINE_S, exchange, *message)
+            TALLY[name, "4xx" if answer["type"] == "error" else "2xx"] += 1
+            event(f"answer {answer['type']}")
+            assert answer["type"] in {"prediction", "error", "state"}, answer
+            if answer["type"] == "error":
+                assert isinstance(answer["error"], str)
+            elif answer["type"] == "state":
+                assert isinstance(answer["spelling"]["text"], str)
+
+        one()
+        ws.send_bytes(SEEDS["frame.jpg"])
+        assert ws.receive_json()["type"] == "prediction"

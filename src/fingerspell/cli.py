@@ -37,6 +37,7 @@ EXIT_CODES = """exit codes:
   5  the MediaPipe hand model could not be obtained, verified or loaded
   6  an image or video could not be read (predict: any input that failed)
   130  interrupted (Ctrl-C)"""
+WORD_DECODERS = ("words",)  # decoders that choose words from the English lexicon (make_decoder gives others none)
 REPORT_FILES = {"crossval": ("crossval.json", "confusion.png"), "evaluate": ("metrics.json", "confusion.png")}
 
 
@@ -399,7 +400,7 @@ def cmd_predict(args):
 
         decoding = DecoderParams(kind=args.decoder or "words", lexicon=not args.no_lexicon)
         vocab = read_words(args.vocab) if args.vocab else ()
-        lexicon = english() if decoding.kind == "words" and decoding.lexicon else None
+        lexicon = english() if decoding.lexicon and decoding.kind in WORD_DECODERS else None
     for path in videos:
         text, frames = spell_video(predictor, path, decoding=decoding, lexicon=lexicon, vocab=vocab)
         results.append({"path": path, "text": text, "frames": frames})
@@ -417,7 +418,8 @@ def cmd_predict(args):
 def cmd_serve(args):
     import dataclasses
 
-    from .server.app import params_from_env, run
+    from .serve import run
+    from .server import params_from_env
 
     changes = {k: v for k, v in (("decoder", args.decoder), ("vocab", args.vocab)) if v is not None}
     if args.no_lexicon:

@@ -2,6 +2,7 @@
 
 The CLI side of the server: where to listen, TLS, and uvicorn's options (``server/transport.py``
 holds its protocol subclasses). The app itself, and the model it loads, are ``create_app``'s.
+Only the CLI imports this module.
 """
 
 from __future__ import annotations

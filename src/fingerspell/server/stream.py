@@ -20,9 +20,8 @@
   another candidate), ``{"type": "vocab", "words": ["..."]}`` (the user's own words for this
   stream), ``{"type": "config", "mirror": true}``. Each is answered with ``{"type": "state",
   "spelling": {...}, "mirror": bool}``.
-* Mirroring: with ``mirror`` on, frames are recognised flipped left to right (the stream's one
-  call, ``Stream.predict_bytes(mirror=...)``), and the landmarks are given back in the frame the
-  client sent.
+* Mirroring: with ``mirror`` on, frames are recognised flipped left to right, and the landmarks
+  are given back in the frame the client sent (``_Connection._recognise``, the one place).
 * Close codes: 1009 for a message over ``max_message_bytes``, 1013 when ``max_connections``
   streams are already open, 1008 for a page from another origin (see ``cors_origins``), 1007
   for a text message that is not UTF-8 (``transport.py``). A handshake whose ``Host`` is not an
@@ -252,16 +251,12 @@ class _Connection:
             number, data, received = item
             mirror = self.mirror
             try:
-                pred = await anyio.to_thread.run_sync(self._recognise, number, data, mirror, limiter=self.workers)
+                pred, answer = await anyio.to_thread.run_sync(self._recognise, number, data, mirror,
+                                                              limiter=self.workers)
             except FrameError as exc:
                 await self.send({"type": "error", "error": str(exc), "frame": number})
                 continue
             self.decoder.update(pred, (received - self._t0) * 1000, self.stream.position)
-            answer = {"type": "prediction", "frame": number, **pred.to_json()}
-            if mirror and answer["hand"] is not None:
-                # Recognised flipped; the landmarks are given back in the frame the client sent.
-                for point in answer["hand"]["landmarks"]:
-                    point[0] = round(1.0 - point[0], 4)
             answer["timings_ms"]["server"] = round((time.monotonic() - received) * 1000, 2)
             answer["spelling"] = self._state()
             answer["mirror"] = mirror
@@ -274,10 +269,20 @@ class _Connection:
         stream.predict(np.zeros((480, 640, 3), dtype=np.uint8))
         return stream
 
-    def _recognise(self, number: int, data: bytes, mirror: bool) -> Prediction:
+    def _recognise(self, number: int, data: bytes, mirror: bool) -> tuple[Prediction, dict]:
+        """The frame's prediction and its answer; the server's one mirroring path.
+
+        With ``mirror`` the stream recognises the frame flipped left to right (and looks afresh
+        for the hand when that changes); the answer's landmarks are flipped back, into the frame
+        the client sent, so the page draws them where the hand is.
+        """
         pred = self.stream.predict_bytes(data, self.settings.params.max_pixels, SERVE_FORMATS, mirror=mirror)
         self.settings.save_frame(f"ws{self.cid}-{number:06d}", data)
-        return pred
+        answer = {"type": "prediction", "frame": number, **pred.to_json()}
+        if mirror and answer["hand"] is not None:
+            for point in answer["hand"]["landmarks"]:
+                point[0] = round(1.0 - point[0], 4)
+        return pred, answer
 
 
 # --------------------------------------------------------------------------- the route

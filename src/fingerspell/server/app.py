@@ -52,10 +52,14 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
     Raises:
         ConfigError: an unknown decoder kind, an allowed host that is no host name, or
             ``params.vocab`` cannot be read.
+        TypeError: ``model`` is not a folder name (a loaded predictor goes in ``predictor``).
 
     Returns:
         A FastAPI app. Errors in loading the model surface when it starts (the lifespan).
     """
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model is a bundle folder, not a {type(model).__name__}: pass a loaded predictor as "
+                        "predictor=")
     settings = resolve(params, spelling, decoding)
     model = model or model_from_env()
 

@@ -141,7 +141,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``fingerspell.server.run`` in a subprocess on a free port; logs go to a file.
+    """``fingerspell.serve.run`` in a subprocess on a free port; logs go to a file.
 
     Use as a context manager: it waits until /health answers and stops the server on exit.
     """
@@ -168,7 +168,7 @@ class ServerProcess:
 
     def start(self) -> "ServerProcess":
         code = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
-                "from fingerspell.server import run; "
+                "from fingerspell.serve import run; "
                 f"run('127.0.0.1', {self.port}, {str(self.model)!r} if {self.model is not None} else None, "
                 "log_level='info')")
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),

@@ -30,6 +30,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
+from _fakes import FakePredictor
 from _live import PeakRss, letterbox, upgrade
 from conftest import ROBOFLOW, need_data
 from fingerspell import bundle
@@ -566,7 +567,7 @@ def test_a_huge_request_header_is_refused_and_the_server_keeps_serving(server):
     assert server.health()["status"] == "ok"
 
 
-def test_limits_are_on_by_default(tiny_bundle, monkeypatch):
+def test_limits_are_on_by_default(monkeypatch):
     for name in list(os.environ):
         if name.startswith("FINGERSPELL_") and name not in ("FINGERSPELL_HAND_MODEL", "FINGERSPELL_CACHE_DIR"):
             monkeypatch.delenv(name)
@@ -574,7 +575,7 @@ def test_limits_are_on_by_default(tiny_bundle, monkeypatch):
     assert (defaults.host, defaults.cors_origins, defaults.save_frames_dir) == ("127.0.0.1", (), None)
     from fingerspell.server import create_app
 
-    with TestClient(create_app(model=tiny_bundle), base_url="http://127.0.0.1:5000") as client:
+    with TestClient(create_app(predictor=FakePredictor()), base_url="http://127.0.0.1:5000") as client:
         assert client.get("/health").json()["limits"] == {
             "max_body_bytes": 8 * 2**20, "max_message_bytes": 2 * 2**20, "max_pixels": 4096 * 4096,
             "max_connections": 16}

@@ -415,14 +415,14 @@ def predictor(tiny_bundle):
 
 @pytest.fixture(scope="module")
 def client(predictor):
-    with TestClient(create_app(model=predictor, params=PARAMS)) as c:
+    with TestClient(create_app(predictor=predictor, params=PARAMS)) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def api_schema(predictor):
     """The app's own OpenAPI document, loaded through the app (schemathesis calls it in-process)."""
-    return schemathesis.openapi.from_asgi("/openapi.json", create_app(model=predictor, params=PARAMS))
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(predictor=predictor, params=PARAMS))
 
 
 # Response conformance where the schema can say it. Left out: positive_data_acceptance, because

@@ -1,8 +1,10 @@
 """The web app: /predict, /health, /docs, static files, security headers and the /ws stream.
 
-Runs against the untrained ``tiny_bundle`` (real LiteRT model and real MediaPipe hand tracker,
-random classifier weights): these tests check the protocol and the handling of bad input, not
-accuracy. A few tests start the real server with uvicorn in a subprocess.
+Most run against ``FakePredictor`` (tests/_fakes.py: real image decoding, no MediaPipe, never a
+hand): they check the protocol and the handling of bad input, not recognition. Those that need
+real hands or the real model's start-up use the untrained ``tiny_bundle`` (real LiteRT model and
+real MediaPipe hand tracker, random classifier weights). A few start the real server with
+uvicorn in a subprocess.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from hypothesis import strategies as st
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
+from _fakes import FakePredictor
 from _live import ROOT, ServerProcess, seconds_until_closed, upgrade
 from conftest import real_images
+from fingerspell import serve
 from fingerspell.config import ConfigError, ServeParams
-from fingerspell.server import app as server_app
-from fingerspell.server import create_app, params_from_env
+from fingerspell.server import create_app, get_predictor, params_from_env
+from fingerspell.server.security import resolve_allowed_hosts
 
 # TestClient addresses its requests to "testserver"; a real server answers only loopback names.
 LIMITS = ServeParams(max_body_bytes=300_000, max_message_bytes=200_000, max_pixels=1_000_000, max_connections=3,
@@ -77,7 +81,15 @@ def real_hand_jpeg() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def client(tiny_bundle):
+def client():
+    """The app with a fake predictor: the protocol without MediaPipe."""
+    with TestClient(create_app(predictor=FakePredictor(), params=LIMITS)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def real_client(tiny_bundle):
+    """The app with the real (untrained) model, for real hands and the real recognition path."""
     with TestClient(create_app(model=tiny_bundle, params=LIMITS)) as c:
         yield c
 
@@ -115,7 +127,8 @@ def test_predict_accepts_a_raw_image_body(client, content_type, make):
     assert set(r.json()) == {"prediction", "confidence", "top", "hand", "timings_ms"}
 
 
-def test_predict_finds_the_hand_in_a_real_photo(client):
+def test_predict_finds_the_hand_in_a_real_photo(real_client):
+    client = real_client
     labels = client.get("/health").json()["model"]["labels"]
     r = client.post("/predict", content=real_hand_jpeg(), headers={"content-type": "image/jpeg"})
     assert r.status_code == 200, r.text
@@ -196,8 +209,8 @@ def test_predict_is_documented_as_post_only(client):
     assert r.json() == {"error": "method not allowed"}
 
 
-def test_an_unexpected_error_is_a_json_500_without_traceback(tiny_bundle, caplog):
-    app = create_app(model=tiny_bundle, params=LIMITS)
+def test_an_unexpected_error_is_a_json_500_without_traceback(caplog):
+    app = create_app(predictor=FakePredictor(), params=LIMITS)
 
     @app.get("/boom")
     async def boom():
@@ -289,13 +302,13 @@ def test_static_files_refuse_path_traversal(client, path):
     assert "def " not in r.text and "import" not in r.text
 
 
-def test_cors_is_closed_unless_configured(client, tiny_bundle):
+def test_cors_is_closed_unless_configured(client):
     origin = {"origin": "https://elsewhere.example"}
     assert "access-control-allow-origin" not in client.get("/health", headers=origin).headers
     pre = client.options("/predict", headers={**origin, "access-control-request-method": "POST"})
     assert "access-control-allow-origin" not in pre.headers
     params = ServeParams(cors_origins=("https://elsewhere.example",), allowed_hosts=("testserver",))
-    with TestClient(create_app(model=tiny_bundle, params=params)) as open_client:
+    with TestClient(create_app(predictor=FakePredictor(), params=params)) as open_client:
         r = open_client.get("/health", headers=origin)
         assert r.headers["access-control-allow-origin"] == "https://elsewhere.example"
 
@@ -327,9 +340,9 @@ def test_create_app_takes_limits_and_model_from_the_environment(tiny_bundle, mon
         assert r.status_code == 413
 
 
-def test_frames_are_saved_only_where_asked(tiny_bundle, tmp_path, monkeypatch):
+def test_frames_are_saved_only_where_asked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with TestClient(create_app(model=tiny_bundle, params=ServeParams(allowed_hosts=("testserver",)))) as c:
+    with TestClient(create_app(predictor=FakePredictor(), params=ServeParams(allowed_hosts=("testserver",)))) as c:
         c.post("/predict", content=jpeg(), headers={"content-type": "image/jpeg"})
         with c.websocket_connect("/ws") as ws:
             ws.send_bytes(jpeg())
@@ -337,7 +350,7 @@ def test_frames_are_saved_only_where_asked(tiny_bundle, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     folder = tmp_path / "frames"
     params = ServeParams(save_frames_dir=str(folder), allowed_hosts=("testserver",))
-    with TestClient(create_app(model=tiny_bundle, params=params)) as c:
+    with TestClient(create_app(predictor=FakePredictor(), params=params)) as c:
         c.post("/predict", content=png(), headers={"content-type": "image/png"})
         with c.websocket_connect("/ws") as ws:
             ws.send_bytes(jpeg())
@@ -346,18 +359,32 @@ def test_frames_are_saved_only_where_asked(tiny_bundle, tmp_path, monkeypatch):
     assert names == [".jpg", ".png"]
 
 
-def test_run_warns_when_frames_can_come_from_the_network(tiny_bundle, monkeypatch, caplog):
-    import uvicorn
+def test_a_predictor_is_injected_through_get_predictor_and_left_open_for_its_owner():
+    given, swapped = FakePredictor(), FakePredictor()
+    app = create_app(predictor=given, params=LIMITS)
+    with TestClient(app) as c:
+        assert c.post("/predict", content=jpeg(), headers={"content-type": "image/jpeg"}).status_code == 200
+        assert given.frames == 1
+        app.dependency_overrides[get_predictor] = lambda: swapped  # the same getter serves the stream
+        assert c.post("/predict", content=jpeg(), headers={"content-type": "image/jpeg"}).status_code == 200
+        with c.websocket_connect("/ws") as ws:
+            ws.send_bytes(jpeg())
+            assert ws.receive_json()["type"] == "prediction"
+        assert given.frames == 1 and swapped.frames == 3  # a post; the stream's warm-up and its frame
+    assert swapped.open_streams == 0  # the stream put its tracker away
+    assert not given.closed  # the caller's, not the app's, to close
 
+
+def test_run_warns_when_frames_can_come_from_the_network(tiny_bundle, monkeypatch, caplog):
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
-    with caplog.at_level(logging.WARNING, logger="fingerspell.server.app"):
-        server_app.run("127.0.0.1", 5001, tiny_bundle)
+    monkeypatch.setattr(serve, "serve_app", lambda app, **kw: calls.append(kw))
+    with caplog.at_level(logging.WARNING, logger="fingerspell.serve"):
+        serve.run("127.0.0.1", 5001, tiny_bundle)
     assert "network" not in caplog.text
     assert calls[-1]["reload"] is False and calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 5001
     assert calls[-1]["ws_max_size"] > ServeParams().max_message_bytes
-    with caplog.at_level(logging.WARNING, logger="fingerspell.server.app"):
-        server_app.run("0.0.0.0", 5001, tiny_bundle)
+    with caplog.at_level(logging.WARNING, logger="fingerspell.serve"):
+        serve.run("0.0.0.0", 5001, tiny_bundle)
     warnings = [r for r in caplog.records if "frames will be accepted from the network" in r.getMessage()]
     assert len(warnings) == 1 and "\n" not in warnings[0].getMessage()
 
@@ -366,9 +393,9 @@ def test_run_needs_both_tls_files(tiny_bundle, tmp_path):
     cert = tmp_path / "cert.pem"
     cert.write_text("x")
     with pytest.raises(ConfigError, match="give both --tls-cert and --tls-key"):
-        server_app.run("127.0.0.1", 5001, tiny_bundle, tls_cert=str(cert))
+        serve.run("127.0.0.1", 5001, tiny_bundle, tls_cert=str(cert))
     with pytest.raises(ConfigError, match="does not exist"):
-        server_app.run("127.0.0.1", 5001, tiny_bundle, tls_cert=str(cert), tls_key=str(tmp_path / "no.pem"))
+        serve.run("127.0.0.1", 5001, tiny_bundle, tls_cert=str(cert), tls_key=str(tmp_path / "no.pem"))
 
 
 def test_server_process_never_imports_tensorflow_and_starts_quickly(tiny_bundle):
@@ -479,7 +506,8 @@ def test_stream_answers_a_frame_with_letter_hand_timings_and_spelling(client):
     assert answer["mirror"] is False
 
 
-def test_stream_gives_landmarks_back_in_the_frame_sent_when_mirroring(client):
+def test_stream_gives_landmarks_back_in_the_frame_sent_when_mirroring(real_client):
+    client = real_client
     photo = real_hand_jpeg()
     with client.websocket_connect("/ws") as ws:
         ws.send_bytes(photo)
@@ -598,7 +626,8 @@ def test_the_decoder_is_chosen_by_settings_and_the_old_rules_stay_available(tiny
     with pytest.raises(ConfigError, match="FINGERSPELL_LEXICON='maybe' must be true or false"):
         params_from_env({"FINGERSPELL_LEXICON": "maybe"})
     # TestClient addresses streams to "testserver", whatever its base_url
-    with TestClient(create_app(model=tiny_bundle, params=dataclasses.replace(params, allowed_hosts=("testserver",)))) as c:
+    with TestClient(create_app(predictor=FakePredictor(),
+                               params=dataclasses.replace(params, allowed_hosts=("testserver",)))) as c:
         decoder = c.get("/health").json()["decoder"]
         assert decoder["kind"] == "letters" and decoder["vocab_words"] == 2
         with c.websocket_connect("/ws") as ws:
@@ -610,9 +639,11 @@ def test_the_decoder_is_chosen_by_settings_and_the_old_rules_stay_available(tiny
         create_app(model=tiny_bundle, params=ServeParams(vocab=str(tmp_path / "missing.txt")))
 
 
-def test_a_client_that_sends_faster_than_it_reads_gets_stale_frames_skipped(client):
-    photo = real_hand_jpeg()
-    with client.websocket_connect("/ws") as ws:
+def test_a_client_that_sends_faster_than_it_reads_gets_stale_frames_skipped():
+    photo = jpeg()
+    # Recognition as slow as a real one: the frames arrive faster than they are recognised.
+    with TestClient(create_app(predictor=FakePredictor(delay_s=0.05), params=LIMITS)) as client, \
+            client.websocket_connect("/ws") as ws:
         for _ in range(6):
             ws.send_bytes(photo)
         answers = [ws.receive_json() for _ in range(6)]
@@ -670,9 +701,9 @@ def predict_requests(draw):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                     HealthCheck.too_slow])
 @given(req=predict_requests())
-def test_predict_never_answers_5xx_to_random_input(client, req):
+def test_predict_never_answers_5xx_to_random_input(real_client, req):
     content_type, body = req
-    r = client.post("/predict", content=body, headers={"content-type": content_type} if content_type else {})
+    r = real_client.post("/predict", content=body, headers={"content-type": content_type} if content_type else {})
     assert r.status_code < 500, r.text
     event(f"status {r.status_code}")
     if r.status_code == 200:
@@ -681,8 +712,8 @@ def test_predict_never_answers_5xx_to_random_input(client, req):
         assert 400 <= r.status_code < 500 and isinstance(r.json()["error"], str)
 
 
-def test_stream_never_fails_on_random_messages(client):
-    with client.websocket_connect("/ws") as ws:
+def test_stream_never_fails_on_random_messages(real_client):
+    with real_client.websocket_connect("/ws") as ws:
         @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
         @given(message=st.one_of(
             st.binary(max_size=2000).map(lambda b: ("bytes", b)),
@@ -712,9 +743,9 @@ def test_stream_never_fails_on_random_messages(client):
 
 
 @pytest.fixture(scope="module")
-def loopback_client(tiny_bundle):
+def loopback_client():
     """The app as a user runs it (bound to loopback), addressed as the page addresses it."""
-    with TestClient(create_app(model=tiny_bundle, params=ServeParams()), base_url="http://127.0.0.1:5000") as c:
+    with TestClient(create_app(predictor=FakePredictor(), params=ServeParams()), base_url="http://127.0.0.1:5000") as c:
         yield c
 
 
@@ -767,17 +798,17 @@ def test_a_page_must_come_from_an_allowed_host_on_the_port_it_talks_to(loopback_
     assert verdict("null") == 1008
 
 
-def test_on_another_bind_the_named_hosts_and_this_machines_names_are_allowed(tiny_bundle, monkeypatch):
-    default = server_app.resolve_allowed_hosts(ServeParams(host="0.0.0.0"))
+def test_on_another_bind_the_named_hosts_and_this_machines_names_are_allowed(monkeypatch):
+    default = resolve_allowed_hosts(ServeParams(host="0.0.0.0"))
     assert socket.gethostname().lower() in default and {"localhost", "127.0.0.1", "[::1]"} <= default
-    assert "192.168.1.20" in server_app.resolve_allowed_hosts(ServeParams(host="192.168.1.20"))
+    assert "192.168.1.20" in resolve_allowed_hosts(ServeParams(host="192.168.1.20"))
     named = ServeParams(host="0.0.0.0", allowed_hosts=("Phone.LAN", "::1", "10.0.0.7:5000"))
-    assert server_app.resolve_allowed_hosts(named) == {"phone.lan", "[::1]", "10.0.0.7", "localhost", "127.0.0.1"}
+    assert resolve_allowed_hosts(named) == {"phone.lan", "[::1]", "10.0.0.7", "localhost", "127.0.0.1"}
     with pytest.raises(ConfigError, match="allowed host 'not a host' is not a host name or IP address"):
-        server_app.resolve_allowed_hosts(ServeParams(allowed_hosts=("not a host",)))
+        resolve_allowed_hosts(ServeParams(allowed_hosts=("not a host",)))
     monkeypatch.setenv("FINGERSPELL_ALLOWED_HOSTS", "phone.lan, tablet.lan")
     assert params_from_env().allowed_hosts == ("phone.lan", "tablet.lan")
-    with TestClient(create_app(model=tiny_bundle, params=named), base_url="http://phone.lan:5000") as c:
+    with TestClient(create_app(predictor=FakePredictor(), params=named), base_url="http://phone.lan:5000") as c:
         assert c.get("/health").status_code == 200
         assert c.get("/health", headers={"host": "evil.example"}).status_code == 421
 
@@ -786,18 +817,16 @@ def test_serve_passes_allowed_hosts_to_the_server(monkeypatch):
     from fingerspell.cli import _parser, cmd_serve
 
     calls = []
-    monkeypatch.setattr(server_app, "run", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(serve, "run", lambda **kw: calls.append(kw))
     cmd_serve(_parser().parse_args(["serve", "--allowed-host", "phone.lan", "--allowed-host", "10.0.0.7"]))
     assert calls[-1]["allowed_hosts"] == ["phone.lan", "10.0.0.7"]
 
 
 def test_run_warns_which_hosts_a_network_bind_answers(tiny_bundle, monkeypatch, caplog):
-    import uvicorn
-
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
-    with caplog.at_level(logging.INFO, logger="fingerspell.server.app"):
-        server_app.run("0.0.0.0", 5001, tiny_bundle, allowed_hosts=["phone.lan"])
+    monkeypatch.setattr(serve, "serve_app", lambda app, **kw: calls.append(kw))
+    with caplog.at_level(logging.INFO, logger="fingerspell.serve"):
+        serve.run("0.0.0.0", 5001, tiny_bundle, allowed_hosts=["phone.lan"])
     assert "answering requests addressed to 127.0.0.1, [::1], localhost, phone.lan" in caplog.text
 
 

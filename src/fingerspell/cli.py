@@ -417,7 +417,8 @@ def cmd_predict(args):
 def cmd_serve(args):
     import dataclasses
 
-    from .server.app import params_from_env, run
+    from .serve import run
+    from .server import params_from_env
 
     changes = {k: v for k, v in (("decoder", args.decoder), ("vocab", args.vocab)) if v is not None}
     if args.no_lexicon:

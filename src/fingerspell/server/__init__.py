@@ -1,8 +1,11 @@
 """The web server: the page, a WebSocket for live video, and POST /predict.
 
-Nothing in the library imports this package; the CLI's ``fingerspell serve`` calls ``run``.
+Nothing in the library imports this package; the CLI's ``fingerspell serve`` serves
+``create_app`` with uvicorn (``fingerspell.serve.run``).
 """
 
-from .app import create_app, params_from_env, run
+from .app import create_app
+from .deps import get_predictor
+from .settings import params_from_env
 
-__all__ = ["create_app", "params_from_env", "run"]
+__all__ = ["create_app", "get_predictor", "params_from_env"]

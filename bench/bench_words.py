@@ -17,7 +17,10 @@ sees them, and run through the server's stream path (``Predictor.stream()``):
 
 Printed: words right, character error rate (CER) and the median delay from a letter's end to
 its first appearance on the page, for today's decoder (``letters``), the new one (``words``)
-and the new one without its lexicon (``no-lexicon``), per protocol, pace and kind of word.
+and the new one without its lexicon (``no-lexicon``), per protocol, pace and kind of word. The
+words decoders are scored on the final text, aligned word by word with the words signed (what
+the user copies or hears; a word rewritten later counts as it ended up); the letters decoder,
+which writes no space of its own, on the text each clip added.
 
 MediaPipe is the slow part on a laptop, so each distinct frame (a photo at one jitter offset,
 one step of one transition, the empty frame) goes through the stream once and its prediction
@@ -282,10 +285,15 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def decode(clips: list[Clip], frames: Predictions, decoder) -> tuple[list[str], list[float]]:
-    """Run one session of clips through a decoder: what each word became in the final text, and
-    the letter delays."""
-    delays = []
+def decode(clips: list[Clip], frames: Predictions, decoder, final: bool = True) -> tuple[list[str], list[float]]:
+    """Run one session of clips through a decoder: what each word became, and the letter delays.
+
+    With ``final``, a word is what it became in the final text (a later join counts as it ended
+    up). Without, it is the text added while its clip and the pause after it played: for the
+    letters decoder, which writes no space of its own (the old page added them), so its words
+    are cut at the clip boundaries for it.
+    """
+    outputs, delays = [], []
     for n, clip in enumerate(clips):
         before = decoder.visible()
         base = len(before)
@@ -301,9 +309,12 @@ def decode(clips: list[Clip], frames: Predictions, decoder) -> tuple[list[str], 
             last_t = t
         if n + 1 == len(clips):
             decoder.finish(last_t)
+        after = decoder.visible()
+        outputs.append(after[base:].strip() if after.startswith(before) else after.strip())
         delays += [appeared[k] - clip.letter_ends[k] for k in appeared]
-    # Scored on the final text, which is what the user copies or hears: a word the decoder
-    # rewrote later (a pause read as inside a word after all) counts as it ended up.
+    if not final:
+        return outputs, delays
+    # The final text is what the user copies or hears.
     return attribute([c.word for c in clips if c.word], decoder.visible().split()) + [""], delays
 
 
@@ -400,7 +411,7 @@ def main(argv=None) -> int:
             row = {}
             t = time.perf_counter()
             for name, make in decoders.items():
-                outputs, delays = decode(clips, frames, make())
+                outputs, delays = decode(clips, frames, make(), final=name != "letters")
                 row[name] = score(words, outputs[:-1], delays)
             cells = "|".join(f" {r['words']:>8.0%} {r['cer']:>6.1%} {r['delay']:>6.0f}ms " for r in row.values())
             print(f"  {kind:8} {pace:>5} |{cells}   ({time.perf_counter() - t:.0f} s)")

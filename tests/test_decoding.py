@@ -248,17 +248,21 @@ def test_an_edit_after_a_word_ends_stops_the_next_word_joining_it(small):
     assert d.text == "CA x ERA "
 
 
-def test_a_misread_letter_that_leaves_no_english_spelling_is_corrected_and_names_are_not(english):
+def test_with_spelling_weight_a_misread_letter_that_leaves_no_english_spelling_is_corrected(english):
     # TNXT: the E read as N with no doubt, so no evidence points at TEXT; but no name or word is
-    # spelled TNXT, while LUPITA is spelled as names are.
+    # spelled TNXT, while LUPITA is spelled as names are. Off by default: it also costs names
+    # spelled unlike English.
     assert "TNXT" not in english.counts
     assert english.surprisal("TNXT") > english.surprisal("LUPITA") + 5
     frames, t = [], 0
     for ch in "TNXT":
         part, t = letter_frames(t, ch, 400)
         frames += part
-    assert decode(frames + no_hand(t, 900)[0], english).text == "TEXT "
-    assert decode(frames + no_hand(t, 900)[0], english, spelling_weight=0).text == "TNXT "
+    frames += no_hand(t, 900)[0]
+    assert decode(frames, english, spelling_weight=0.5).text == "TEXT "
+    assert decode(frames, english).text == "TNXT "
+    for name in ("LUPITA", "HARUKI"):
+        assert decode(signed(name, 400)[0], english, spelling_weight=0.5).text == name + " "
 
 
 def test_a_clean_stream_gets_no_letter_it_did_not_show(small):

@@ -93,6 +93,36 @@ def open_page(browser, url: str, init_script: str | None = None):
     return page, errors
 
 
+@pytest.fixture
+def signing_page(playwright, request, tmp_path):
+    """A factory: ``signing_page(clip, record=(element_id, name), env=None)`` starts a server on the
+    default model (``env``: its extra environment) and a browser whose fake camera plays ``clip``,
+    opens the page with each change of the element's text appended to ``window[name]``, and
+    returns ``(page, errors)``. Both stop after the test; the server's log is printed if it failed.
+    """
+    failed_before = request.session.testsfailed
+    with contextlib.ExitStack() as stack:
+        def signing_page(clip: Path, record: tuple[str, str], env: dict | None = None):
+            server = ServerProcess(DEFAULT_BUNDLE, log_dir=tmp_path, env=env)
+            stack.callback(lambda: request.session.testsfailed > failed_before
+                           and print("---- server log ----\n" + server.logs()))
+            browser = stack.enter_context(browser_on(playwright, server, "--use-fake-ui-for-media-stream",
+                                                     "--use-fake-device-for-media-stream",
+                                                     f"--use-file-for-fake-video-capture={clip}"))
+            element_id, name = record
+            recorder = f"""
+                window.{name} = [];
+                document.addEventListener("DOMContentLoaded", () => {{
+                  const el = document.getElementById("{element_id}");
+                  new MutationObserver(() => window.{name}.push(el.textContent)).observe(
+                    el, {{childList: true, characterData: true, subtree: true}});
+                }});
+            """
+            return open_page(browser, server.url + "/", recorder)
+
+        yield signing_page
+
+
 # --------------------------------------------------------------------------- the clip
 
 
@@ -185,89 +215,67 @@ def _reliable_word(words=WORDS) -> tuple[str, dict[str, np.ndarray]]:
         predictor.close()
 
 
-def test_the_page_spells_a_word_signed_at_the_fake_camera(playwright, tmp_path):
+def test_the_page_spells_a_word_signed_at_the_fake_camera(signing_page, tmp_path):
     word, frames = _reliable_word()
     clip = _clip(word, frames, tmp_path / "word.y4m")
     print(f"\nspelling {word!r} from {clip} ({FPS} frames/s); screenshots in {tmp_path}")
 
-    server = ServerProcess(DEFAULT_BUNDLE, log_dir=tmp_path, env={"FINGERSPELL_DECODER": "letters"})
-    with browser_on(playwright, server, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                    f"--use-file-for-fake-video-capture={clip}") as browser:
-        shown_letters = """
-            window.__shown = [];
-            document.addEventListener("DOMContentLoaded", () => {
-              const el = document.getElementById("letter");
-              new MutationObserver(() => window.__shown.push(el.textContent)).observe(
-                el, {childList: true, characterData: true, subtree: true});
-            });
-        """
-        page, errors = open_page(browser, server.url + "/", shown_letters)
-        try:
-            page.wait_for_function("w => document.getElementById('text').textContent.trim() === w",
-                                   arg=word, timeout=60_000, polling=50)
-        except Exception:
-            page.screenshot(path=str(tmp_path / "e2e-failed.png"))
-            print("text:", repr(page.inner_text("#text")), "shown:", page.evaluate("window.__shown.slice(-60)"),
-                  "status:", page.inner_text("#status"), "camera:", page.inner_text("#camera-message"))
-            raise
-        shown = set(page.evaluate("window.__shown"))
-        assert set(word) <= shown, f"letters shown: {sorted(shown)}"
-        assert page.inner_text("#status") == "Connected"
-        assert float(page.inner_text("#fps")) > 0
-        assert errors == []
-        shot = tmp_path / "e2e.png"
-        page.screenshot(path=str(shot))
-        print(f"screenshot: {shot}")
+    page, errors = signing_page(clip, record=("letter", "__shown"), env={"FINGERSPELL_DECODER": "letters"})
+    try:
+        page.wait_for_function("w => document.getElementById('text').textContent.trim() === w",
+                               arg=word, timeout=60_000, polling=50)
+    except Exception:
+        page.screenshot(path=str(tmp_path / "e2e-failed.png"))
+        print("text:", repr(page.inner_text("#text")), "shown:", page.evaluate("window.__shown.slice(-60)"),
+              "status:", page.inner_text("#status"), "camera:", page.inner_text("#camera-message"))
+        raise
+    shown = set(page.evaluate("window.__shown"))
+    assert set(word) <= shown, f"letters shown: {sorted(shown)}"
+    assert page.inner_text("#status") == "Connected"
+    assert float(page.inner_text("#fps")) > 0
+    assert errors == []
+    shot = tmp_path / "e2e.png"
+    page.screenshot(path=str(shot))
+    print(f"screenshot: {shot}")
 
 
 WORD_HOLD_S = 0.6  # deliberate signing, one letter straight after the other
 WORD_REST_S = 8.0  # then the hand down: the word ends, and the clip waits before it loops
 
 
-def test_the_page_shows_the_word_being_signed_then_the_chosen_word_and_reverts_it(playwright, tmp_path):
+def test_the_page_shows_the_word_being_signed_then_the_chosen_word_and_reverts_it(signing_page, tmp_path):
     word, frames = _reliable_word(("CAB", "BAD", "HI", "OK", "CAT", "BIG"))
     wall = blank_frame()
     sequence = [frames[c] for c in word for _ in range(round(WORD_HOLD_S * FPS))]
     clip = write_y4m(tmp_path / "word.y4m", sequence + [wall] * round(WORD_REST_S * FPS), FPS)
     print(f"\nsigning {word!r} from {clip} ({FPS} frames/s)")
 
-    server = ServerProcess(DEFAULT_BUNDLE, log_dir=tmp_path)
-    with browser_on(playwright, server, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                    f"--use-file-for-fake-video-capture={clip}") as browser:
-        word_letters = """
-            window.__word = [];
-            document.addEventListener("DOMContentLoaded", () => {
-              const el = document.getElementById("word");
-              new MutationObserver(() => window.__word.push(el.textContent)).observe(
-                el, {childList: true, characterData: true, subtree: true});
-            });
-        """
-        page, errors = open_page(browser, server.url + "/", word_letters)
-        try:
-            # The clip loops; the lexicon loads while the first words are signed, so wait for a word
-            # that has other readings to offer.
-            page.wait_for_function(
-                "w => document.getElementById('text').textContent.trim().endsWith(w)"
-                " && document.querySelectorAll('#choices button').length > 0",
-                arg=word, timeout=90_000, polling=50)
-            seen = page.evaluate("window.__word")
-            assert word[:1] in seen and word[:2] in seen, f"the word's letters as they came: {seen[-20:]}"
-            button = page.locator("#choices button").first
-            candidate = button.get_attribute("data-option")
-            assert candidate != word
-            button.click()
-            page.wait_for_function("c => document.getElementById('text').textContent.trim().endsWith(c)",
-                                   arg=candidate, timeout=5_000)
-            page.locator("body").press("r")  # back to the letters as signed
-            page.wait_for_function("w => document.getElementById('text').textContent.trim().endsWith(w)",
-                                   arg=word, timeout=5_000)
-            assert page.evaluate("localStorage.getItem('fingerspell.text')").strip().endswith(word)
-            assert errors == []
-        except Exception:
-            page.screenshot(path=str(tmp_path / "e2e-word-failed.png"))
-            print("text:", repr(page.inner_text("#text")), "word:", page.evaluate("window.__word.slice(-30)"),
-                  "choices:", page.inner_text("#choices"), "status:", page.inner_text("#status"))
-            raise
+    page, errors = signing_page(clip, record=("word", "__word"))
+    try:
+        # The clip loops; the lexicon loads while the first words are signed, so wait for a word
+        # that has other readings to offer.
+        page.wait_for_function(
+            "w => document.getElementById('text').textContent.trim().endsWith(w)"
+            " && document.querySelectorAll('#choices button').length > 0",
+            arg=word, timeout=90_000, polling=50)
+        seen = page.evaluate("window.__word")
+        assert word[:1] in seen and word[:2] in seen, f"the word's letters as they came: {seen[-20:]}"
+        button = page.locator("#choices button").first
+        candidate = button.get_attribute("data-option")
+        assert candidate != word
+        button.click()
+        page.wait_for_function("c => document.getElementById('text').textContent.trim().endsWith(c)",
+                               arg=candidate, timeout=5_000)
+        page.locator("body").press("r")  # back to the letters as signed
+        page.wait_for_function("w => document.getElementById('text').textContent.trim().endsWith(w)",
+                               arg=word, timeout=5_000)
+        assert page.evaluate("localStorage.getItem('fingerspell.text')").strip().endswith(word)
+        assert errors == []
+    except Exception:
+        page.screenshot(path=str(tmp_path / "e2e-word-failed.png"))
+        print("text:", repr(page.inner_text("#text")), "word:", page.evaluate("window.__word.slice(-30)"),
+              "choices:", page.inner_text("#choices"), "status:", page.inner_text("#status"))
+        raise
 
 
 # --------------------------------------------------------------------------- camera problems

@@ -6,6 +6,7 @@ bundle's LiteRT export.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -19,8 +20,8 @@ from . import bundle as bundle_io
 from . import recognisers
 from .config import DetectParams, from_dict
 from .decoding.base import Position
-from .errors import BundleError
-from .hands import Hand, HandDetector, Pool, landmark_tracker
+from .errors import BundleError, FrameError
+from .hands import Hand, HandDetector, Pool, Region, landmark_tracker
 from .hand_model import ensure_hand_model, sha256_file
 from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from .labels import NOTHING
@@ -115,14 +116,14 @@ class _Engine:
         self.detector.close()
 
 
-def _decoded(predict, data: bytes, max_pixels: int, formats: tuple[str, ...], mirror: bool) -> Prediction:
+def _decoded(predict, data: bytes, max_pixels: int, formats: tuple[str, ...], mirror: bool, **kwargs) -> Prediction:
     """``predict`` on decoded bytes, with the decode time in the timings."""
     t = time.perf_counter()
     rgb = decode_image(data, max_pixels, formats)
     if mirror:
         rgb = rgb[:, ::-1]
     decode_ms = (time.perf_counter() - t) * 1e3
-    pred = predict(rgb)
+    pred = predict(rgb, **kwargs)
     pred.timings["decode"] = decode_ms
     pred.timings["total"] += decode_ms
     return pred
@@ -137,6 +138,8 @@ class Stream:
         self._engine = _Engine(predictor, video=True)
         self._t0 = time.monotonic()
         self._mirror = False
+        self._region: Region | None = None  # where the last image lay in the frame (None: it was the frame)
+        self._hand: Hand | None = None  # the last hand, in frame terms
         self.history: deque[tuple[int, Position | None]] = deque(maxlen=HISTORY)
 
     @property
@@ -145,20 +148,48 @@ class Stream:
         return self.history[-1][1] if self.history else None
 
     def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-                      formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False) -> Prediction:
-        """Decode JPEG/PNG bytes, optionally mirror them, and recognise. Raises FrameError for bad images."""
+                      formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False,
+                      region: Region | None = None) -> Prediction:
+        """Decode JPEG/PNG bytes, optionally mirror them, and recognise (``region``: see ``predict``).
+        Raises FrameError for bad images."""
         if mirror != self._mirror:  # the followed hand is on the other side of a mirrored frame
             self._engine.detector.forget()
+            self._hand = None
             self._mirror = mirror
-        return _decoded(self.predict, data, max_pixels, formats, mirror)
+        if mirror and region is not None:
+            region = region.mirrored()
+        return _decoded(self.predict, data, max_pixels, formats, mirror, region=region)
 
-    def predict(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> Prediction:
+    def predict(self, rgb: np.ndarray, timestamp_ms: int | None = None, region: Region | None = None) -> Prediction:
+        """Recognise the next frame of the stream.
+
+        Args:
+            rgb: the frame, or with ``region`` a part of it (a crop around the hand).
+            timestamp_ms: the frame's time (default: since the stream opened).
+            region: where ``rgb`` lies in the whole frame. The hand is then given back, and kept
+                in ``history``, in the whole frame's terms; the hand followed from the last image
+                is carried into this one's coordinates, so tracking survives a moving crop.
+        Raises:
+            FrameError: ``rgb`` does not have ``region``'s shape.
+        """
+        if region is not None:
+            try:
+                region.check_image(rgb.shape[1], rgb.shape[0])
+            except ValueError as exc:
+                raise FrameError(f"region: {exc}") from None
+        if region != self._region:
+            followed = self._hand if region is None or self._hand is None else region.from_frame(self._hand)
+            self._engine.detector.follow(followed)
+            self._region = region
         if timestamp_ms is None:
             timestamp_ms = int((time.monotonic() - self._t0) * 1000)
         timings: dict[str, float] = {}
         t = time.perf_counter()
         pred = self._engine.run(rgb, timestamp_ms, timings)
+        if region is not None and pred.hand is not None:
+            pred = dataclasses.replace(pred, hand=region.to_frame(pred.hand))
         timings["total"] = (time.perf_counter() - t) * 1e3
+        self._hand = pred.hand
         self.history.append((timestamp_ms, position_of(pred.hand)))
         return pred
 

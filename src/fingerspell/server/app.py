@@ -18,6 +18,18 @@ The stream protocol (``WS /ws``):
   ``alternatives``, or null), ``choice`` (the last chosen word: ``signed``, ``chosen``,
   ``options``, or null), ``pending`` and ``progress`` (the next letter's evidence, 0..1) and
   ``committed`` (what the frame changed).
+* Hand crops: a client following a hand may send, instead of the whole frame, the part of it
+  around the hand at the camera's full resolution. A text message ``{"type": "region", "x": 600,
+  "y": 180, "w": 300, "h": 300, "frame_w": 1280, "frame_h": 720}`` just before a binary frame says
+  that frame is the ``(x, y, w, h)`` rectangle (camera pixels) of a ``frame_w`` x ``frame_h``
+  camera frame, at any scale that keeps its shape (the page sends at most 512x512). It applies to
+  the next binary frame only and is not answered by itself: that frame's answer has the hand's
+  landmarks normalised to the whole camera frame, as for a whole frame, and the stream keeps
+  following the hand as the crop moves. A frame after a region that is not valid (numbers not
+  finite, a rectangle not inside the frame, a side under 8 px or a frame side over 16384, an
+  image not of the region's shape) is answered ``{"type": "error", "error": "region: ...",
+  "frame": n}`` and the socket stays open. A frame with no region message before it is a whole
+  frame.
 * Text messages are JSON commands: ``{"type": "backspace"}``, ``{"type": "space"}`` (end the
   word now, or add one space), ``{"type": "clear"}``, ``{"type": "set_text", "text": "..."}``
   (the page restoring its text after a reload or reconnect), ``{"type": "pick", "option": "..."}``
@@ -72,6 +84,7 @@ from .. import __version__
 from ..config import ConfigError, DecoderParams, ServeParams
 from ..decoding import Loading, make_decoder, read_words
 from ..errors import FrameError
+from ..hands import Region
 from ..predictor import Prediction, Predictor
 from ..spelling import SpellingParams
 
@@ -538,7 +551,8 @@ class _Connection:
         self.stream = None
         self.frames = 0
         self.closed = False
-        self._waiting: tuple[int, bytes, float] | None = None
+        self._waiting: tuple[int, bytes, float, Region | str | None] | None = None
+        self._region: Region | str | None = None  # for the next frame: where it lies, or what was wrong
         self._wake = anyio.Event()
         self._send_lock = anyio.Lock()
         self._t0 = time.monotonic()
@@ -604,12 +618,17 @@ class _Connection:
                 self.frames += 1
                 # Swap before awaiting the send: while it waits, the worker may take whatever is
                 # waiting, and a frame it takes must not also be answered "skipped".
-                stale, self._waiting = self._waiting, (self.frames, data, time.monotonic())
+                stale, self._waiting = self._waiting, (self.frames, data, time.monotonic(), self._region)
+                self._region = None
                 self._wake.set()
                 if stale is not None:
                     await self.send({"type": "skipped", "skipped": True, "frame": stale[0]})
             elif text is not None:
-                await self.send(self._command(text))
+                region = _region(text)
+                if region is not None:
+                    self._region = region
+                else:
+                    await self.send(self._command(text))
 
     def _state(self, fresh: bool = False) -> dict:
         state = self.decoder.state()
@@ -660,10 +679,13 @@ class _Connection:
             item, self._waiting = self._waiting, None
             if item is None:
                 continue
-            number, data, received = item
+            number, data, received, region = item
             mirror = self.mirror
             try:
-                pred = await anyio.to_thread.run_sync(self._predict, number, data, mirror, limiter=self.limiter)
+                if isinstance(region, str):
+                    raise FrameError(f"region: {region}")
+                pred = await anyio.to_thread.run_sync(self._predict, number, data, mirror, region,
+                                                      limiter=self.limiter)
             except FrameError as exc:
                 await self.send({"type": "error", "error": str(exc), "frame": number})
                 continue
@@ -685,10 +707,32 @@ class _Connection:
         stream.predict(np.zeros((480, 640, 3), dtype=np.uint8))
         return stream
 
-    def _predict(self, number: int, data: bytes, mirror: bool) -> Prediction:
-        pred = self.stream.predict_bytes(data, self.params.max_pixels, SERVE_FORMATS, mirror=mirror)
+    def _predict(self, number: int, data: bytes, mirror: bool, region: Region | None) -> Prediction:
+        pred = self.stream.predict_bytes(data, self.params.max_pixels, SERVE_FORMATS, mirror=mirror, region=region)
         _save_frame(self.params.save_frames_dir, f"ws{self.cid}-{number:06d}", data)
         return pred
+
+
+REGION_FIELDS = ("x", "y", "w", "h", "frame_w", "frame_h")
+
+
+def _region(text: str) -> Region | str | None:
+    """A region message's Region, or what is wrong with it; None for any other text message."""
+    if '"region"' not in text:  # a command: parsed once, by _command
+        return None
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or doc.get("type") != "region":
+        return None
+    missing = [k for k in REGION_FIELDS if k not in doc]
+    if missing:
+        return f"missing {', '.join(missing)}: a region message has {', '.join(REGION_FIELDS)} (camera pixels)"
+    try:
+        return Region(*(doc[k] for k in REGION_FIELDS))
+    except ValueError as exc:
+        return str(exc)
 
 
 # --------------------------------------------------------------------------- the app

@@ -2,7 +2,9 @@
 // Plain ES modules, no build step: camera.js (getUserMedia, frames), transport.js (the frame
 // stream), view.js (the letter, the hand, the speed), text.js (the text and its edits). This
 // module wires them: a new camera frame is sent when the stream can take one, and each answer
-// is shown. The server owns the text: the page renders its decoder's state.
+// is shown. While the server follows a hand, the page sends the part of the camera frame around
+// it at full resolution (a hand at arm's length keeps its pixels), else the whole frame scaled
+// down. The server owns the text: the page renders its decoder's state.
 
 import { FrameEncoder, cameraProblem, insecureProblem, openCamera, watchFrames } from "./camera.js";
 import { load, save, STORE_MIRROR } from "./storage.js";
@@ -25,11 +27,13 @@ function main() {
   const frames = new FrameEncoder(video);
   let cameraOn = false;
   let frameReady = false; // a camera frame not sent yet
+  let hand = null; // the hand in the server's last answer (landmarks normalised to the frame), or null
   let mirror = load(STORE_MIRROR, "false") === "true";
 
   const stream = frameStream(socketUrl(), {
     onStatus: (message, kind) => view.setStatus(message, kind),
     onOpen: () => {
+      hand = null; // a new stream follows nothing yet
       // The page holds the text: a restarted server gets it back, so nothing is lost.
       text.restore();
       stream.command({ type: "config", mirror });
@@ -42,12 +46,13 @@ function main() {
   function pump() {
     if (!cameraOn || !frameReady || !frames.ready || !stream.canSend()) return;
     frameReady = false;
-    stream.sendFrame({ image: frames.wholeFrame() });
+    stream.sendFrame((hand && frames.handCrop(hand.landmarks)) || frames.wholeFrame());
   }
 
   stream.onMessage((message, rtt) => {
     switch (message.type) {
       case "prediction":
+        hand = message.hand && Array.isArray(message.hand.landmarks) ? message.hand : null;
         view.frameAnswered(message, rtt);
         view.showPrediction(message);
         if (stream.commandsOut() === 0) text.show(message.spelling);
@@ -59,7 +64,10 @@ function main() {
         text.show(message.spelling);
         break;
       case "error":
-        if (message.frame !== undefined) view.frameAnswered(message, rtt);
+        if (message.frame !== undefined) {
+          hand = null; // a frame the server could not read: the next is a whole frame
+          view.frameAnswered(message, rtt);
+        }
         view.notify(`Server: ${message.error}`);
         break;
       default:

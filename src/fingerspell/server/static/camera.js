@@ -1,8 +1,15 @@
-// The camera: getUserMedia, a call for each new video frame, and frames encoded as JPEG.
+// The camera: getUserMedia, a call for each new video frame, and frames encoded as JPEG: the
+// whole frame, or, while the server follows a hand, the part of the frame around it.
 
 export const MAX_W = 640; // the whole frame is sent at most this size
 export const MAX_H = 480;
+const CAMERA_W = 1280; // asked of the camera: a hand at arm's length is ~150 px of a 640x480 frame
+const CAMERA_H = 720;
 const JPEG_QUALITY = 0.8;
+const CROP_MARGIN = 2.2; // the crop's side, in hand sizes: room for the hand to move between frames
+const CROP_MIN = 160; // camera pixels: a crop smaller than this holds too little around the hand
+const CROP_MAX_SENT = 512; // a larger crop is sent scaled down to this side
+const CROP_MAX_SHARE = 0.8; // of the frame's short side: a crop nearly as large buys nothing over the frame
 
 /** Why the camera is not there, in words that say what to do. */
 export function cameraProblem(err) {
@@ -38,7 +45,7 @@ export function insecureProblem() {
 export async function openCamera(video, onEnded) {
   const stream = await navigator.mediaDevices.getUserMedia({
     audio: false,
-    video: { width: { ideal: MAX_W }, height: { ideal: MAX_H }, facingMode: "user" },
+    video: { width: { ideal: CAMERA_W }, height: { ideal: CAMERA_H }, facingMode: "user" },
   });
   video.srcObject = stream;
   try {
@@ -85,14 +92,38 @@ export class FrameEncoder {
   }
 
   /**
-   * The whole frame, scaled down to fit MAX_W x MAX_H. The pixels are taken now; the
-   * returned promise gives the JPEG blob (null if the browser could not encode it).
+   * The whole frame, scaled down to fit MAX_W x MAX_H, ``{image, region: null}``. The pixels are
+   * taken now; ``image`` is a promise of the JPEG blob (null if the browser could not encode it).
    */
   wholeFrame() {
     const vw = this.video.videoWidth;
     const vh = this.video.videoHeight;
     const scale = Math.min(1, MAX_W / vw, MAX_H / vh);
-    return this.encode(0, 0, vw, vh, Math.round(vw * scale), Math.round(vh * scale));
+    return { image: this.encode(0, 0, vw, vh, Math.round(vw * scale), Math.round(vh * scale)), region: null };
+  }
+
+  /**
+   * A square around the hand at the camera's resolution (at most CROP_MAX_SENT px sent) and its
+   * place in the frame, ``{image, region}``; null where the whole frame would do as well (the
+   * crop would be nearly as large as the frame). ``landmarks``: the hand's points normalised
+   * to the frame, as the server's last answer gave them.
+   */
+  handCrop(landmarks) {
+    const vw = this.video.videoWidth;
+    const vh = this.video.videoHeight;
+    const xs = landmarks.map((p) => p[0] * vw);
+    const ys = landmarks.map((p) => p[1] * vh);
+    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    const side = Math.round(Math.max(CROP_MIN, (x1 - x0) * CROP_MARGIN, (y1 - y0) * CROP_MARGIN));
+    if (!Number.isFinite(side) || side > CROP_MAX_SHARE * Math.min(vw, vh)) return null;
+    const clamp = (v, hi) => Math.round(Math.min(Math.max(v, 0), hi));
+    const x = clamp((x0 + x1 - side) / 2, vw - side);
+    const y = clamp((y0 + y1 - side) / 2, vh - side);
+    const sent = Math.min(side, CROP_MAX_SENT);
+    return {
+      image: this.encode(x, y, side, side, sent, sent),
+      region: { type: "region", x, y, w: side, h: side, frame_w: vw, frame_h: vh },
+    };
   }
 
   // The video's (sx, sy, sw, sh) rectangle drawn at w x h, then encoded.

@@ -7,7 +7,8 @@
 //
 //   connect()            open the stream (and again after a drop, by itself)
 //   canSend()            true when a frame may be sent now: open, and no frame in flight
-//   sendFrame(frame)     frame = {image: Blob | Promise<Blob|null>}; false if it cannot be sent
+//   sendFrame(frame)     frame = {image: Blob | Promise<Blob|null>, region: where the image lies in
+//                        the camera frame, or null for the whole frame}; false if it cannot be sent
 //   command(message)     a JSON command; false while disconnected
 //   commandsOut()        commands sent and not yet answered (frame answers may predate them)
 //   onMessage(handler)   handler(message, rttMs): each JSON answer; rttMs for a frame's answer
@@ -117,6 +118,8 @@ export function frameStream(url, { onStatus, onOpen, onReady }) {
         inFlight = false;
         return;
       }
+      // The region message applies to the next binary frame: sent together, nothing between.
+      if (frame.region) ws.send(JSON.stringify(frame.region));
       ws.send(blob);
     });
     return true;

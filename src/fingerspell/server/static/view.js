@@ -97,7 +97,11 @@ export class View {
     ctx.clearRect(0, 0, w, h);
     if (!hand || !Array.isArray(hand.landmarks)) return;
     const points = hand.landmarks.map((p) => [p[0] * w, p[1] * h]);
-    ctx.lineWidth = Math.max(2, w / 240);
+    // Sized by the frame, but no larger than a small hand (at arm's length) leaves room for.
+    const xs = points.map((p) => p[0]);
+    const ys = points.map((p) => p[1]);
+    const span = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys));
+    ctx.lineWidth = Math.max(1, Math.min(w / 240, span / 50));
     ctx.strokeStyle = "rgba(255, 255, 255, 0.85)";
     ctx.beginPath();
     for (const [a, b] of BONES) {
@@ -107,7 +111,7 @@ export class View {
     }
     ctx.stroke();
     ctx.fillStyle = "#0b5fff";
-    const r = Math.max(3, w / 160);
+    const r = Math.max(1.5, Math.min(w / 160, span / 40));
     for (const [x, y] of points) {
       ctx.beginPath();
       ctx.arc(x, y, r, 0, 2 * Math.PI);

@@ -30,6 +30,7 @@ is cached in ``--cache`` (JSON); repeated frames and the three decoders reuse it
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 import json
 import logging
@@ -282,8 +283,9 @@ def edit_distance(a: str, b: str) -> int:
 
 
 def decode(clips: list[Clip], frames: Predictions, decoder) -> tuple[list[str], list[float]]:
-    """Run one session of clips through a decoder: the text each word added, and letter delays."""
-    outputs, delays = [], []
+    """Run one session of clips through a decoder: what each word became in the final text, and
+    the letter delays."""
+    delays = []
     for n, clip in enumerate(clips):
         before = decoder.visible()
         base = len(before)
@@ -299,18 +301,28 @@ def decode(clips: list[Clip], frames: Predictions, decoder) -> tuple[list[str], 
             last_t = t
         if n + 1 == len(clips):
             decoder.finish(last_t)
-        after = decoder.visible()
-        added = after[base:] if after.startswith(before) else after[len(_common(before, after)):]
-        outputs.append(added.strip())
         delays += [appeared[k] - clip.letter_ends[k] for k in appeared]
-    return outputs, delays
+    # Scored on the final text, which is what the user copies or hears: a word the decoder
+    # rewrote later (a pause read as inside a word after all) counts as it ended up.
+    return attribute([c.word for c in clips if c.word], decoder.visible().split()) + [""], delays
 
 
-def _common(a: str, b: str) -> str:
-    i = 0
-    while i < min(len(a), len(b)) and a[i] == b[i]:
-        i += 1
-    return a[:i]
+def attribute(words: list[str], written: list[str]) -> list[str]:
+    """The written text word by word against the words signed: what each signed word became
+    ('' where nothing was written for it; two words where one was split)."""
+    out, extra = [""] * len(words), []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=words, b=written, autojunk=False).get_opcodes():
+        parts = written[j1:j2]
+        if tag == "equal":
+            out[i1:i2] = parts
+        elif tag == "replace":  # in order; what is left over goes to the last of them
+            for k in range(i1, i2):
+                out[k] = " ".join(parts[k - i1:] if k == i2 - 1 else parts[k - i1:k - i1 + 1])
+        elif tag == "insert" and words:  # words written for nothing signed spoil a word beside them
+            extra.append((max(0, i1 - 1), parts))
+    for k, parts in extra:
+        out[k] = " ".join(filter(None, [out[k], *parts]))
+    return out
 
 
 def score(words: list[str], outputs: list[str], delays: list[float]) -> dict:

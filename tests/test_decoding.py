@@ -209,6 +209,58 @@ def test_a_missed_letter_is_put_back_by_the_lexicon_where_the_timing_has_room_fo
     assert decode(missed_u()[0], small).text == "STUDY "
 
 
+def lost_letter(word, index, pace=400, t=0):
+    """``word`` with the letter at ``index`` lost for longer than a pause that ends a word: the
+    hand not found for a letter and a half (a photo the detector misses)."""
+    before, t = signed(word[:index], pace, t=t, pause_ms=int(pace * 1.5))
+    after, t = signed(word[index + 1:], pace, t=t)
+    return before + after, t
+
+
+def test_a_word_split_by_a_lost_letter_is_joined_again_when_the_lexicon_knows_it(small):
+    d = WordDecoder(DecoderParams(), small)
+    frames, t = lost_letter("CAMERA", 2)
+    events = run(d, frames)
+    assert d.text == "CAMERA "
+    # The page first saw the pause end a word (CA), then the joined word replace it.
+    words = [e for e in events if e["kind"] == "word"]
+    assert [w["text"] for w in words] == ["CA", "CAMERA"] and words[-1].get("joined")
+    assert d.state()["choice"]["signed"] == "CAERA"
+
+
+def test_pieces_the_lexicon_cannot_join_into_one_word_stay_apart(small):
+    # Two names after a short pause: joining them explains nothing, so they stay two words.
+    first, t = signed("ELIF", 400, pause_ms=700)
+    second, t = signed("TOMASZ", 400, t=t)
+    assert decode(first + second, small).text == "ELIF TOMASZ "
+    # Two words after a pause of several letters' length stay two even when they would make one.
+    first, t = signed("CA", 400, pause_ms=1400)
+    second, t = signed("ERA", 400, t=t)
+    assert decode(first + second, small).text == "CA ERA "
+
+
+def test_an_edit_after_a_word_ends_stops_the_next_word_joining_it(small):
+    d = WordDecoder(DecoderParams(), small)
+    first, t = signed("CA", 400, pause_ms=600)
+    run(d, first)
+    d.set_text(d.text + "x ")
+    run(d, signed("ERA", 400, t=t)[0])
+    assert d.text == "CA x ERA "
+
+
+def test_a_misread_letter_that_leaves_no_english_spelling_is_corrected_and_names_are_not(english):
+    # TNXT: the E read as N with no doubt, so no evidence points at TEXT; but no name or word is
+    # spelled TNXT, while LUPITA is spelled as names are.
+    assert "TNXT" not in english.counts
+    assert english.surprisal("TNXT") > english.surprisal("LUPITA") + 5
+    frames, t = [], 0
+    for ch in "TNXT":
+        part, t = letter_frames(t, ch, 400)
+        frames += part
+    assert decode(frames + no_hand(t, 900)[0], english).text == "TEXT "
+    assert decode(frames + no_hand(t, 900)[0], english, spelling_weight=0).text == "TNXT "
+
+
 def test_a_clean_stream_gets_no_letter_it_did_not_show(small):
     # AS and THE are common words one letter away, but nothing in the timing left room for a letter.
     assert decode(signed("A", 400)[0], small).text == "A "

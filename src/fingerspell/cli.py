@@ -394,12 +394,12 @@ def cmd_predict(args):
             print(f"{path}: {pred.letter} ({pred.score:.2f})  top-3: {top}")
     if videos:
         from .config import DecoderParams
-        from .decoding import english, read_words
+        from .decoding import english, read_words, wants_lexicon
         from .video import spell_video
 
         decoding = DecoderParams(kind=args.decoder or "words", lexicon=not args.no_lexicon)
         vocab = read_words(args.vocab) if args.vocab else ()
-        lexicon = english() if decoding.kind == "words" and decoding.lexicon else None
+        lexicon = english() if wants_lexicon(decoding) else None
     for path in videos:
         text, frames = spell_video(predictor, path, decoding=decoding, lexicon=lexicon, vocab=vocab)
         results.append({"path": path, "text": text, "frames": frames})

@@ -144,7 +144,10 @@ class DecoderParams:
     letter_ms: float = 400.0  # the signer's typical letter length before any is measured (then the median of the last 12)
     slide: float = 0.35  # hand sizes the hand moves within slide_window_ms with one handshape: a double letter
     slide_window_ms: float = 300.0  # a slow drift over a long hold is not a slide
+    join_letters: float = 2.5  # a pause up to this many letter lengths may be a letter the camera lost: the word after it may join the one before
+    join_cost: float = 1.0  # nats per letter length of pause for reading a pause as inside a word (the lexicon must explain the joined word that much better)
     keep_signed: float = 3.6  # log-odds a dictionary word must beat to replace the letters as signed (names survive)
+    spelling_weight: float = 0.5  # nats per nat by which the letters as signed are spelled less like English words than names are (TNXT, not LUPITA)
     frequency_weight: float = 0.15  # nats per nat of word rarity: common words need less evidence
     max_word: int = 40  # letters in one word; longer is not a word and is written as signed
 

@@ -22,7 +22,7 @@ def spell_video(predictor: Predictor, path: str | os.PathLike, params: SpellingP
     Args:
         predictor: the loaded model.
         path: the video file.
-        params: the letters decoder's settings (``decoding.kind == "letters"``).
+        params: the letters decoder's settings (used where ``decoding`` names the letters decoder).
         decoding: which decoder and its settings (default: the words decoder).
         lexicon: the words decoder's word list (None: letters as signed, unless ``vocab``).
         vocab: user words (names, places).

@@ -14,7 +14,26 @@ from .lexicon import Choice, Lexicon, Loading, english, read_words
 from .words import WordDecoder
 
 __all__ = ["Choice", "Decoder", "DecoderParams", "LetterDecoder", "Lexicon", "Loading", "Position",
-           "WordDecoder", "english", "frame_top", "make_decoder", "read_words"]
+           "WordDecoder", "english", "frame_top", "make_decoder", "read_words", "wants_lexicon"]
+
+
+def _words(params: DecoderParams, lexicon, vocab, spelling) -> Decoder:
+    return WordDecoder(params, lexicon if params.lexicon else None, vocab)
+
+
+def _letters(params: DecoderParams, lexicon, vocab, spelling) -> Decoder:
+    return LetterDecoder(spelling)
+
+
+# The decoder kinds (config.DECODER_KINDS names them for the settings): each builds one stream's
+# decoder, and says whether it reads the shared word list.
+_BUILDERS = {"words": (_words, True), "letters": (_letters, False)}
+
+
+def wants_lexicon(params: DecoderParams | None = None) -> bool:
+    """Whether the decoder these settings name reads the English word list (load it once, shared)."""
+    params = params or DecoderParams()
+    return _BUILDERS[params.kind][1] and params.lexicon
 
 
 def make_decoder(params: DecoderParams | None = None, lexicon: Lexicon | None = None, vocab=(),
@@ -28,6 +47,4 @@ def make_decoder(params: DecoderParams | None = None, lexicon: Lexicon | None = 
         spelling: ``SpellingParams`` for the letters decoder.
     """
     params = params or DecoderParams()
-    if params.kind == "letters":
-        return LetterDecoder(spelling)
-    return WordDecoder(params, lexicon if params.lexicon else None, vocab)
+    return _BUILDERS[params.kind][0](params, lexicon, vocab, spelling)

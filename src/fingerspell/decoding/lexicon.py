@@ -43,7 +43,13 @@ INSERT_CLEAR = 3.5  # ...plus this much for a full-length segment at probability
 DOUBLE_COST = 0.5  # a segment read as two or three equal letters: rarer than one
 DURATION_SIGMA = 0.5  # spread of ln(duration / (k x letter length)) for k equal letters
 ALTERNATIVES = 3  # least certain segments whose second-best letter is also looked up
+BLIP = 0.6  # a segment shorter than this many letter lengths may be a transition: also looked up without it
+BLIPS = 3  # at most this many such segments, shortest first
 OPTIONS = 2  # candidates offered after the chosen word and the letters as signed
+ORDER = 3  # letters of context + 1 in the spelling model of words not in the list
+SMOOTH = 0.1  # add-k smoothing of that model over 26 letters and the word's end
+SPELLING_WORDS = 1000  # a list this long or longer says how words are spelled; a few words say nothing
+TYPICAL = 3.1  # nats a letter (and the end) that names not in the list cost in that model (ELIF 3.0, HARUKI 3.4)
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class Choice:
     signed: str
     chosen: str
     options: tuple[str, ...]  # the chosen word first, then the letters as signed, then candidates
+    cost: float = 0.0  # nats: how well the chosen word explains the evidence (lower is better)
 
     def to_json(self) -> dict:
         return {"signed": self.signed, "chosen": self.chosen, "options": list(self.options)}
@@ -109,6 +116,20 @@ class Lexicon:
         for word, count in self.counts.items():
             self._sym.create_dictionary_entry(word.lower(), count)
         self.top = max(self.counts.values(), default=1)
+        self._grams, self._contexts = _spelling_model(self.counts if len(self.counts) >= SPELLING_WORDS else ())
+
+    def surprisal(self, word: str) -> float | None:
+        """Nats the list's spelling (a letter trigram model over its words, each counted once)
+        gives ``word``: low for a plausible name like LUPITA, high for TNXT or KXAST. None for a
+        list under ``SPELLING_WORDS`` words, which says nothing about spelling."""
+        if not self._grams:
+            return None
+        padded = "^" * (ORDER - 1) + word + "$"
+        total = 0.0
+        for i in range(ORDER - 1, len(padded)):
+            gram = padded[i - ORDER + 1:i + 1]
+            total -= math.log((self._grams.get(gram, 0) + SMOOTH) / (self._contexts.get(gram[:-1], 0) + 27 * SMOOTH))
+        return total
 
     @classmethod
     def english(cls) -> "Lexicon":
@@ -131,6 +152,18 @@ class Lexicon:
 
         found = self._sym.lookup(signed.lower(), Verbosity.ALL, max_edit_distance=MAX_EDIT)
         return {item.term.upper(): item.count for item in found}
+
+
+def _spelling_model(words) -> tuple[dict[str, int], dict[str, int]]:
+    grams: dict[str, int] = {}
+    contexts: dict[str, int] = {}
+    for word in words:
+        padded = "^" * (ORDER - 1) + word + "$"
+        for i in range(ORDER - 1, len(padded)):
+            gram = padded[i - ORDER + 1:i + 1]
+            grams[gram] = grams.get(gram, 0) + 1
+            contexts[gram[:-1]] = contexts.get(gram[:-1], 0) + 1
+    return grams, contexts
 
 
 @functools.lru_cache(maxsize=1)
@@ -267,14 +300,7 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
     def rarity(count: int) -> float:
         return params.frequency_weight * math.log(top / max(count, 1))
 
-    # What to look up: the letters as signed, and with each of the least certain segments read
-    # as its second-best letter.
-    queries = {signed}
-    order = sorted(range(len(evidence)), key=lambda i: max(evidence[i].probs.values(), default=0.0))
-    for i in order[:ALTERNATIVES]:
-        ranked = sorted(evidence[i].probs.items(), key=lambda kv: -kv[1])
-        if len(ranked) > 1 and len(ranked[1][0]) == 1 and ranked[1][0].isalpha():
-            queries.add(signed[:i] + ranked[1][0].upper() + signed[i + 1:])
+    queries = _queries(evidence, signed, letter_ms)
     candidates: dict[str, int] = {}
     if lexicon is not None:
         for q in queries:
@@ -284,7 +310,13 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
             candidates[word] = max(candidates.get(word, 0), count)
 
     signed_channel = sum(c.dur[1] for c in costs)
-    scored = {signed: signed_channel + params.keep_signed}
+    # Keeping what was signed costs more where it is spelled unlike any word or name (TNXT, KXAST):
+    # what a misread letter makes, not what a person is called.
+    unlikely = 0.0
+    nats = lexicon.surprisal(signed) if lexicon is not None else None
+    if nats is not None:
+        unlikely = params.spelling_weight * max(0.0, nats - TYPICAL * (len(signed) + 1))
+    scored = {signed: signed_channel + params.keep_signed + unlikely}
     for word, count in candidates.items():
         prior = rarity(count)
         scored[word] = min(scored.get(word, math.inf), _channel(word, costs, deletions) + prior)
@@ -292,4 +324,24 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
     chosen = ranked[0]
     options = [chosen] + ([signed] if signed != chosen else [])
     options += [w for w in ranked if w not in options][:OPTIONS]
-    return Choice(signed, chosen, tuple(options))
+    return Choice(signed, chosen, tuple(options), scored[chosen])
+
+
+def _queries(evidence: list[Evidence], signed: str, letter_ms: float) -> set[str]:
+    """What to look up (each within edit distance 2): the letters as signed; with each of the
+    least certain segments read as its second-best letter; and without the short segments that
+    may be the hand between two shapes (a word read as SINMNMCE is SINCE three blips away)."""
+    queries = {signed}
+    order = sorted(range(len(evidence)), key=lambda i: max(evidence[i].probs.values(), default=0.0))
+    for i in order[:ALTERNATIVES]:
+        ranked = sorted(evidence[i].probs.items(), key=lambda kv: -kv[1])
+        if len(ranked) > 1 and len(ranked[1][0]) == 1 and ranked[1][0].isalpha():
+            queries.add(signed[:i] + ranked[1][0].upper() + signed[i + 1:])
+    short = sorted((ev.duration, i) for i, ev in enumerate(evidence) if ev.duration < BLIP * letter_ms)
+    short = sorted(i for _, i in short[:BLIPS])
+    if short and len(short) < len(evidence):
+        queries.add("".join(ch for i, ch in enumerate(signed) if i not in short))
+        if len(short) > 1:
+            for i in short:
+                queries.add(signed[:i] + signed[i + 1:])
+    return queries

@@ -2,14 +2,18 @@
 
 The word being signed shows its letters as they come; when it ends (a pause, the space sign or
 the page's Space) the lexicon chooses the word and the text gets it and one space. Only the
-word being signed changes by itself; the last chosen word can be switched by ``pick`` to the
-letters as signed or another candidate until the text is edited.
+word being signed changes by itself, with one exception: a word that a short pause ended (up to
+``join_letters`` letter lengths, the time a letter the camera lost takes) may be joined with the
+next word when that one ends, if the lexicon explains the two as one word clearly better (IN
+and IA, with the D lost, become INDIA). The last chosen word can be switched by ``pick`` to the
+letters as signed or another candidate until the text is edited; an edit also stops a join.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import deque
+from dataclasses import dataclass
 
 from ..config import DecoderParams
 from .base import Decoder, Position, frame_top
@@ -19,6 +23,15 @@ from .segment import Segment, Segmenter
 MAX_TEXT = 10000  # the page and the socket carry the whole text; the oldest characters go first
 LENGTHS = 12  # letter durations kept for the signer's typical letter length
 MAX_USER_WORDS = 1000  # each is compared with the letters at every word's end
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A word ended by a pause: the word after it may still join it (a letter the camera lost)."""
+
+    evidence: list
+    choice: Choice
+    at: int  # where its chosen word starts in the text
 
 
 class WordDecoder(Decoder):
@@ -46,25 +59,26 @@ class WordDecoder(Decoder):
         self._lengths: deque[float] = deque(maxlen=LENGTHS)
         self._last: list[dict] = []
         self._t = 0.0  # the latest frame's time: the page's Space ends a word then
+        self._paused: _Ended | None = None  # the last word, if a pause ended it
 
     # -- frames ------------------------------------------------------------------------------
 
     def update(self, pred, t_ms: float, position: Position | None = None) -> list[dict]:
         events = []
-        for kind, seg in self.seg.push(frame_top(pred), t_ms, position):
-            if kind == "letter":
+        for what, seg in self.seg.push(frame_top(pred), t_ms, position):
+            if what == "letter":
                 if len(self.word) >= self.params.max_word:
                     self._end_word(seg.written_at)
                 self._close_last()
                 self.word.append(seg)
                 events.append({"kind": "letter", "text": seg.label, "t_ms": seg.written_at,
                                "double": seg.slide})
-            elif kind == "delete":
+            elif what == "delete":
                 removed = self.backspace()
                 if removed:
                     events.append({"kind": "delete", "text": removed, "t_ms": seg.written_at})
             else:  # the space sign or a pause
-                events.extend(self._end_word(t_ms, space=kind == "space"))
+                events.extend(self._end_word(t_ms, space=what == "space", pause=what == "word_end"))
         self._t = self.seg.now
         self._last = events
         return events
@@ -153,7 +167,7 @@ class WordDecoder(Decoder):
         if self.word:
             self._lengths.append(self.word[-1].duration)
 
-    def _end_word(self, t_ms, space: bool = False) -> list[dict]:
+    def _end_word(self, t_ms, space: bool = False, pause: bool = False) -> list[dict]:
         if not self.word:
             if space and self._text and not self._text.endswith(" "):
                 self._set(self._text + " ")
@@ -161,16 +175,51 @@ class WordDecoder(Decoder):
             return []
         self._close_last()
         evidence = [Evidence(s.label, s.probs(), s.duration, s.t_start, s.t_end) for s in self.word]
+        self.word = []
+        choice = self._choose(evidence)
+        joined = self._join(evidence, choice)
+        if joined is not None:
+            evidence, choice, at = joined
+            text = self._text[:at]
+        else:
+            text = self._text
+            if text and not text.endswith(" "):
+                text += " "
+            at = len(text)
+        self._set(text + choice.chosen + " ")
+        self._paused = None
+        if len(text) + len(choice.chosen) + 1 <= MAX_TEXT:
+            self.choice, self._choice_at = choice, at
+            if pause:
+                self._paused = _Ended(evidence, choice, at)
+        event = {"kind": "word", "text": choice.chosen, "signed": choice.signed, "t_ms": t_ms}
+        if joined is not None:
+            event["joined"] = True
+        return [event]
+
+    def _choose(self, evidence: list[Evidence]) -> Choice:
         lexicon = self.lexicon.get() if hasattr(self.lexicon, "get") else self.lexicon
         # User words count as the most common words: a name in the vocabulary wins.
         top = lexicon.top if lexicon is not None else 1
-        choice = choose(evidence, self.letter_ms(), lexicon, self.params, dict.fromkeys(self.vocab, top))
-        self.word = []
-        text = self._text
-        if text and not text.endswith(" "):
-            text += " "
-        at = len(text)
-        self._set(text + choice.chosen + " ")
-        if len(text) + len(choice.chosen) + 1 <= MAX_TEXT:
-            self.choice, self._choice_at = choice, at
-        return [{"kind": "word", "text": choice.chosen, "signed": choice.signed, "t_ms": t_ms}]
+        return choose(evidence, self.letter_ms(), lexicon, self.params, dict.fromkeys(self.vocab, top))
+
+    def _join(self, evidence: list[Evidence], choice: Choice) -> tuple[list[Evidence], Choice, int] | None:
+        """The previous word and this one as one word, where a short pause split them and the
+        lexicon explains them clearly better together (INDIA signed with the D lost to the camera
+        is not IN and IA). None: they stay two words."""
+        prev = self._paused
+        if prev is None or self.choice is not prev.choice or self._choice_at != prev.at:
+            return None  # the text was edited since, or the word was not ended by a pause
+        gap = evidence[0].start - prev.evidence[-1].end
+        letters = gap / max(self.letter_ms(), 1.0)
+        if letters > self.params.join_letters:
+            return None
+        both = prev.evidence + evidence
+        if len(both) > self.params.max_word:
+            return None
+        together = self._choose(both)
+        if together.chosen == together.signed:
+            return None  # only a word the lexicon knows joins two pieces: two names stay two
+        if together.cost + self.params.join_cost * letters >= prev.choice.cost + choice.cost:
+            return None
+        return both, together, prev.at

@@ -125,7 +125,7 @@ class Region:
     def check_image(self, width: int, height: int) -> None:
         """Raises ValueError unless a ``width`` x ``height`` image has the region's shape (2% and a pixel of slack)."""
         sx, sy = width / self.w, height / self.h
-        if abs(sx - sy) > 0.02 * max(sx, sy) + 1.0 / min(width, height):
+        if abs(sx - sy) > 0.02 * max(sx, sy) + 1.0 / min(self.w, self.h):  # a pixel off moves sx by 1 / w
             raise ValueError(f"the image is {width} x {height}, not the shape of the {self.w:g} x {self.h:g} region")
 
     def mirrored(self) -> "Region":

@@ -10,25 +10,37 @@ from __future__ import annotations
 
 import time
 
+from fingerspell.errors import FrameError
 from fingerspell.images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from fingerspell.labels import DEFAULT_LABELS, NOTHING
 from fingerspell.predictor import Prediction
 
 
 class FakeStream:
-    """``Predictor.stream()``'s surface: predict, predict_bytes, position, close."""
+    """``Predictor.stream()``'s surface: predict, predict_bytes (with a ``region``), position, close."""
 
     def __init__(self, owner: "FakePredictor"):
         self.owner = owner
         self.position = None  # no hand, so nowhere
         self.closed = False
 
-    def predict(self, rgb, timestamp_ms: int | None = None) -> Prediction:
+    def predict(self, rgb, timestamp_ms: int | None = None, region=None) -> Prediction:
+        self._check(rgb, region)
         return self.owner.predict(rgb)
 
     def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-                      formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False) -> Prediction:
+                      formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False, region=None) -> Prediction:
+        self._check(decode_image(data, max_pixels, formats), region)
         return self.owner.predict_bytes(data, max_pixels, formats, mirror)
+
+    @staticmethod
+    def _check(rgb, region) -> None:
+        """A crop must have its region's shape, as ``Stream`` checks it."""
+        if region is not None:
+            try:
+                region.check_image(rgb.shape[1], rgb.shape[0])
+            except ValueError as exc:
+                raise FrameError(f"region: {exc}") from None
 
     def close(self) -> None:
         self.closed = True

@@ -93,6 +93,37 @@ def open_page(browser, url: str, init_script: str | None = None):
     return page, errors
 
 
+@pytest.fixture
+def signing_page(playwright, request, tmp_path):
+    """A factory: ``signing_page(clip, record=(element_id, name), env=None, init_script="")``
+    starts a server on the default model (``env``: its extra environment) and a browser whose
+    fake camera plays ``clip``, opens the page with each change of the element's text appended to
+    ``window[name]`` (and ``init_script`` run first), and returns ``(page, errors)``. Both stop
+    after the test; the server's log is printed if it failed.
+    """
+    failed_before = request.session.testsfailed
+    with contextlib.ExitStack() as stack:
+        def signing_page(clip: Path, record: tuple[str, str], env: dict | None = None, init_script: str = ""):
+            server = ServerProcess(DEFAULT_BUNDLE, log_dir=tmp_path, env=env)
+            stack.callback(lambda: request.session.testsfailed > failed_before
+                           and print("---- server log ----\n" + server.logs()))
+            browser = stack.enter_context(browser_on(playwright, server, "--use-fake-ui-for-media-stream",
+                                                     "--use-fake-device-for-media-stream",
+                                                     f"--use-file-for-fake-video-capture={clip}"))
+            element_id, name = record
+            recorder = f"""
+                window.{name} = [];
+                document.addEventListener("DOMContentLoaded", () => {{
+                  const el = document.getElementById("{element_id}");
+                  new MutationObserver(() => window.{name}.push(el.textContent)).observe(
+                    el, {{childList: true, characterData: true, subtree: true}});
+                }});
+            """
+            return open_page(browser, server.url + "/", init_script + recorder)
+
+        yield signing_page
+
+
 # --------------------------------------------------------------------------- the clip
 
 
@@ -128,12 +159,16 @@ def _as_sent(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
-def _reliable_frame(predictor, letter: str) -> np.ndarray | None:
-    """A 640x480 frame of ``letter`` that the model reads as that letter, frame after frame."""
+def _photos(letter: str) -> list[Path]:
     photos = []
     for folder in (ROBOFLOW, KAGGLE):
         photos += sorted((folder / letter).glob("*.jpg"))[:TRIES_PER_LETTER // 2]
-    for photo in photos:
+    return photos
+
+
+def _reliable_frame(predictor, letter: str) -> np.ndarray | None:
+    """A 640x480 frame of ``letter`` that the model reads as that letter, frame after frame."""
+    for photo in _photos(letter):
         frame = letterbox(photo)
         sent = _as_sent(frame)
         with predictor.stream() as stream:
@@ -143,12 +178,12 @@ def _reliable_frame(predictor, letter: str) -> np.ndarray | None:
     return None
 
 
-def _pick_word(predictor, words=WORDS) -> tuple[str, dict[str, np.ndarray]]:
+def _pick_word(predictor, words=WORDS, reliable=_reliable_frame) -> tuple[str, dict[str, np.ndarray]]:
     frames: dict[str, np.ndarray | None] = {}
 
     def good(letter):
         if letter not in frames:
-            frames[letter] = _reliable_frame(predictor, letter) if letter in predictor.labels else None
+            frames[letter] = reliable(predictor, letter) if letter in predictor.labels else None
         return frames[letter] is not None
 
     for word in words:
@@ -162,14 +197,15 @@ def _pick_word(predictor, words=WORDS) -> tuple[str, dict[str, np.ndarray]]:
 
 
 def _clip(word: str, frames: dict[str, np.ndarray], path: Path) -> Path:
-    wall = blank_frame()
+    h, w = frames[word[0]].shape[:2]
+    wall = blank_frame((w, h))
     sequence = []
     for letter in word:
         sequence += [frames[letter]] * round(HOLD_S * FPS) + [wall] * round(GAP_S * FPS)
     return write_y4m(path, sequence, FPS)
 
 
-def _reliable_word(words=WORDS) -> tuple[str, dict[str, np.ndarray]]:
+def _reliable_word(words=WORDS, reliable=_reliable_frame) -> tuple[str, dict[str, np.ndarray]]:
     if not (DEFAULT_BUNDLE / "bundle.json").is_file():
         pytest.skip(f"the default model is not built yet ({DEFAULT_BUNDLE} has no bundle.json); "
                     "this test needs a trained model to recognise real hands")
@@ -180,94 +216,185 @@ def _reliable_word(words=WORDS) -> tuple[str, dict[str, np.ndarray]]:
     try:
         blank = predictor.predict(_as_sent(blank_frame()))
         assert blank.letter == "nothing" or blank.score < 0.6, "the blank wall must not read as a sign"
-        return _pick_word(predictor, words)
+        return _pick_word(predictor, words, reliable)
     finally:
         predictor.close()
 
 
-def test_the_page_spells_a_word_signed_at_the_fake_camera(playwright, tmp_path):
+def _wait_for_text(page, word: str, failed_shot: Path, **diagnostics) -> None:
+    """Wait until the page's text is ``word``; on failure save a screenshot and print what the page showed."""
+    try:
+        page.wait_for_function("w => document.getElementById('text').textContent.trim() === w",
+                               arg=word, timeout=60_000, polling=50)
+    except Exception:
+        page.screenshot(path=str(failed_shot))
+        print("text:", repr(page.inner_text("#text")), "shown:", page.evaluate("window.__shown.slice(-60)"),
+              "status:", page.inner_text("#status"), "camera:", page.inner_text("#camera-message"),
+              *(f"{k}: {page.evaluate(v)}" for k, v in diagnostics.items()))
+        raise
+
+
+def test_the_page_spells_a_word_signed_at_the_fake_camera(signing_page, tmp_path):
     word, frames = _reliable_word()
     clip = _clip(word, frames, tmp_path / "word.y4m")
     print(f"\nspelling {word!r} from {clip} ({FPS} frames/s); screenshots in {tmp_path}")
 
-    server = ServerProcess(DEFAULT_BUNDLE, log_dir=tmp_path, env={"FINGERSPELL_DECODER": "letters"})
-    with browser_on(playwright, server, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                    f"--use-file-for-fake-video-capture={clip}") as browser:
-        shown_letters = """
-            window.__shown = [];
-            document.addEventListener("DOMContentLoaded", () => {
-              const el = document.getElementById("letter");
-              new MutationObserver(() => window.__shown.push(el.textContent)).observe(
-                el, {childList: true, characterData: true, subtree: true});
-            });
-        """
-        page, errors = open_page(browser, server.url + "/", shown_letters)
-        try:
-            page.wait_for_function("w => document.getElementById('text').textContent.trim() === w",
-                                   arg=word, timeout=60_000, polling=50)
-        except Exception:
-            page.screenshot(path=str(tmp_path / "e2e-failed.png"))
-            print("text:", repr(page.inner_text("#text")), "shown:", page.evaluate("window.__shown.slice(-60)"),
-                  "status:", page.inner_text("#status"), "camera:", page.inner_text("#camera-message"))
-            raise
-        shown = set(page.evaluate("window.__shown"))
-        assert set(word) <= shown, f"letters shown: {sorted(shown)}"
-        assert page.inner_text("#status") == "Connected"
-        assert float(page.inner_text("#fps")) > 0
-        assert errors == []
-        shot = tmp_path / "e2e.png"
-        page.screenshot(path=str(shot))
-        print(f"screenshot: {shot}")
+    page, errors = signing_page(clip, record=("letter", "__shown"), env={"FINGERSPELL_DECODER": "letters"})
+    _wait_for_text(page, word, tmp_path / "e2e-failed.png")
+    shown = set(page.evaluate("window.__shown"))
+    assert set(word) <= shown, f"letters shown: {sorted(shown)}"
+    assert page.inner_text("#status") == "Connected"
+    assert float(page.inner_text("#fps")) > 0
+    assert errors == []
+    shot = tmp_path / "e2e.png"
+    page.screenshot(path=str(shot))
+    print(f"screenshot: {shot}")
 
 
 WORD_HOLD_S = 0.6  # deliberate signing, one letter straight after the other
 WORD_REST_S = 8.0  # then the hand down: the word ends, and the clip waits before it loops
 
 
-def test_the_page_shows_the_word_being_signed_then_the_chosen_word_and_reverts_it(playwright, tmp_path):
+def test_the_page_shows_the_word_being_signed_then_the_chosen_word_and_reverts_it(signing_page, tmp_path):
     word, frames = _reliable_word(("CAB", "BAD", "HI", "OK", "CAT", "BIG"))
     wall = blank_frame()
     sequence = [frames[c] for c in word for _ in range(round(WORD_HOLD_S * FPS))]
     clip = write_y4m(tmp_path / "word.y4m", sequence + [wall] * round(WORD_REST_S * FPS), FPS)
     print(f"\nsigning {word!r} from {clip} ({FPS} frames/s)")
 
-    server = ServerProcess(DEFAULT_BUNDLE, log_dir=tmp_path)
-    with browser_on(playwright, server, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                    f"--use-file-for-fake-video-capture={clip}") as browser:
-        word_letters = """
-            window.__word = [];
-            document.addEventListener("DOMContentLoaded", () => {
-              const el = document.getElementById("word");
-              new MutationObserver(() => window.__word.push(el.textContent)).observe(
-                el, {childList: true, characterData: true, subtree: true});
-            });
-        """
-        page, errors = open_page(browser, server.url + "/", word_letters)
-        try:
-            # The clip loops; the lexicon loads while the first words are signed, so wait for a word
-            # that has other readings to offer.
-            page.wait_for_function(
-                "w => document.getElementById('text').textContent.trim().endsWith(w)"
-                " && document.querySelectorAll('#choices button').length > 0",
-                arg=word, timeout=90_000, polling=50)
-            seen = page.evaluate("window.__word")
-            assert word[:1] in seen and word[:2] in seen, f"the word's letters as they came: {seen[-20:]}"
-            button = page.locator("#choices button").first
-            candidate = button.get_attribute("data-option")
-            assert candidate != word
-            button.click()
-            page.wait_for_function("c => document.getElementById('text').textContent.trim().endsWith(c)",
-                                   arg=candidate, timeout=5_000)
-            page.locator("body").press("r")  # back to the letters as signed
-            page.wait_for_function("w => document.getElementById('text').textContent.trim().endsWith(w)",
-                                   arg=word, timeout=5_000)
-            assert page.evaluate("localStorage.getItem('fingerspell.text')").strip().endswith(word)
-            assert errors == []
-        except Exception:
-            page.screenshot(path=str(tmp_path / "e2e-word-failed.png"))
-            print("text:", repr(page.inner_text("#text")), "word:", page.evaluate("window.__word.slice(-30)"),
-                  "choices:", page.inner_text("#choices"), "status:", page.inner_text("#status"))
-            raise
+    page, errors = signing_page(clip, record=("word", "__word"))
+    try:
+        # The clip loops; the lexicon loads while the first words are signed, so wait for a word
+        # that has other readings to offer.
+        page.wait_for_function(
+            "w => document.getElementById('text').textContent.trim().endsWith(w)"
+            " && document.querySelectorAll('#choices button').length > 0",
+            arg=word, timeout=90_000, polling=50)
+        seen = page.evaluate("window.__word")
+        assert word[:1] in seen and word[:2] in seen, f"the word's letters as they came: {seen[-20:]}"
+        button = page.locator("#choices button").first
+        candidate = button.get_attribute("data-option")
+        assert candidate != word
+        button.click()
+        page.wait_for_function("c => document.getElementById('text').textContent.trim().endsWith(c)",
+                               arg=candidate, timeout=5_000)
+        page.locator("body").press("r")  # back to the letters as signed
+        page.wait_for_function("w => document.getElementById('text').textContent.trim().endsWith(w)",
+                               arg=word, timeout=5_000)
+        assert page.evaluate("localStorage.getItem('fingerspell.text')").strip().endswith(word)
+        assert errors == []
+    except Exception:
+        page.screenshot(path=str(tmp_path / "e2e-word-failed.png"))
+        print("text:", repr(page.inner_text("#text")), "word:", page.evaluate("window.__word.slice(-30)"),
+              "choices:", page.inner_text("#choices"), "status:", page.inner_text("#status"))
+        raise
+
+
+# --------------------------------------------------------------------------- a hand at arm's length
+
+
+CAMERA = (1280, 720)  # the fake camera's frame: what the page asks a camera for
+SMALL_AT, SMALL_SIDE = (760, 220), 288  # the photo's square in it: a hand ~150-250 px across
+CROP_MARGIN, CROP_MIN, CROP_MAX_SENT = 2.2, 160, 512  # the page's (camera.js)
+RECORD_SOCKET = """
+    window.__regions = [];
+    window.__hands = [];
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+      if (typeof data === "string" && data.includes('"region"')) window.__regions.push(JSON.parse(data));
+      if (!this.__heard) {
+        this.__heard = true;
+        this.addEventListener("message", (event) => {
+          const m = JSON.parse(event.data);
+          if (m.type === "prediction" && m.hand) window.__hands.push(m.hand.landmarks);
+        });
+      }
+      return send.call(this, data);
+    };
+"""
+
+
+def _small_frame(photo) -> np.ndarray:
+    """A 1280x720 camera frame: the photo as a 288 px square right of centre, wall around it."""
+    frame = blank_frame(CAMERA).copy()
+    (x, y), side = SMALL_AT, SMALL_SIDE
+    frame[y:y + side, x:x + side] = letterbox(photo, (side, side), fill=tuple(int(c) for c in frame[0, 0]))
+    return frame
+
+
+def _page_crop(hand, frame_w: int, frame_h: int) -> tuple[int, int, int]:
+    """The square (x, y, side) camera.js cuts around ``hand``."""
+    pts = hand.landmarks[:, :2] * (frame_w, frame_h)
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    side = round(max(CROP_MIN, (x1 - x0) * CROP_MARGIN, (y1 - y0) * CROP_MARGIN))
+    x = round(min(max((x0 + x1 - side) / 2, 0), frame_w - side))
+    y = round(min(max((y0 + y1 - side) / 2, 0), frame_h - side))
+    return x, y, side
+
+
+def _reliable_small_frame(predictor, letter: str) -> np.ndarray | None:
+    """A camera frame with a small ``letter`` in it that the page's way reads as that letter: the
+    whole frame (scaled to 640x360) finds the hand, then crops around it read the letter."""
+    from fingerspell.hands import Region
+
+    for photo in _photos(letter):
+        frame = _small_frame(photo)
+        whole = _as_sent(np.asarray(Image.fromarray(frame).resize((640, 360), Image.BILINEAR)))
+        with predictor.stream() as stream:
+            pred = stream.predict(whole, timestamp_ms=0)
+            preds = []
+            for i in range(1, 6):
+                if pred.hand is None:
+                    break
+                x, y, side = _page_crop(pred.hand, *CAMERA)
+                crop = Image.fromarray(frame[y:y + side, x:x + side])
+                sent = min(side, CROP_MAX_SENT)
+                crop = _as_sent(np.asarray(crop.resize((sent, sent), Image.BILINEAR)))
+                pred = stream.predict(crop, timestamp_ms=i * 1000 // FPS, region=Region(x, y, side, side, *CAMERA))
+                preds.append(pred)
+        if len(preds) == 5 and all(p.letter == letter and p.score >= 0.9 for p in preds):
+            return frame
+    return None
+
+
+def test_the_page_sends_crops_around_a_small_hand_and_still_spells_the_word(signing_page, tmp_path):
+    word, frames = _reliable_word(reliable=_reliable_small_frame)
+    clip = _clip(word, frames, tmp_path / "far.y4m")
+    saved = tmp_path / "frames"
+    print(f"\nspelling {word!r} with a small hand in a {CAMERA[0]}x{CAMERA[1]} clip {clip}")
+
+    page, errors = signing_page(clip, record=("letter", "__shown"), init_script=RECORD_SOCKET,
+                                env={"FINGERSPELL_DECODER": "letters", "FINGERSPELL_SAVE_FRAMES_DIR": str(saved)})
+    _wait_for_text(page, word, tmp_path / "e2e-far-failed.png", regions="window.__regions.length")
+    page.screenshot(path=str(tmp_path / "e2e-far.png"))
+    assert page.evaluate("[document.getElementById('video').videoWidth, document.getElementById('video').videoHeight]") \
+        == list(CAMERA)
+    regions = page.evaluate("window.__regions")
+    hands = np.array(page.evaluate("window.__hands"))
+    assert errors == []
+
+    # The page sent crops: squares around the hand, in the camera frame's pixels.
+    sides = sorted(r["w"] for r in regions)
+    print(f"{len(regions)} hand crops sent, sides {sides[0]}-{sides[-1]} px (median {sides[len(sides) // 2]})")
+    assert len(regions) >= 10
+    (x, y), photo = SMALL_AT, SMALL_SIDE
+    for r in regions:
+        assert (r["frame_w"], r["frame_h"]) == CAMERA and r["w"] == r["h"]
+        assert CROP_MIN <= r["w"] <= 0.8 * CAMERA[1]
+        assert r["x"] <= x + photo and r["x"] + r["w"] >= x and r["y"] <= y + photo and r["y"] + r["h"] >= y
+
+    # They reached the server (which saves what it receives): whole frames scaled to 640x360,
+    # crops at the camera's resolution up to 512x512.
+    sizes = [Image.open(p).size for p in sorted(saved.iterdir())]
+    crops = [s for s in sizes if s != (640, 360)]
+    print(f"the server received {len(sizes)} frames: {len(crops)} crops, sizes {sorted(set(crops))}")
+    assert len(crops) >= 10
+    assert all(w == h and w <= CROP_MAX_SENT for w, h in crops), sorted(set(crops))
+
+    # And the hands the server found in them came back in the whole frame's terms: on the photo.
+    assert len(hands) >= len(crops) // 2
+    centres = hands[:, :, :2].mean(axis=1) * CAMERA
+    assert (centres >= (x, y)).all() and (centres <= (x + photo, y + photo)).all(), centres
 
 
 # --------------------------------------------------------------------------- camera problems

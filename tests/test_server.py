@@ -268,9 +268,22 @@ def test_index_is_the_page_and_uses_no_cdn_or_fixed_socket_address(client):
     assert "localhost:5000" not in js.text and "ws://localhost" not in js.text
     assert "location.host" in js.text
     css = client.get("/static/style.css").text
+    static = ROOT / "src" / "fingerspell" / "server" / "static"
+    modules = [client.get(f"/static/{p.name}").text for p in sorted(static.glob("*.js"))]
     external = re.compile(r"""(src|href)=["']?(https?:)?//|url\(["']?(https?:)?//|import\s.*https?:""")
-    for asset in (r.text, js.text, css):
+    for asset in (r.text, css, *modules):
         assert not external.search(asset), external.search(asset)
+
+
+def test_the_page_scripts_are_es_modules_served_as_javascript(client):
+    # A module script with another MIME type is refused by the browser (nosniff makes it strict).
+    assert '<script type="module" src="/static/app.js">' in client.get("/").text
+    imported = set(re.findall(r'from "\./([\w-]+\.js)"', client.get("/static/app.js").text))
+    assert {"camera.js", "transport.js", "view.js", "text.js"} <= imported
+    for name in {"app.js", *imported}:
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 200
+        assert r.headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript")
 
 
 @pytest.mark.parametrize("path", ["/", "/health", "/static/app.js", "/static/missing.js", "/nowhere", "/docs"])

@@ -20,14 +20,14 @@ import numpy as np
 
 from . import retries as ladder
 from .config import DetectParams
-from .hand import Hand
+from .hand import Hand, Region
 from .hand_model import ensure_hand_model
 from .retries import RETRY_KINDS, parse_retry, retry_image, zoom_tiles
 from .tracking import landmark_tracker
 from .workers import Landmarker, Pool, Workers, mediapipe_tasks
 
-__all__ = ["Hand", "Following", "HandFinder", "HandDetector", "Landmarker", "Pool", "Workers", "RETRY_KINDS",
-           "landmark_tracker", "mediapipe_tasks", "parse_retry", "retry_image", "zoom_tiles"]
+__all__ = ["Hand", "Region", "Following", "HandFinder", "HandDetector", "Landmarker", "Pool", "Workers",
+           "RETRY_KINDS", "landmark_tracker", "mediapipe_tasks", "parse_retry", "retry_image", "zoom_tiles"]
 
 
 @dataclass(frozen=True)

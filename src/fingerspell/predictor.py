@@ -6,6 +6,7 @@ bundle's LiteRT export.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import deque
@@ -19,8 +20,8 @@ from . import bundle as bundle_io
 from . import recognisers
 from .config import DetectParams, from_dict
 from .decoding.base import Position
-from .errors import BundleError
-from .hands import Following, Hand, HandFinder, Pool, Workers
+from .errors import BundleError, FrameError
+from .hands import Following, Hand, HandFinder, Pool, Region, Workers
 from .hand_model import ensure_hand_model, sha256_file
 from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from .labels import NOTHING
@@ -138,6 +139,7 @@ class Stream:
         self.seen: deque[Seen] = deque(maxlen=HISTORY)
         self._t0 = time.monotonic()
         self._mirror = False
+        self._region: Region | None = None  # where the last image lay in the frame (None: it was the frame)
 
     @property
     def history(self) -> list[tuple[int, Position | None]]:
@@ -150,26 +152,55 @@ class Stream:
         return self.seen[-1].position if self.seen else None
 
     def predict_bytes(self, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-                      formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False) -> Prediction:
-        """Decode JPEG/PNG bytes, optionally mirror them, and recognise. Raises FrameError for bad images."""
+                      formats: tuple[str, ...] = DECODE_FORMATS, mirror: bool = False,
+                      region: Region | None = None) -> Prediction:
+        """Decode JPEG/PNG bytes, optionally mirror them, and recognise (``region``: see ``predict``).
+        Raises FrameError for bad images."""
         if mirror != self._mirror:  # the followed hand is on the other side of a mirrored frame
             self.following = self.following.lost()
             self._mirror = mirror
+        if mirror and region is not None:
+            region = region.mirrored()
         started = time.perf_counter()
         rgb, decode_ms = _timed(decode_frame, data, max_pixels, formats, mirror)
-        return self._frame(rgb, None, started, decode_ms)
+        return self._frame(rgb, None, started, decode_ms, region)
 
-    def predict(self, rgb: np.ndarray, timestamp_ms: int | None = None) -> Prediction:
-        """Recognise one frame (RGB uint8, (H, W, 3)) at ``timestamp_ms`` (None: the stream's own clock)."""
-        return self._frame(rgb, timestamp_ms, time.perf_counter())
+    def predict(self, rgb: np.ndarray, timestamp_ms: int | None = None, region: Region | None = None) -> Prediction:
+        """Recognise the next frame of the stream.
+
+        Args:
+            rgb: the frame (RGB uint8, (H, W, 3)), or with ``region`` a part of it (a crop around the hand).
+            timestamp_ms: the frame's time (None: the stream's own clock).
+            region: where ``rgb`` lies in the whole frame. The hand is then given back, and kept
+                in ``seen``, in the whole frame's terms; the hand followed from the last image
+                is carried into this one's coordinates, so tracking survives a moving crop.
+        Raises:
+            FrameError: ``rgb`` does not have ``region``'s shape.
+        """
+        return self._frame(rgb, timestamp_ms, time.perf_counter(), None, region)
 
     def _frame(self, rgb: np.ndarray, timestamp_ms: int | None, started: float,
-               decode_ms: float | None = None) -> Prediction:
+               decode_ms: float | None = None, region: Region | None = None) -> Prediction:
+        if region is not None:
+            try:
+                region.check_image(rgb.shape[1], rgb.shape[0])
+            except ValueError as exc:
+                raise FrameError(f"region: {exc}") from None
+        if region != self._region:
+            # The followed hand is in the last image's coordinates: carry it (from the frame's
+            # terms, in which ``seen`` keeps it) into this image's. Nothing followed: nothing to carry.
+            if self.following.hand is not None:
+                framed = self.seen[-1].hand
+                self.following = dataclasses.replace(
+                    self.following, hand=framed if region is None else region.from_frame(framed))
+            self._region = region
         if timestamp_ms is None:
             timestamp_ms = int((time.monotonic() - self._t0) * 1000)
 
         (hand, self.following), detect_ms = _timed(self.predictor.finder.follow, rgb, self.following, timestamp_ms)
         top, classify_ms = _timed(self.predictor.classify, hand, lambda: rgb)
+        if region is not None and hand is not None:
+            hand = region.to_frame(hand)
         pred = _assemble(hand, top, started, decode=decode_ms, detect=detect_ms, classify=classify_ms)
         self.seen.append(Seen(timestamp_ms, pred.hand, position_of(pred.hand)))
         return pred

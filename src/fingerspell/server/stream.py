@@ -13,6 +13,18 @@
   ``alternatives``, or null), ``choice`` (the last chosen word: ``signed``, ``chosen``,
   ``options``, or null), ``pending`` and ``progress`` (the next letter's evidence, 0..1) and
   ``committed`` (what the frame changed).
+* Hand crops: a client following a hand may send, instead of the whole frame, the part of it
+  around the hand at the camera's full resolution. A text message ``{"type": "region", "x": 600,
+  "y": 180, "w": 300, "h": 300, "frame_w": 1280, "frame_h": 720}`` just before a binary frame says
+  that frame is the ``(x, y, w, h)`` rectangle (camera pixels) of a ``frame_w`` x ``frame_h``
+  camera frame, at any scale that keeps its shape (the page sends at most 512x512). It applies to
+  the next binary frame only and is not answered by itself (``NOTICES``): that frame's answer has
+  the hand's landmarks normalised to the whole camera frame, as for a whole frame, and the stream
+  keeps following the hand as the crop moves. A frame after a region that is not valid (numbers
+  not finite, a rectangle not inside the frame, a side under 8 px or a frame side over 16384, an
+  image not of the region's shape) is answered ``{"type": "error", "error": "region: ...",
+  "frame": n}`` and the socket stays open. A frame with no region message before it is a whole
+  frame.
 * Text messages are JSON commands (``COMMANDS``): ``{"type": "backspace"}``, ``{"type": "space"}``
   (end the word now, or add one space), ``{"type": "clear"}``, ``{"type": "set_text", "text":
   "..."}`` (the page restoring its text after a reload or reconnect), ``{"type": "pick", "option":
@@ -44,6 +56,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..decoding import Loading, make_decoder
 from ..errors import FrameError
+from ..hand import Region
 from ..predictor import Prediction, Predictor
 from .deps import get_predictor, get_settings, get_workers
 from .security import origin_allowed
@@ -120,6 +133,26 @@ COMMANDS: dict[str, Callable[["_Connection", dict], str | None]] = {
     "vocab": _vocab, "config": _config,
 }
 
+# Messages about the next frame: not answered by themselves; what is wrong with one is that
+# frame's error. Each takes the connection and the message's JSON object.
+
+REGION_FIELDS = ("x", "y", "w", "h", "frame_w", "frame_h")
+
+
+def _region(conn: "_Connection", doc: dict) -> None:
+    """The next frame is the region's part of the camera frame (or, if it is not valid, an error)."""
+    missing = [k for k in REGION_FIELDS if k not in doc]
+    if missing:
+        conn.region = f"missing {', '.join(missing)}: a region message has {', '.join(REGION_FIELDS)} (camera pixels)"
+        return
+    try:
+        conn.region = Region(*(doc[k] for k in REGION_FIELDS))
+    except ValueError as exc:
+        conn.region = str(exc)
+
+
+NOTICES: dict[str, Callable[["_Connection", dict], None]] = {"region": _region}
+
 
 # --------------------------------------------------------------------------- one stream
 
@@ -144,7 +177,8 @@ class _Connection:
         self.stream = None
         self.frames = 0
         self.closed = False
-        self._waiting: tuple[int, bytes, float] | None = None
+        self._waiting: tuple[int, bytes, float, Region | str | None] | None = None
+        self.region: Region | str | None = None  # for the next frame: where it lies, or what was wrong
         self._wake = anyio.Event()
         self._send_lock = anyio.Lock()
         self._t0 = time.monotonic()
@@ -211,12 +245,15 @@ class _Connection:
                 self.frames += 1
                 # Swap before awaiting the send: while it waits, the worker may take whatever is
                 # waiting, and a frame it takes must not also be answered "skipped".
-                stale, self._waiting = self._waiting, (self.frames, data, time.monotonic())
+                stale, self._waiting = self._waiting, (self.frames, data, time.monotonic(), self.region)
+                self.region = None
                 self._wake.set()
                 if stale is not None:
                     await self.send({"type": "skipped", "skipped": True, "frame": stale[0]})
             elif text is not None:
-                await self.send(self._command(text))
+                answer = self._command(text)
+                if answer is not None:
+                    await self.send(answer)
 
     def _state(self, fresh: bool = False) -> dict:
         state = self.decoder.state()
@@ -224,13 +261,17 @@ class _Connection:
             state["committed"] = []
         return state
 
-    def _command(self, text: str) -> dict:
+    def _command(self, text: str) -> dict | None:
+        """A text message's answer; None for a notice (``NOTICES``), which is not answered."""
         known = ", ".join(COMMANDS)
         try:
             doc = json.loads(text)
         except (ValueError, RecursionError):
             return {"type": "error", "error": f'text messages are JSON commands like {{"type": "clear"}} ({known})'}
         name = doc.get("type") if isinstance(doc, dict) else None
+        if isinstance(name, str) and name in NOTICES:
+            NOTICES[name](self, doc)
+            return None
         handler = COMMANDS.get(name) if isinstance(name, str) else None
         if handler is None:
             shown = json.dumps(name)[:40] if isinstance(name, str) else "missing"
@@ -248,10 +289,12 @@ class _Connection:
             item, self._waiting = self._waiting, None
             if item is None:
                 continue
-            number, data, received = item
+            number, data, received, region = item
             mirror = self.mirror
             try:
-                pred, answer = await anyio.to_thread.run_sync(self._recognise, number, data, mirror,
+                if isinstance(region, str):
+                    raise FrameError(f"region: {region}")
+                pred, answer = await anyio.to_thread.run_sync(self._recognise, number, data, mirror, region,
                                                               limiter=self.workers)
             except FrameError as exc:
                 await self.send({"type": "error", "error": str(exc), "frame": number})
@@ -269,14 +312,17 @@ class _Connection:
         stream.predict(np.zeros((480, 640, 3), dtype=np.uint8))
         return stream
 
-    def _recognise(self, number: int, data: bytes, mirror: bool) -> tuple[Prediction, dict]:
+    def _recognise(self, number: int, data: bytes, mirror: bool, region: Region | None) -> tuple[Prediction, dict]:
         """The frame's prediction and its answer; the server's one mirroring path.
 
         With ``mirror`` the stream recognises the frame flipped left to right (and looks afresh
         for the hand when that changes); the answer's landmarks are flipped back, into the frame
-        the client sent, so the page draws them where the hand is.
+        the client sent, so the page draws them where the hand is. With ``region`` the frame is
+        that part of the camera frame (mirrored with the frame), and the landmarks are the whole
+        camera frame's.
         """
-        pred = self.stream.predict_bytes(data, self.settings.params.max_pixels, SERVE_FORMATS, mirror=mirror)
+        pred = self.stream.predict_bytes(data, self.settings.params.max_pixels, SERVE_FORMATS, mirror=mirror,
+                                         region=region)
         self.settings.save_frame(f"ws{self.cid}-{number:06d}", data)
         answer = {"type": "prediction", "frame": number, **pred.to_json()}
         if mirror and answer["hand"] is not None:

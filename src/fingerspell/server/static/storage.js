@@ -1,0 +1,23 @@
+// What the page keeps in localStorage: the text, the mirror switch and the user's words.
+// Storage may be blocked (private mode): the page then works from memory alone.
+
+export const STORE_TEXT = "fingerspell.text";
+export const STORE_MIRROR = "fingerspell.mirror";
+export const STORE_VOCAB = "fingerspell.vocab";
+
+export function load(key, fallback) {
+  try {
+    const value = window.localStorage.getItem(key);
+    return value === null ? fallback : value;
+  } catch (err) {
+    return fallback; // storage blocked (private mode): the text lives only in the page
+  }
+}
+
+export function save(key, value) {
+  try {
+    window.localStorage.setItem(key, value);
+  } catch (err) {
+    /* storage blocked or full: nothing to do */
+  }
+}

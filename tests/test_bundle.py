@@ -14,7 +14,7 @@ import pytest
 
 from conftest import fake_extract
 from fingerspell import bundle
-from fingerspell.cli import ctrl_c_asks_to_stop
+from fingerspell.cli_train import ctrl_c_asks_to_stop
 from fingerspell.config import LandmarkParams, SplitParams, TrainParams
 from fingerspell.errors import BundleError
 from fingerspell.extract import Extracted

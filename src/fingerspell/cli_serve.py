@@ -1,0 +1,97 @@
+"""The commands of the serving install: setup, predict, serve.
+
+None of them needs TensorFlow; the parser and the error-to-exit-code handling are in ``cli.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .errors import FingerspellError
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+def cmd_setup(args):
+    from .hand_model import ensure_hand_model, sha256_file
+
+    path = ensure_hand_model(args.cache_dir)
+    print(f"hand model ready: {path} (sha256 {sha256_file(path)})")
+
+
+def _expand(paths):
+    """Image files, in folders too; video files separately. Missing paths are errors."""
+    from .images import is_image_name
+
+    images, videos = [], []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            images += sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image_name(f.name))
+        elif p.is_file():
+            (videos if p.suffix.lower() in VIDEO_SUFFIXES else images).append(str(p))
+        else:
+            raise FingerspellError(f"{raw}: no such file or folder")
+    if not images and not videos:
+        raise FingerspellError(f"no images or videos found in {', '.join(paths)}")
+    return images, videos
+
+
+def cmd_predict(args):
+    from .errors import FrameError
+    from .images import read_image
+    from .predictor import Predictor
+
+    images, videos = _expand(args.paths)
+    predictor = Predictor.from_bundle(args.model, cache_dir=args.cache_dir)
+    results, failed = [], 0
+    for path in images:
+        try:
+            pred = predictor.predict(read_image(path))
+        except FrameError as exc:
+            failed += 1
+            results.append({"path": path, "error": str(exc)})
+            if not args.json:  # the error names the file; name it once
+                reason = str(exc).removeprefix(f"{path}: ")
+                print(f"{path}: error: {reason}", file=sys.stderr)
+            continue
+        rec = {"path": path, **pred.to_json()}
+        results.append(rec)
+        if not args.json:
+            top = "  ".join(f"{k} {v:.2f}" for k, v in pred.top)
+            print(f"{path}: {pred.letter} ({pred.score:.2f})  top-3: {top}")
+    if videos:
+        from .config import DecoderParams
+        from .decoding import english, read_words, wants_lexicon
+        from .video import spell_video
+
+        decoding = DecoderParams(kind=args.decoder or "words", lexicon=not args.no_lexicon)
+        vocab = read_words(args.vocab) if args.vocab else ()
+        lexicon = english() if wants_lexicon(decoding) else None
+    for path in videos:
+        text, frames = spell_video(predictor, path, decoding=decoding, lexicon=lexicon, vocab=vocab)
+        results.append({"path": path, "text": text, "frames": frames})
+        if not args.json:
+            print(f"{path}: {text!r} ({frames} frames)")
+    if args.json:
+        print(json.dumps(results, indent=1))
+    if failed:
+        if not args.json:
+            print(f"fingerspell predict: error: {failed} of {len(results)} input(s) could not be read", file=sys.stderr)
+        return FrameError.exit_code
+    return 0
+
+
+def cmd_serve(args):
+    from .serve import run
+    from .server import params_from_env
+
+    changes = {k: v for k, v in (("decoder", args.decoder), ("vocab", args.vocab)) if v is not None}
+    if args.no_lexicon:
+        changes["lexicon"] = False
+    run(host=args.host, port=args.port, model=args.model, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        cache_dir=args.cache_dir, allowed_hosts=args.allowed_host,
+        params=dataclasses.replace(params_from_env(), **changes))

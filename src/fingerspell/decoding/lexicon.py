@@ -116,20 +116,31 @@ class Lexicon:
         for word, count in self.counts.items():
             self._sym.create_dictionary_entry(word.lower(), count)
         self.top = max(self.counts.values(), default=1)
-        self._grams, self._contexts = _spelling_model(self.counts if len(self.counts) >= SPELLING_WORDS else ())
+
+    @functools.cached_property
+    def _spelling(self) -> tuple[dict[str, int], dict[str, int]] | None:
+        """The letter trigram counts and their contexts, built on first use (0.24 s for the
+        English list): the spelling model is off by default, so a server start does not pay it.
+        Two threads asking at once may both build it; the result is the same."""
+        if len(self.counts) < SPELLING_WORDS:
+            return None
+        grams: dict[str, int] = {}
+        contexts: dict[str, int] = {}
+        for word in self.counts:
+            for gram in _trigrams(word):
+                grams[gram] = grams.get(gram, 0) + 1
+                contexts[gram[:-1]] = contexts.get(gram[:-1], 0) + 1
+        return grams, contexts
 
     def surprisal(self, word: str) -> float | None:
         """Nats the list's spelling (a letter trigram model over its words, each counted once)
         gives ``word``: low for a plausible name like LUPITA, high for TNXT or KXAST. None for a
         list under ``SPELLING_WORDS`` words, which says nothing about spelling."""
-        if not self._grams:
+        if self._spelling is None:
             return None
-        padded = "^" * (ORDER - 1) + word + "$"
-        total = 0.0
-        for i in range(ORDER - 1, len(padded)):
-            gram = padded[i - ORDER + 1:i + 1]
-            total -= math.log((self._grams.get(gram, 0) + SMOOTH) / (self._contexts.get(gram[:-1], 0) + 27 * SMOOTH))
-        return total
+        grams, contexts = self._spelling
+        return -sum(math.log((grams.get(g, 0) + SMOOTH) / (contexts.get(g[:-1], 0) + 27 * SMOOTH))
+                    for g in _trigrams(word))
 
     @classmethod
     def english(cls) -> "Lexicon":
@@ -154,16 +165,10 @@ class Lexicon:
         return {item.term.upper(): item.count for item in found}
 
 
-def _spelling_model(words) -> tuple[dict[str, int], dict[str, int]]:
-    grams: dict[str, int] = {}
-    contexts: dict[str, int] = {}
-    for word in words:
-        padded = "^" * (ORDER - 1) + word + "$"
-        for i in range(ORDER - 1, len(padded)):
-            gram = padded[i - ORDER + 1:i + 1]
-            grams[gram] = grams.get(gram, 0) + 1
-            contexts[gram[:-1]] = contexts.get(gram[:-1], 0) + 1
-    return grams, contexts
+def _trigrams(word: str):
+    """The letter trigrams of ``word`` with its start (^^) and end ($) marked."""
+    padded = "^" * (ORDER - 1) + word + "$"
+    return (padded[i - ORDER + 1:i + 1] for i in range(ORDER - 1, len(padded)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -313,7 +318,7 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
     # Keeping what was signed costs more where it is spelled unlike any word or name (TNXT, KXAST):
     # what a misread letter makes, not what a person is called.
     unlikely = 0.0
-    nats = lexicon.surprisal(signed) if lexicon is not None else None
+    nats = lexicon.surprisal(signed) if lexicon is not None and params.spelling_weight else None
     if nats is not None:
         unlikely = params.spelling_weight * max(0.0, nats - TYPICAL * (len(signed) + 1))
     scored = {signed: signed_channel + params.keep_signed + unlikely}

@@ -238,7 +238,9 @@ class Predictions:
         digest = hashlib.sha256((self.predictor.path / bundle_io.TFLITE).read_bytes()).hexdigest()[:12]
         # The rendering is part of the key: a cached answer is only good for the same frames.
         render = hashlib.sha256(repr((FRAME, PHOTO, BACKGROUND, JITTER, ALPHAS)).encode()).hexdigest()[:8]
-        self.file = cache / f"frames-{digest}-{render}.json"
+        # ... and so are the detector's settings (a stream that looks harder finds other hands)
+        detect = hashlib.sha256(repr(self.predictor.finder.params).encode()).hexdigest()[:8]
+        self.file = cache / f"frames-{digest}-{render}-{detect}.json"
         self.table: dict[str, list] = json.loads(self.file.read_text()) if self.file.is_file() else {}
         self.renderer = Renderer()
         self.fresh = 0

@@ -121,7 +121,7 @@ def test_a_stream_frame_without_a_hand_looks_at_one_zoom_tile_and_the_next_frame
             runs.append(rgb.shape[:2])
             return super().detect(rgb)
 
-    params = DetectParams(retries=("zoom:0.5",), video_retries=1)
+    params = DetectParams(stream_retries=("zoom:0.5",), video_retries=1)
     with Workers(hand_model, params, landmarker=Counting) as workers, \
             HandDetector(hand_model, video=True, params=params, workers=workers) as det:
         blank = np.zeros((480, 640, 3), np.uint8)
@@ -130,9 +130,9 @@ def test_a_stream_frame_without_a_hand_looks_at_one_zoom_tile_and_the_next_frame
     # each frame: the whole frame, then one tile (half its sides)
     assert runs == [(480, 640), (240, 320)] * 3
     with HandDetector(hand_model, video=True, params=params) as det:
-        assert det.following.tile == 0
+        assert det.following.step == 0
         det.detect(np.zeros((480, 640, 3), np.uint8), 0)
-        assert det.following.tile == 1
+        assert det.following.step == 1
 
 
 def test_a_longer_ladder_reuses_the_hands_a_shorter_one_found_and_detects_only_the_rest(tmp_path, hand_model):

@@ -26,7 +26,7 @@ from fingerspell.images import read_image
 
 DEFAULTS = DetectParams()
 IMAGE_ATTEMPTS = {"plain", *DEFAULTS.retries}  # which attempt found a hand: the first pass or a retry
-VIDEO_ATTEMPTS = {"plain", "tracked", *DEFAULTS.retries[: DEFAULTS.video_retries]}
+VIDEO_ATTEMPTS = {"plain", "tracked", "near", *DEFAULTS.stream_retries}
 
 
 def members_of(task: Path) -> dict[str, bytes]:
@@ -509,3 +509,49 @@ def test_video_mode_retries_a_tightly_cropped_hand_with_padding(detector, hand_m
         hand = det.detect(crop, 0)
     assert hand is not None, f"{name}: no hand in the tight crop"
     assert hand.attempt in VIDEO_ATTEMPTS
+
+
+class _Palms(hands.Landmarker):
+    """The palm detector and landmark network, recording each image shape they run on; with
+    ``miss`` set, it finds nothing (a palm detector that loses the hand)."""
+
+    runs: list = []
+    miss = False
+
+    def detect(self, rgb):
+        type(self).runs.append(rgb.shape[:2])
+        return None if type(self).miss else super().detect(rgb)
+
+
+def test_frames_without_a_hand_go_on_through_the_stream_retries_where_the_last_one_stopped(hand_model):
+    params = DetectParams(stream_retries=("pad:0.3", "pad:1.0"), video_retries=1)
+    _Palms.runs, _Palms.miss = [], False
+    blank = np.zeros((48, 64, 3), np.uint8)
+    with hands.Workers(hand_model, params, landmarker=_Palms) as workers, \
+            HandDetector(hand_model, video=True, params=params, workers=workers) as det:
+        for i in range(3):
+            assert det.detect(blank, 40 * i) is None
+    # each frame: the whole frame, then the next rung (a 30% border, then a 100% one, then 30% again)
+    assert _Palms.runs == [(48, 64), (76, 102), (48, 64), (144, 192), (48, 64), (76, 102)]
+
+
+def test_a_hand_lost_for_a_moment_is_looked_for_near_where_it_was_seen(hand_model):
+    rgb = read_image(real_images("B", 1)[0])
+    params = DetectParams(stream_retries=(), near_ms=500)
+    _Palms.runs, _Palms.miss = [], False
+    with hands.Workers(hand_model, params, landmarker=_Palms) as workers, \
+            HandDetector(hand_model, video=True, params=params, workers=workers) as det:
+        seen = det.detect(rgb, 0)
+        assert seen is not None and seen.attempt == "plain"
+        _Palms.miss = True  # from now on the palm detector misses the hand, and tracking is dropped
+        det.forget()
+        near = det.detect(rgb, 400)
+        assert near is not None and near.attempt == "near"
+        # the same hand: landmarks within a tenth of its size of the ones first found
+        px, first = near.pixel_points()[:, :2], seen.pixel_points()[:, :2]
+        assert np.linalg.norm(px - first, axis=1).mean() < 0.1 * np.ptp(first, axis=0).max()
+        det.forget()
+        assert det.detect(rgb, 1000) is None  # 600 ms after the hand was last seen: no longer near
+        det.forget()
+        assert det.detect(np.zeros_like(rgb), 1001) is None
+    assert all(shape == rgb.shape[:2] for shape in _Palms.runs)  # no retries: the whole frame each time

@@ -57,7 +57,15 @@ class DetectParams:
     # Landmark-network passes on the region a found hand's own landmarks give (the region
     # tracking uses; the palm detector's is coarser): steadier landmarks, ~7 ms a pass.
     refine: int = 1
-    video_retries: int = 1  # a stream frame tries at most this many: a frame without a hand must stay cheap
+    # A stream frame without a hand must stay cheap, so it runs the palm detector on the whole frame,
+    # then (within ``near_ms`` of the last hand seen) the landmark network alone around where that
+    # hand was, then ``video_retries`` rungs of ``stream_retries``: each such frame goes on where the
+    # last one stopped (zoom and scan look at one tile a visit), so a few frames cover the ladder.
+    # A hand filling the frame first (one close to the camera), then the rungs most often right.
+    video_retries: int = 1
+    stream_retries: tuple[str, ...] = ("pad:0.3", "centre:0.75", "zoom:0.5", "centre:1.0", "scan:0.5",
+                                       "centre:1.25", "pad:1.0", "edge:0.3", "equalize:0.3")
+    near_ms: int = 1000  # 0: never look near the last hand seen
     max_side: int = 640  # larger images are downscaled first; detection needs no more
 
 

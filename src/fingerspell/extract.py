@@ -120,8 +120,14 @@ def _detect_file(task) -> tuple[bytes | None, str | None]:
     return _encode(_worker_detector.detect(rgb)), None
 
 
+#: DetectParams fields only a stream reads, left out of the cache key (a photo's hand does not
+#: depend on them, and caches made before they existed stay valid)
+STREAM_ONLY = ("stream_retries", "near_ms")
+
+
 def settings_key(params: DetectParams, model_sha: str) -> str:
-    blob = json.dumps({"detect": asdict(params), "model": model_sha}, sort_keys=True)
+    detect = {k: v for k, v in asdict(params).items() if k not in STREAM_ONLY}
+    blob = json.dumps({"detect": detect, "model": model_sha}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

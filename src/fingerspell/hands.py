@@ -37,12 +37,16 @@ class Following:
     Attributes:
         hand: the previous frame's hand, followed into the next frame (None: look afresh).
         timestamp_ms: the previous frame's time; a frame at or before it starts a new clip.
-        tile: the zoom tile the next frame without a hand looks at.
+        step: how far frames without a hand have gone through the stream's retries (and their tiles).
+        last: the last hand seen in this clip, kept while it is lost: where to look first.
+        last_ms: that hand's time.
     """
 
     hand: Hand | None = None
     timestamp_ms: int = -1
-    tile: int = 0
+    step: int = 0
+    last: Hand | None = None
+    last_ms: int = -1
 
     def lost(self) -> "Following":
         """The same clip, nothing followed: the next frame looks for the hand afresh."""
@@ -56,7 +60,9 @@ class HandFinder:
     network, then the retries of ``params.retries`` while no hand is found. VIDEO mode
     (``follow``) does what MediaPipe's VIDEO mode does, faster: while a hand is followed, a frame
     runs only the landmark network, on the region the previous frame's landmarks give; when the
-    hand is lost, the frame runs IMAGE-mode detection with at most ``video_retries`` retries.
+    hand is lost, the frame runs the palm detector, then the landmark network near where the hand
+    was last seen (within ``near_ms``), then ``video_retries`` rungs of ``stream_retries``, going
+    on from where the previous frame without a hand stopped.
     "No hand" is a value (None), not an exception.
 
     Thread-safe as far as ``workers`` is (its pools lend each network to one caller at a time).
@@ -69,8 +75,13 @@ class HandFinder:
 
     def find(self, rgb: np.ndarray) -> Hand | None:
         """The most confident hand in an RGB uint8 array (H, W, 3), landmarks relative to it, or None."""
-        hand, _ = self._detect(rgb, None, None)
-        return hand
+        small, size = self._fit(rgb)
+        hand = ladder.palm(self.workers, small, size, "plain")
+        for spec in self.params.retries:
+            if hand is not None:
+                break
+            hand = ladder.retry(self.workers, small, size, spec)
+        return self._finish(rgb, small, size, hand, refine=True)
 
     def follow(self, rgb: np.ndarray, following: Following, timestamp_ms: int | None = None
                ) -> tuple[Hand | None, Following]:
@@ -82,36 +93,47 @@ class HandFinder:
             timestamp_ms: the frame's time; one at or before the previous frame's starts afresh
                 (a new clip). None: the previous frame's plus one.
         """
-        previous = following.hand
         if timestamp_ms is not None and timestamp_ms <= following.timestamp_ms:
-            previous = None  # time went backwards: a new clip, nothing to follow
+            following = Following()  # time went backwards: a new clip, nothing to follow
         ts = timestamp_ms if timestamp_ms is not None else following.timestamp_ms + 1
-        hand, tile = self._detect(rgb, previous, following.tile)
-        return hand, Following(hand, ts, tile)
-
-    def _detect(self, rgb: np.ndarray, previous: Hand | None, tile: int | None) -> tuple[Hand | None, int | None]:
-        """The hand, and the zoom tile the next frame looks at. ``tile`` None: IMAGE mode."""
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an RGB uint8 array (H, W, 3), got {rgb.dtype} {rgb.shape}")
         p, w = self.params, self.workers
-        small = ladder.fit(rgb, p.max_side)
-        size = (small.shape[1], small.shape[0])
-        hand = ladder.track(w, small, size, previous) if previous is not None else None
-        if hand is None:
+        small, size = self._fit(rgb)
+        step = following.step
+        hand = ladder.track(w, small, size, following.hand) if following.hand is not None else None
+        found = hand is None
+        if found:
             hand = ladder.palm(w, small, size, "plain")
-            for spec in p.retries if tile is None else p.retries[: p.video_retries]:
+            last = following.last
+            if hand is None and last is not None and ts - following.last_ms <= p.near_ms \
+                    and last.image_size == (rgb.shape[1], rgb.shape[0]):
+                hand = ladder.near(w, small, size, last)
+            rungs = p.stream_retries
+            for _ in range(min(p.video_retries, len(rungs)) if hand is None else 0):
+                hand = ladder.retry(w, small, size, rungs[step % len(rungs)], step // len(rungs))
+                step += 1
                 if hand is not None:
                     break
-                hand = ladder.retry(w, small, size, spec, tile)
-                if tile is not None and parse_retry(spec)[0] == "zoom":
-                    tile += 1
-            if hand is not None:
-                hand = ladder.refine(w, small, size, hand, p.refine)
+        hand = self._finish(rgb, small, size, hand, refine=found)
+        if hand is None:
+            return None, Following(None, ts, step, following.last, following.last_ms)
+        return hand, Following(hand, ts, 0, hand, ts)
+
+    def _fit(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 array (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        small = ladder.fit(rgb, self.params.max_side)
+        return small, (small.shape[1], small.shape[0])
+
+    def _finish(self, rgb: np.ndarray, small: np.ndarray, size: tuple[int, int], hand: Hand | None,
+                refine: bool) -> Hand | None:
+        """A found hand refined (``refine``), with landmarks relative to ``rgb`` rather than ``small``."""
+        if hand is not None and refine:
+            hand = ladder.refine(self.workers, small, size, hand, self.params.refine)
         if hand is not None and size != (rgb.shape[1], rgb.shape[0]):
             full = (rgb.shape[1], rgb.shape[0])  # landmarks are normalised: only the size changes
             hand = dataclasses.replace(hand, image_size=full, unrefined=hand.unrefined and dataclasses.replace(
                 hand.unrefined, image_size=full))
-        return hand, tile
+        return hand
 
 
 class HandDetector:

@@ -42,8 +42,10 @@ def parse_retry(spec: str) -> tuple[str, float]:
 
 def check_params(params: DetectParams) -> None:
     """Raises ValueError for a retry or a refinement count detection cannot run."""
-    for spec in params.retries:
+    for spec in (*params.retries, *params.stream_retries):
         parse_retry(spec)
+    if params.video_retries < 0 or params.near_ms < 0:
+        raise ValueError(f"video_retries and near_ms must be 0 or more, not {params.video_retries} and {params.near_ms}")
     if not 0 <= params.refine <= 5:
         raise ValueError(f"refine must be between 0 and 5 passes, not {params.refine}")
 
@@ -160,15 +162,24 @@ def refine(workers: Workers, small: np.ndarray, size: Size, hand: Hand, passes: 
     return hand
 
 
+def near(workers: Workers, small: np.ndarray, size: Size, last: Hand, scale: float = 1.5) -> Hand | None:
+    """The landmark network alone on an upright square ``scale`` times the tracking region of
+    ``last``, the hand last seen: a hand lost for a moment is most likely still near there."""
+    roi = roi_from_landmarks(last.landmarks, *size)
+    w, h = size
+    side = min(max(roi.width * w, roi.height * h) * scale, max(w, h) * 1.5)
+    return network(workers, small, size, Roi(roi.x, roi.y, side / w, side / h, 0.0), "near")
+
+
 def retry(workers: Workers, small: np.ndarray, size: Size, spec: str, tile: int | None = None) -> Hand | None:
-    """One rung of the ladder. ``tile``: a zoom retry looks at that tile only (None: at all of them)."""
+    """One rung of the ladder. ``tile``: a zoom or scan retry looks at that tile only (None: at all of them)."""
     how, frac = parse_retry(spec)
     if how == "centre":
         return _centre(workers, small, size, frac, spec)
     if how == "zoom":
         return _zoom(workers, small, size, frac, spec, tile)
     if how == "scan":
-        return _scan(workers, small, size, frac, spec)
+        return _scan(workers, small, size, frac, spec, tile)
     image, px, py = retry_image(small, spec)
     return palm(workers, image, size, spec, ((image.shape[1], image.shape[0]), (px, py), size))
 
@@ -204,17 +215,21 @@ def _zoom(workers: Workers, small: np.ndarray, size: Size, frac: float, spec: st
     return None
 
 
-def _scan(workers: Workers, small: np.ndarray, size: Size, frac: float, spec: str) -> Hand | None:
+def _scan(workers: Workers, small: np.ndarray, size: Size, frac: float, spec: str, tile: int | None) -> Hand | None:
     """The landmark network alone on squares ``frac`` of the short side across the image; the
     hand with the highest presence score, if any square's is above the threshold.
 
     For small hands the palm detector does not find even when zoomed (odd angles, dim light:
-    the hands ``centre`` finds in a photo they fill): ~7 ms a square, 15 squares for 0.5.
+    the hands ``centre`` finds in a photo they fill): ~7 ms a square, 15 squares for 0.5. A video
+    frame looks at square ``tile`` only.
     """
     w, h = size
+    squares = zoom_tiles(w, h, frac, square=True)
+    if tile is not None:
+        squares = [squares[tile % len(squares)]]
     best, best_presence = None, -1.0
     with workers.trackers.borrow() as tracker:
-        for x0, y0, x1, y1 in zoom_tiles(w, h, frac, square=True):
+        for x0, y0, x1, y1 in squares:
             roi = Roi((x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h, 0.0)
             found = tracker.run(small, roi)
             if found is not None and found[4] > best_presence:

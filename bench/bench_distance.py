@@ -24,6 +24,7 @@ detector settings of this code (``DetectParams()``), or --new-detect. Detections
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -236,6 +237,8 @@ def main():
     ap.add_argument("--new", nargs=2, metavar=("DEFAULT", "KAGGLE"),
                     help="the new pipeline's bundles (default: the same as --base)")
     ap.add_argument("--new-detect", help="JSON of DetectParams fields for the new pipeline (default: this code's defaults)")
+    ap.add_argument("--base-detect", help="JSON of DetectParams fields that replace the recorded ones in today's "
+                                          "pipeline (e.g. an older stream path: '{\"near_ms\": 0, \"stream_retries\": [\"pad:0.3\"]}')")
     ap.add_argument("--roboflow", default=str(DATA / "roboflow_letters_train"))
     ap.add_argument("--kaggle", default=str(DATA / "asl_alphabet_sample"))
     ap.add_argument("--limit", type=int, default=0, help="at most this many photos, evenly spaced (0: all)")
@@ -255,7 +258,11 @@ def main():
     base = [Model(p) for p in args.base]
     new = [Model(p) for p in (args.new or args.base)]
     new_detect = DetectParams(**json.loads(args.new_detect)) if args.new_detect else DetectParams()
-    pipelines = [("today", base, base[0].detect_params()), ("new", new, new_detect)]
+    today = base[0].detect_params()
+    if args.base_detect:
+        today = dataclasses.replace(today, **{k: tuple(v) if isinstance(v, list) else v
+                                              for k, v in json.loads(args.base_detect).items()})
+    pipelines = [("today", base, today), ("new", new, new_detect)]
     for _, models, _ in pipelines:
         if models[1].meta.get("data", {}).get("per_source", {}).keys() != {kaggle.name}:
             sys.exit(f"{models[1].path} must be trained on {kaggle.name} only (leave-one-source-out)")

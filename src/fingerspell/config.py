@@ -156,7 +156,7 @@ class DecoderParams:
     join_cost: float = 1.0  # nats per letter length of pause for reading a pause as inside a word (the lexicon must explain the joined word that much better)
     keep_signed: float = 3.9  # log-odds a dictionary word must beat to replace the letters as signed (names survive); under lexicon.DELETE_ROOMY + DELETE_TIGHT (4.0), so a word with a letter the timing left no room for never wins on that letter alone (O is not OF)
     spelling_weight: float = 0.0  # nats per nat by which the letters as signed are spelled less like English words than names are (TNXT, not LUPITA); off: it also costs names spelled unlike English (NGOZI)
-    letter_trust: float = 0.8  # weight of the letters' own log-probabilities in the channel: below 1 where the model is surer than it is right
+    letter_trust: float = 0.6  # weight of the letters' own log-probabilities in the channel: below 1 where the model is surer than it is right
     frequency_weight: float = 0.15  # nats per nat of word rarity: common words need less evidence
     max_word: int = 40  # letters in one word; longer is not a word and is written as signed
 

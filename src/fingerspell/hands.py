@@ -53,7 +53,8 @@ class HandFinder:
     """Finds one hand in an image, or follows it through a video.
 
     IMAGE mode (``find``) is MediaPipe's HandLandmarker: the palm detector, then the landmark
-    network, then the retries of ``params.retries`` while no hand is found. VIDEO mode
+    network, then the retries of ``params.retries`` while no hand is found; a small hand is then
+    reframed (``params.reframe``). VIDEO mode
     (``follow``) does what MediaPipe's VIDEO mode does, faster: while a hand is followed, a frame
     runs only the landmark network, on the region the previous frame's landmarks give; when the
     hand is lost, the frame runs IMAGE-mode detection with at most ``video_retries`` retries.
@@ -68,9 +69,15 @@ class HandFinder:
         self.params = params
 
     def find(self, rgb: np.ndarray) -> Hand | None:
-        """The most confident hand in an RGB uint8 array (H, W, 3), landmarks relative to it, or None."""
+        """The most confident hand in an RGB uint8 array (H, W, 3), landmarks relative to it, or None.
+
+        A hand found small in the image is looked at again from regions around the one it was
+        found in (``DetectParams.reframe``).
+        """
         hand, _ = self._detect(rgb, None, None)
-        return hand
+        if hand is None or not self.params.reframe:
+            return hand
+        return ladder.reframe(self.workers, ladder.fit(rgb, self.params.max_side), hand, self.params)
 
     def follow(self, rgb: np.ndarray, following: Following, timestamp_ms: int | None = None
                ) -> tuple[Hand | None, Following]:

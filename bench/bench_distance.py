@@ -13,7 +13,8 @@ Two protocols, each with today's pipeline and the new one:
     the same photos: people and rooms it has never seen.
 
 A pipeline is its detector settings plus its two bundles. Today's: the bundles given by --base
-with the detector settings they record. The new one: the bundles given by --new, with the
+with the detector settings they record (--base-detect overrides some: a setting the bundles
+predate otherwise takes this code's default). The new one: the bundles given by --new, with the
 detector settings of this code (``DetectParams()``), or --new-detect. Detections are cached
 (per photo, frame and detector settings), so only a changed pipeline costs detector time.
 
@@ -24,7 +25,6 @@ detector settings of this code (``DetectParams()``), or --new-detect. Detections
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import logging
@@ -187,12 +187,12 @@ def costs(pipelines, photos, boxes, model: Path, rounds: int) -> None:
     """Milliseconds a frame, median over ``rounds`` runs, today's and the new detector interleaved
     so that a busy machine slows both alike: a stream's tracked frame (a held 144 px hand), a
     stream frame without a hand (a grey frame: plain detection and ``video_retries`` retries),
-    and an IMAGE-mode (``/predict``) frame without a hand (every retry)."""
+    an IMAGE-mode (``/predict``) frame without a hand (every retry), and one with a 144 px hand."""
     frames = [place_on_frame(read_image(p), b, 144, _where(p)) for p, b in zip(photos[:8], boxes[:8])]
     grey = np.full((480, 640, 3), 128, np.uint8)
     dets = {name: (HandDetector(model, video=True, params=params), HandDetector(model, params=params))
             for name, _, params in pipelines}
-    times = {(name, what): [] for name in dets for what in ("tracked", "lost", "image")}
+    times = {(name, what): [] for name in dets for what in ("tracked", "lost", "image", "found")}
     ts = 0
     for r in range(rounds):
         for name, (video, image) in dets.items():
@@ -215,6 +215,9 @@ def costs(pipelines, photos, boxes, model: Path, rounds: int) -> None:
                 t = time.perf_counter()
                 image.detect(grey)
                 times[name, "image"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                if image.detect(frame) is not None:
+                    times[name, "found"].append(time.perf_counter() - t)
     for video, image in dets.values():
         video.close()
         image.close()
@@ -223,7 +226,8 @@ def costs(pipelines, photos, boxes, model: Path, rounds: int) -> None:
     print("| frame | today | new |")
     print("|---|---|---|")
     for what, label in [("tracked", "stream, hand followed (144 px)"), ("lost", "stream, no hand (grey frame)"),
-                        ("image", "IMAGE mode (/predict), no hand: every retry")]:
+                        ("image", "IMAGE mode (/predict), no hand: every retry"),
+                        ("found", "IMAGE mode (/predict), a 144 px hand")]:
         cells = [f"{1e3 * np.median(times[n, what]):.1f} ({1e3 * np.percentile(times[n, what], 90):.1f})"
                  if times[n, what] else "-" for n in dets]
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
@@ -236,9 +240,10 @@ def main():
                     help="today's bundles: the default recipe's and the Kaggle-only one (default: %(default)s)")
     ap.add_argument("--new", nargs=2, metavar=("DEFAULT", "KAGGLE"),
                     help="the new pipeline's bundles (default: the same as --base)")
+    ap.add_argument("--base-detect", help="JSON of DetectParams fields for today's pipeline, over those its bundle "
+                                          "records (e.g. '{\"reframe\": []}', a setting the bundle predates; "
+                                          "'{\"near_ms\": 0, \"stream_retries\": [\"pad:0.3\"]}', the older stream path)")
     ap.add_argument("--new-detect", help="JSON of DetectParams fields for the new pipeline (default: this code's defaults)")
-    ap.add_argument("--base-detect", help="JSON of DetectParams fields that replace the recorded ones in today's "
-                                          "pipeline (e.g. an older stream path: '{\"near_ms\": 0, \"stream_retries\": [\"pad:0.3\"]}')")
     ap.add_argument("--roboflow", default=str(DATA / "roboflow_letters_train"))
     ap.add_argument("--kaggle", default=str(DATA / "asl_alphabet_sample"))
     ap.add_argument("--limit", type=int, default=0, help="at most this many photos, evenly spaced (0: all)")
@@ -257,12 +262,11 @@ def main():
             sys.exit(f"{d} is missing: the benchmark reads ../shared/data (or give --roboflow / --kaggle)")
     base = [Model(p) for p in args.base]
     new = [Model(p) for p in (args.new or args.base)]
-    new_detect = DetectParams(**json.loads(args.new_detect)) if args.new_detect else DetectParams()
-    today = base[0].detect_params()
+    new_detect = from_dict(DetectParams, json.loads(args.new_detect)) if args.new_detect else DetectParams()
+    base_detect = base[0].detect_params()
     if args.base_detect:
-        today = dataclasses.replace(today, **{k: tuple(v) if isinstance(v, list) else v
-                                              for k, v in json.loads(args.base_detect).items()})
-    pipelines = [("today", base, today), ("new", new, new_detect)]
+        base_detect = from_dict(DetectParams, {**asdict(base_detect), **json.loads(args.base_detect)})
+    pipelines = [("today", base, base_detect), ("new", new, new_detect)]
     for _, models, _ in pipelines:
         if models[1].meta.get("data", {}).get("per_source", {}).keys() != {kaggle.name}:
             sys.exit(f"{models[1].path} must be trained on {kaggle.name} only (leave-one-source-out)")

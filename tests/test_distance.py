@@ -13,7 +13,7 @@ import pytest
 from conftest import real_images
 from fingerspell import extract as ex
 from fingerspell.config import DetectParams
-from fingerspell.hands import HandDetector, Landmarker, Workers, parse_retry, zoom_tiles
+from fingerspell.hands import HandDetector, Landmarker, Workers, landmark_tracker, parse_retry, zoom_tiles
 from fingerspell.images import read_image
 
 OLD_LADDER = DetectParams().retries[:-2]  # the ladder before zoom and scan
@@ -226,3 +226,90 @@ def test_far_copies_go_to_at_most_the_asked_photos_per_class_and_folder_evenly_s
     assert len(chosen) == 4 + 4 + 3
     assert sorted(i for i in chosen if i < 10) == [0, 2, 5, 7]
     assert len(far_photos(ds, None)) == len(samples)
+
+
+# -- reframing a small hand -------------------------------------------------------------------------
+
+NO_REFRAME = DetectParams(reframe=())
+
+
+def placed(letters, side=144, per_letter=2):
+    """(name, full-photo hand, the photo on a 640x480 frame with the hand ``side`` px across)."""
+    out = []
+    with HandDetector(params=NO_REFRAME) as det:
+        for letter in letters:
+            for path in real_images(letter, per_letter):
+                rgb = read_image(path)
+                hand = det.detect(rgb)
+                if hand is not None:
+                    out.append((path.name, hand, ex.place_on_frame(rgb, ex.hand_box(hand), side, (0.3, 0.6))))
+    return out
+
+
+def test_a_small_hand_is_the_most_present_pass_on_its_scaled_first_region_then_refined(hand_model):
+    from fingerspell.tracking import roi_from_landmarks
+
+    (name, _, frame), = placed("B", per_letter=1)
+    with HandDetector(hand_model, params=NO_REFRAME) as plain, HandDetector(hand_model) as reframing:
+        before, after = plain.detect(frame), reframing.detect(frame)
+    assert before is not None and after is not None, name
+    tracker = landmark_tracker(hand_model, DetectParams(), threads=1)
+    roi = roi_from_landmarks(before.unrefined.landmarks, 640, 480)
+    assert roi.width * 640 < DetectParams().reframe_below * 480, f"{name}: the hand is not small in the frame"
+    passes = [tracker.run(frame, dataclasses.replace(roi, width=roi.width * f, height=roi.height * f))
+              for f in DetectParams().reframe]
+    best = max((p for p in passes if p is not None), key=lambda p: p[4])
+    expected = tracker.run(frame, roi_from_landmarks(best[0], 640, 480))  # then one refinement pass
+    np.testing.assert_allclose(after.landmarks, expected[0], atol=1e-4)
+    assert after.attempt == before.attempt and after.image_size == (640, 480)
+    # the first estimate is kept as found, for training
+    np.testing.assert_array_equal(after.unrefined.landmarks, before.unrefined.landmarks)
+
+
+def test_a_hand_that_fills_the_photo_is_not_reframed(hand_model):
+    photos = [read_image(p) for p in real_images("C", 2) + real_images("L", 2)]
+    with HandDetector(hand_model, params=NO_REFRAME) as plain, HandDetector(hand_model) as reframing:
+        for rgb in photos:
+            before, after = plain.detect(rgb), reframing.detect(rgb)
+            assert before is not None and after is not None
+            np.testing.assert_array_equal(after.landmarks, before.landmarks)
+
+
+def test_a_stream_reframes_the_frame_it_finds_a_hand_in_as_image_mode_does_and_then_follows_it(hand_model):
+    (_, _, frame), = placed("B", per_letter=1)
+    with HandDetector(hand_model, video=True) as video, HandDetector(hand_model) as image:
+        found, expected = video.detect(frame, 0), image.detect(frame)
+        assert found.attempt == expected.attempt == "plain"
+        np.testing.assert_array_equal(found.landmarks, expected.landmarks)
+        assert video.detect(frame, 40).attempt == "tracked"  # a followed frame: one network pass, as before
+
+
+@pytest.mark.slow  # 30 real photos, each detected three times
+def test_reframed_small_hands_have_landmarks_closer_to_the_full_photos(hand_model):
+    from fingerspell.features import canonical
+
+    def error(hand, full):
+        # the hand's shape, wrist-centred and scale-free, as the classifier's features see it
+        a = canonical(full.pixel_points(), full.handedness == "Left", planar_size=True)[:, :2]
+        b = canonical(hand.pixel_points(), full.handedness == "Left", planar_size=True)[:, :2]
+        return float(np.linalg.norm(a - b, axis=1).mean())
+
+    frames = placed("ABDEJORSUX", per_letter=3)
+    errors = {}
+    for name, params in (("plain", NO_REFRAME), ("reframed", DetectParams())):
+        with HandDetector(hand_model, params=params) as det:
+            errors[name] = np.array([error(det.detect(frame), full) for _, full, frame in frames])
+    plain, reframed = errors["plain"], errors["reframed"]
+    # most hands keep their shape either way; the gain is the hands the first region framed badly
+    assert np.mean(reframed) < 0.7 * np.mean(plain), f"mean shape error {np.mean(plain):.3f} -> {np.mean(reframed):.3f}"
+    assert np.sum(reframed > 0.3) < np.sum(plain > 0.3), f"badly framed hands {np.sum(plain > 0.3)} -> {np.sum(reframed > 0.3)}"
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(reframe=(0.1, 1.0)), "reframe must be at most 8 scales, each between 0.25 and 4"),
+    (dict(reframe=(1.0,) * 9), "reframe must be at most 8 scales"),
+    (dict(reframe_below=-1.0), "reframe_below must be 0 or more"),
+])
+def test_reframe_settings_detection_cannot_run_are_refused_with_the_range(hand_model, params, match):
+    with pytest.raises(ValueError, match=match):
+        HandDetector(hand_model, params=DetectParams(**params))

@@ -406,8 +406,8 @@ def test_refinement_is_one_landmark_network_pass_on_the_hands_own_region(hand_mo
 
     rgb = read_image(real_images("W", 1)[0])
     h, w = rgb.shape[:2]
-    with HandDetector(hand_model, params=DetectParams(refine=0)) as raw, \
-            HandDetector(hand_model, params=DetectParams(refine=1)) as refined:
+    with HandDetector(hand_model, params=DetectParams(refine=0, reframe=())) as raw, \
+            HandDetector(hand_model, params=DetectParams(refine=1, reframe=())) as refined:
         first, second = raw.detect(rgb), refined.detect(rgb)
     tracker = hands.landmark_tracker(hand_model, DetectParams(), threads=1)
     expected = tracker.run(rgb, roi_from_landmarks(first.landmarks, w, h))

@@ -57,6 +57,17 @@ class DetectParams:
     # Landmark-network passes on the region a found hand's own landmarks give (the region
     # tracking uses; the palm detector's is coarser): steadier landmarks, ~7 ms a pass.
     refine: int = 1
+    # IMAGE mode: a hand found small in the image (its first region, the one refinement starts
+    # from, under reframe_below times the image's short side) is looked at again before it is
+    # refined: the landmark network on that region scaled by each of these, the pass with the
+    # highest presence score kept. The palm detector sees the whole image at 192x192 and can frame
+    # a small hand badly (a region a third of the hand's, or turned a quarter), and refining a badly
+    # framed hand keeps it bad: a photo's pixels placed unscaled on a 640x480 frame scored 90%
+    # against 98% on the photo, and 97% from the photo's region. At a 144 px hand 89% -> 97% (100
+    # held-out photos, bench/bench_distance.py). ~7 ms a pass. A stream reframes the frame it finds a hand in.
+    reframe: tuple[float, ...] = (1.0, 1.6, 2.4)  # smaller scales (0.6) and more of them gained nothing
+    # A Roboflow photo's first region is 0.44-1.09 of its side (median 0.78): 37% are reframed, and gain too.
+    reframe_below: float = 0.7
     # A stream frame without a hand must stay cheap, so it runs the palm detector on the whole frame,
     # then (within ``near_ms`` of the last hand seen) the landmark network alone around where that
     # hand was, then ``video_retries`` rungs of ``stream_retries``: each such frame goes on where the

@@ -57,7 +57,8 @@ class HandFinder:
     """Finds one hand in an image, or follows it through a video.
 
     IMAGE mode (``find``) is MediaPipe's HandLandmarker: the palm detector, then the landmark
-    network, then the retries of ``params.retries`` while no hand is found. VIDEO mode
+    network, then the retries of ``params.retries`` while no hand is found; a hand found small is
+    then looked at again from regions around the one it was found in (``params.reframe``). VIDEO mode
     (``follow``) does what MediaPipe's VIDEO mode does, faster: while a hand is followed, a frame
     runs only the landmark network, on the region the previous frame's landmarks give; when the
     hand is lost, the frame runs the palm detector, then the landmark network near where the hand
@@ -126,9 +127,11 @@ class HandFinder:
 
     def _finish(self, rgb: np.ndarray, small: np.ndarray, size: tuple[int, int], hand: Hand | None,
                 refine: bool) -> Hand | None:
-        """A found hand refined (``refine``), with landmarks relative to ``rgb`` rather than ``small``."""
+        """A found hand refined and, if small, reframed (``refine``), with landmarks relative to
+        ``rgb`` rather than ``small``."""
         if hand is not None and refine:
             hand = ladder.refine(self.workers, small, size, hand, self.params.refine)
+            hand = ladder.reframe(self.workers, small, hand, self.params)
         if hand is not None and size != (rgb.shape[1], rgb.shape[0]):
             full = (rgb.shape[1], rgb.shape[0])  # landmarks are normalised: only the size changes
             hand = dataclasses.replace(hand, image_size=full, unrefined=hand.unrefined and dataclasses.replace(

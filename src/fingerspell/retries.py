@@ -48,6 +48,10 @@ def check_params(params: DetectParams) -> None:
         raise ValueError(f"video_retries and near_ms must be 0 or more, not {params.video_retries} and {params.near_ms}")
     if not 0 <= params.refine <= 5:
         raise ValueError(f"refine must be between 0 and 5 passes, not {params.refine}")
+    if len(params.reframe) > 8 or not all(0.25 <= f <= 4 for f in params.reframe):
+        raise ValueError(f"reframe must be at most 8 scales, each between 0.25 and 4, not {params.reframe}")
+    if not params.reframe_below >= 0:
+        raise ValueError(f"reframe_below must be 0 or more, not {params.reframe_below}")
 
 
 def fit(rgb: np.ndarray, max_side: int) -> np.ndarray:
@@ -169,6 +173,38 @@ def near(workers: Workers, small: np.ndarray, size: Size, last: Hand, scale: flo
     w, h = size
     side = min(max(roi.width * w, roi.height * h) * scale, max(w, h) * 1.5)
     return network(workers, small, size, Roi(roi.x, roi.y, side / w, side / h, 0.0), "near")
+
+
+def reframe(workers: Workers, small: np.ndarray, hand: Hand, params: DetectParams) -> Hand:
+    """A small hand looked at again from regions around the one it was first found in, then refined.
+
+    The first region (from the landmarks first found, ``hand.unrefined``) scaled by each of
+    ``params.reframe``; the landmark network's pass with the highest presence score is kept and
+    refined (``params.refine`` passes). A hand whose first region is ``params.reframe_below``
+    times the image's short side or bigger, and one no pass finds, is given back as it is.
+
+    Args:
+        small: the image detection looked at (``fit``); ``hand`` may be normalised to a larger
+            copy of it, and the hand given back is too.
+        hand: a hand ``HandFinder`` found (refined or not).
+    """
+    size = (small.shape[1], small.shape[0])
+    first = hand.unrefined or hand
+    roi = roi_from_landmarks(first.landmarks, *size)
+    if not params.reframe or roi.width * size[0] >= params.reframe_below * min(size):
+        return hand
+    best = None
+    with workers.trackers.borrow() as tracker:
+        for f in params.reframe:
+            found = tracker.run(small, dataclasses.replace(roi, width=roi.width * f, height=roi.height * f))
+            if found is not None and (best is None or found[4] > best[4]):
+                best = found
+    if best is None:
+        return hand
+    landmarks, world, handedness, score, _ = best
+    again = refine(workers, small, size, Hand(landmarks, world, handedness, score, size, hand.attempt), params.refine)
+    # normalised landmarks: only the size changes; the first estimate stays the one found first
+    return dataclasses.replace(again, image_size=hand.image_size, unrefined=first)
 
 
 def retry(workers: Workers, small: np.ndarray, size: Size, spec: str, tile: int | None = None) -> Hand | None:

@@ -185,21 +185,26 @@ def held_out_photos(model: Model, roboflow: Path, kaggle: Path) -> list:
 
 def costs(pipelines, photos, boxes, model: Path, rounds: int) -> None:
     """Milliseconds a frame, median over ``rounds`` runs, today's and the new detector interleaved
-    so that a busy machine slows both alike: a stream's tracked frame (a held 144 px hand), a
-    stream frame without a hand (a grey frame: plain detection and ``video_retries`` retries),
+    so that a busy machine slows both alike: a stream's tracked frame (a held 144 px hand), the
+    frame a stream finds it in, a stream frame without a hand just after one and 2 s later (a grey
+    frame: plain detection, the look near the last hand, ``video_retries`` rungs of the stream's retries),
     an IMAGE-mode (``/predict``) frame without a hand (every retry), and one with a 144 px hand."""
     frames = [place_on_frame(read_image(p), b, 144, _where(p)) for p, b in zip(photos[:8], boxes[:8])]
     grey = np.full((480, 640, 3), 128, np.uint8)
     dets = {name: (HandDetector(model, video=True, params=params), HandDetector(model, params=params))
             for name, _, params in pipelines}
-    times = {(name, what): [] for name in dets for what in ("tracked", "lost", "image", "found")}
+    times = {(name, what): [] for name in dets for what in ("tracked", "afresh", "lost", "idle", "image", "found")}
     ts = 0
     for r in range(rounds):
         for name, (video, image) in dets.items():
             frame = frames[r % len(frames)]
             video.forget()
             ts += 40
-            if video.detect(frame, ts) is not None:  # found: the next frames follow it
+            t = time.perf_counter()
+            found = video.detect(frame, ts)
+            if found is not None:
+                times[name, "afresh"].append(time.perf_counter() - t)
+            if found is not None:  # found: the next frames follow it
                 for _ in range(3):
                     ts += 40
                     t = time.perf_counter()
@@ -211,6 +216,10 @@ def costs(pipelines, photos, boxes, model: Path, rounds: int) -> None:
             t = time.perf_counter()
             video.detect(grey, ts)
             times[name, "lost"].append(time.perf_counter() - t)
+            ts += 2000  # no hand for two seconds: nothing seen near enough to look at
+            t = time.perf_counter()
+            video.detect(grey, ts)
+            times[name, "idle"].append(time.perf_counter() - t)
             if r % 4 == 0:
                 t = time.perf_counter()
                 image.detect(grey)
@@ -225,7 +234,9 @@ def costs(pipelines, photos, boxes, model: Path, rounds: int) -> None:
     print(f"detection cost, ms a frame, median (p90) over {rounds} rounds, today and new interleaved:")
     print("| frame | today | new |")
     print("|---|---|---|")
-    for what, label in [("tracked", "stream, hand followed (144 px)"), ("lost", "stream, no hand (grey frame)"),
+    for what, label in [("tracked", "stream, hand followed (144 px)"), ("afresh", "stream, hand found afresh (144 px)"),
+                        ("lost", "stream, hand just lost (grey frame 40 ms after a hand)"),
+                        ("idle", "stream, no hand for 2 s (grey frame)"),
                         ("image", "IMAGE mode (/predict), no hand: every retry"),
                         ("found", "IMAGE mode (/predict), a 144 px hand")]:
         cells = [f"{1e3 * np.median(times[n, what]):.1f} ({1e3 * np.percentile(times[n, what], 90):.1f})"

@@ -555,3 +555,15 @@ def test_a_hand_lost_for_a_moment_is_looked_for_near_where_it_was_seen(hand_mode
         det.forget()
         assert det.detect(np.zeros_like(rgb), 1001) is None
     assert all(shape == rgb.shape[:2] for shape in _Palms.runs)  # no retries: the whole frame each time
+
+
+def test_looking_near_the_last_hand_finds_none_in_an_empty_room(hand_model):
+    # Kaggle's `nothing` photos: the signer's room with no hand, the size of its letter photos
+    empty = real_images("nothing", 30, KAGGLE)
+    with HandDetector(hand_model) as det:
+        seen = [det.detect(read_image(p)) for p in real_images("A", 2, KAGGLE) + real_images("Y", 2, KAGGLE)]
+        seen = [h for h in seen if h is not None]
+        assert len(seen) >= 3
+        found = [hands.ladder.near(det.workers, rgb, (rgb.shape[1], rgb.shape[0]), h)
+                 for rgb in map(read_image, empty) for h in seen]
+    assert sum(h is not None for h in found) <= 1, "a hand just lost must not be seen in the empty room"

@@ -414,3 +414,21 @@ def test_a_stream_keeps_at_most_max_user_words_and_only_words_of_letters():
     many = ["".join(chr(65 + (i // 26 ** k) % 26) for k in range(3)) for i in range(MAX_USER_WORDS + 500)]
     assert d.add_words(many) == MAX_USER_WORDS - 1
     assert len(d.vocab) == MAX_USER_WORDS
+
+
+def sure_misread(word, index, read, alt, p):
+    """A clean stream of ``word`` whose letter ``index`` is read as ``read`` at ``p``, ``alt`` second."""
+    frames, t = [], 0
+    for i, ch in enumerate(word):
+        part, t = letter_frames(t, read if i == index else ch, 400, p=p if i == index else 0.9,
+                                alt=alt if i == index else "Q")
+        frames += part
+    return frames + no_hand(t, 900)[0]
+
+
+def test_a_surely_read_letter_of_a_name_is_not_traded_for_a_rare_word_but_a_common_word_still_wins(english):
+    # MAREK's K read at 0.88 with S second: MARES is one letter away, but rare
+    assert "MARES" in english.counts and "MAREK" not in english.counts
+    assert decode(sure_misread("MAREK", 4, "K", "S", 0.88), english).text == "MAREK "
+    # TEXT read as TNXT with the N just as sure: a common word explains it
+    assert decode(sure_misread("TEXT", 1, "N", "E", 0.85), english).text == "TEXT "

@@ -40,6 +40,9 @@ DELETE_TIGHT = 3.0  # ...plus this much where the letters around it left no time
 TRANSITION_MS = 150.0  # time between two segments that is only the hand changing shape
 INSERT_BASE = 1.5  # a segment the word does not explain: a blip...
 INSERT_CLEAR = 3.0  # ...plus this much for a full-length segment at probability 1
+SURE_P = 0.8  # a segment read at least this surely...
+SURE = 3.0  # ...is another letter at no less than this cost (nats): only a common word outweighs it (a
+# name's K read at 0.88 stays MAREK, not the rare MARES; TNXT with its N as sure is still TEXT)
 DOUBLE_COST = 0.5  # a segment read as two or three equal letters: rarer than one
 DURATION_SIGMA = 0.5  # spread of ln(duration / (k x letter length)) for k equal letters
 ALTERNATIVES = 3  # least certain segments whose second-best letter is also looked up
@@ -222,6 +225,9 @@ class _Costs:
         rest = max(0.0, 1.0 - sum(probs.values()))
         self.floor = -trust * math.log(max(rest / 23.0, 3e-3) / best)
         self.sub = {k: -trust * math.log(max(v, 1e-6) / best) for k, v in probs.items()}
+        if best >= SURE_P and SURE:  # a letter read this surely is another only for a common word
+            self.floor = max(self.floor, SURE)
+            self.sub = {k: max(v, SURE) if k != ev.label.upper() else v for k, v in self.sub.items()}
         ratio = max(ev.duration, 1.0) / max(letter_ms, 1.0)
         self.dur = [0.0] + [math.log(ratio / k) ** 2 / (2 * DURATION_SIGMA**2) + DOUBLE_COST * (k > 1)
                             for k in (1, 2, 3)]

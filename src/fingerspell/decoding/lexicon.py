@@ -41,8 +41,10 @@ TRANSITION_MS = 150.0  # time between two segments that is only the hand changin
 INSERT_BASE = 1.5  # a segment the word does not explain: a blip...
 INSERT_CLEAR = 3.0  # ...plus this much for a full-length segment at probability 1
 SURE_P = 0.8  # a segment read at least this surely...
-SURE = 3.0  # ...is another letter at no less than this cost (nats): only a common word outweighs it (a
-# name's K read at 0.88 stays MAREK, not the rare MARES; TNXT with its N as sure is still TEXT)
+SURE = 4.0  # ...is another letter at no less than this cost (nats), over keep_signed: a clean stream is
+# written as signed (AA is not AS) and a name's K read at 0.88 stays MAREK, not MARES
+FIST = "AEMNOST"  # closed-hand letters, told apart by the thumb and fingertips: the model's usual confusions...
+FIST_COST = 2.0  # ...cost at most this (nats) as one another where not read surely: EVNRYONE is EVERYONE
 DOUBLE_COST = 0.5  # a segment read as two or three equal letters: rarer than one
 DURATION_SIGMA = 0.5  # spread of ln(duration / (k x letter length)) for k equal letters
 ALTERNATIVES = 3  # least certain segments whose second-best letter is also looked up
@@ -216,7 +218,7 @@ def _distance(a: str, b: str) -> int:
 class _Costs:
     """One segment's costs, computed once per word."""
 
-    __slots__ = ("sub", "floor", "dur", "insert")
+    __slots__ = ("sub", "floor", "dur", "insert", "fist")
 
     def __init__(self, ev: Evidence, letter_ms: float, trust: float = 1.0) -> None:
         probs = {k.upper(): v for k, v in ev.probs.items() if len(k) == 1}
@@ -228,6 +230,7 @@ class _Costs:
         if best >= SURE_P and SURE:  # a letter read this surely is another only for a common word
             self.floor = max(self.floor, SURE)
             self.sub = {k: max(v, SURE) if k != ev.label.upper() else v for k, v in self.sub.items()}
+        self.fist = ev.label.upper() in FIST and not (best >= SURE_P and SURE)
         ratio = max(ev.duration, 1.0) / max(letter_ms, 1.0)
         self.dur = [0.0] + [math.log(ratio / k) ** 2 / (2 * DURATION_SIGMA**2) + DOUBLE_COST * (k > 1)
                             for k in (1, 2, 3)]
@@ -272,7 +275,10 @@ def _channel(word: str, costs: list[_Costs], deletions: list[float]) -> float:
             if j == m:
                 continue
             ch = word[j]
-            sub = c + seg.sub.get(ch, seg.floor)
+            sub = seg.sub.get(ch, seg.floor)
+            if seg.fist and ch in FIST:
+                sub = min(sub, FIST_COST)
+            sub += c
             for k in (1, 2, 3):
                 if j + k > m or word[j + k - 1] != ch:
                     break

@@ -201,10 +201,8 @@ def costs(pipelines, photos, boxes, model: Path, rounds: int) -> None:
             video.forget()
             ts += 40
             t = time.perf_counter()
-            found = video.detect(frame, ts)
-            if found is not None:
+            if video.detect(frame, ts) is not None:  # found: the next frames follow it
                 times[name, "afresh"].append(time.perf_counter() - t)
-            if found is not None:  # found: the next frames follow it
                 for _ in range(3):
                     ts += 40
                     t = time.perf_counter()

@@ -154,6 +154,22 @@ def test_the_stream_keeps_following_the_hand_as_the_crop_moves(predictor):
     assert np.allclose(moved, [12, 5], atol=4), moved  # the hand moved 12 px right, 5 down each frame
 
 
+def test_the_hand_last_seen_is_carried_into_a_moved_crop_and_forgotten_when_the_view_is_mirrored(predictor):
+    # Where to look for a hand just lost (``Following.last``) moves with the crop, as the followed hand does.
+    frame, blank = camera_frame(), np.full((FRAME_H, FRAME_W, 3), WALL, np.uint8)
+    a, b = Region(*CROP, FRAME_W, FRAME_H), Region(560, 80, 520, 520, FRAME_W, FRAME_H)
+    with predictor.stream() as stream:
+        seen = stream.predict(crop_of(frame, *CROP, side=320), timestamp_ms=0, region=a).hand
+        assert seen is not None
+        assert stream.predict(crop_of(blank, *CROP, side=320), timestamp_ms=66, region=a).hand is None
+        stream.predict(crop_of(blank, 560, 80, 520, 520, side=320), timestamp_ms=132, region=b)
+        last = stream.following.last
+        assert last is not None and stream.following.hand is None
+        np.testing.assert_allclose(b.to_frame(last).landmarks, seen.landmarks, atol=1e-4)
+        stream.predict_bytes(jpeg(crop_of(blank, 560, 80, 520, 520, side=320)), mirror=True, region=b)
+        assert stream.following.last is None
+
+
 def test_a_crop_of_the_wrong_shape_is_a_frame_error(predictor):
     with predictor.stream() as stream, pytest.raises(FrameError, match="region: the image is 300 x 200"):
         stream.predict(np.zeros((200, 300, 3), np.uint8), region=Region(0, 0, 100, 100, 640, 480))

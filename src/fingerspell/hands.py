@@ -105,9 +105,8 @@ class HandFinder:
         if found:
             hand = ladder.palm(w, small, size, "plain")
             last = following.last
-            if hand is None and last is not None and ts - following.last_ms <= p.near_ms \
-                    and last.image_size == (rgb.shape[1], rgb.shape[0]):
-                hand = ladder.near(w, small, size, last)
+            if hand is None and last is not None and ts - following.last_ms <= p.near_ms:
+                hand = ladder.near(w, small, size, last)  # normalised landmarks: the image's scale does not matter
             rungs = p.stream_retries
             for _ in range(min(p.video_retries, len(rungs)) if hand is None else 0):
                 hand = ladder.retry(w, small, size, rungs[step % len(rungs)], step // len(rungs))
@@ -130,8 +129,8 @@ class HandFinder:
         """A found hand refined and, if small, reframed (``refine``), with landmarks relative to
         ``rgb`` rather than ``small``."""
         if hand is not None and refine:
-            hand = ladder.refine(self.workers, small, size, hand, self.params.refine)
-            hand = ladder.reframe(self.workers, small, hand, self.params)
+            hand = (ladder.reframe(self.workers, small, size, hand, self.params)
+                    or ladder.refine(self.workers, small, size, hand, self.params.refine))
         if hand is not None and size != (rgb.shape[1], rgb.shape[0]):
             full = (rgb.shape[1], rgb.shape[0])  # landmarks are normalised: only the size changes
             hand = dataclasses.replace(hand, image_size=full, unrefined=hand.unrefined and dataclasses.replace(

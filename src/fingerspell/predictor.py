@@ -156,8 +156,8 @@ class Stream:
                       region: Region | None = None) -> Prediction:
         """Decode JPEG/PNG bytes, optionally mirror them, and recognise (``region``: see ``predict``).
         Raises FrameError for bad images."""
-        if mirror != self._mirror:  # the followed hand is on the other side of a mirrored frame
-            self.following = self.following.lost()
+        if mirror != self._mirror:  # the hand followed, or last seen, is on the other side of a mirrored frame
+            self.following = Following()
             self._mirror = mirror
         if mirror and region is not None:
             region = region.mirrored()
@@ -187,12 +187,16 @@ class Stream:
             except ValueError as exc:
                 raise FrameError(f"region: {exc}") from None
         if region != self._region:
-            # The followed hand is in the last image's coordinates: carry it (from the frame's
-            # terms, in which ``seen`` keeps it) into this image's. Nothing followed: nothing to carry.
-            if self.following.hand is not None:
-                framed = self.seen[-1].hand
-                self.following = dataclasses.replace(
-                    self.following, hand=framed if region is None else region.from_frame(framed))
+            # The hand followed and the one last seen are in the last image's coordinates: carry
+            # them, through the whole frame's, into this image's.
+            def carry(hand: Hand | None) -> Hand | None:
+                if hand is None:
+                    return None
+                framed = hand if self._region is None else self._region.to_frame(hand)
+                return framed if region is None else region.from_frame(framed)
+
+            self.following = dataclasses.replace(self.following, hand=carry(self.following.hand),
+                                                 last=carry(self.following.last))
             self._region = region
         if timestamp_ms is None:
             timestamp_ms = int((time.monotonic() - self._t0) * 1000)

@@ -175,24 +175,20 @@ def near(workers: Workers, small: np.ndarray, size: Size, last: Hand, scale: flo
     return network(workers, small, size, Roi(roi.x, roi.y, side / w, side / h, 0.0), "near")
 
 
-def reframe(workers: Workers, small: np.ndarray, hand: Hand, params: DetectParams) -> Hand:
-    """A small hand looked at again from regions around the one it was first found in, then refined.
+def reframe(workers: Workers, small: np.ndarray, size: Size, hand: Hand, params: DetectParams) -> Hand | None:
+    """A small hand looked at again from regions around the one it was found in, then refined;
+    None for a hand that is not small (or that no pass finds): ``refine`` it as found.
 
-    The first region (from the landmarks first found, ``hand.unrefined``) scaled by each of
-    ``params.reframe``; the landmark network's pass with the highest presence score is kept and
-    refined (``params.refine`` passes). A hand whose first region is ``params.reframe_below``
-    times the image's short side or bigger, and one no pass finds, is given back as it is.
+    Its first region scaled by each of ``params.reframe``; the landmark network's pass with the
+    highest presence score is kept and refined (``params.refine`` passes). A hand is small where
+    that region is under ``params.reframe_below`` times the image's short side.
 
     Args:
-        small: the image detection looked at (``fit``); ``hand`` may be normalised to a larger
-            copy of it, and the hand given back is too.
-        hand: a hand ``HandFinder`` found (refined or not).
+        hand: a hand just found in ``small``, not yet refined.
     """
-    size = (small.shape[1], small.shape[0])
-    first = hand.unrefined or hand
-    roi = roi_from_landmarks(first.landmarks, *size)
+    roi = roi_from_landmarks(hand.landmarks, *size)
     if not params.reframe or roi.width * size[0] >= params.reframe_below * min(size):
-        return hand
+        return None
     best = None
     with workers.trackers.borrow() as tracker:
         for f in params.reframe:
@@ -200,11 +196,10 @@ def reframe(workers: Workers, small: np.ndarray, hand: Hand, params: DetectParam
             if found is not None and (best is None or found[4] > best[4]):
                 best = found
     if best is None:
-        return hand
+        return None
     landmarks, world, handedness, score, _ = best
     again = refine(workers, small, size, Hand(landmarks, world, handedness, score, size, hand.attempt), params.refine)
-    # normalised landmarks: only the size changes; the first estimate stays the one found first
-    return dataclasses.replace(again, image_size=hand.image_size, unrefined=first)
+    return dataclasses.replace(again, unrefined=hand)  # the first estimate stays the one found first
 
 
 def retry(workers: Workers, small: np.ndarray, size: Size, spec: str, tile: int | None = None) -> Hand | None:

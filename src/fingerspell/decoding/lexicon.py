@@ -227,10 +227,11 @@ class _Costs:
         rest = max(0.0, 1.0 - sum(probs.values()))
         self.floor = -trust * math.log(max(rest / 23.0, 3e-3) / best)
         self.sub = {k: -trust * math.log(max(v, 1e-6) / best) for k, v in probs.items()}
-        if best >= SURE_P and SURE:  # a letter read this surely is another only for a common word
+        sure = best >= SURE_P and SURE > 0
+        if sure:  # a letter read this surely is another only for a common word
             self.floor = max(self.floor, SURE)
             self.sub = {k: max(v, SURE) if k != ev.label.upper() else v for k, v in self.sub.items()}
-        self.fist = ev.label.upper() in FIST and not (best >= SURE_P and SURE)
+        self.fist = ev.label.upper() in FIST and not sure
         ratio = max(ev.duration, 1.0) / max(letter_ms, 1.0)
         self.dur = [0.0] + [math.log(ratio / k) ** 2 / (2 * DURATION_SIGMA**2) + DOUBLE_COST * (k > 1)
                             for k in (1, 2, 3)]

@@ -210,6 +210,46 @@ def test_augment_stays_within_its_rotation_range():
     assert np.abs(degrees).max() > 10  # and does use it
 
 
+@settings(max_examples=50, deadline=None)
+@given(hands(), st.floats(1, 90), st.integers(0, 2**32 - 1))
+def test_augment_tilt_turns_the_hand_out_of_the_image_plane_as_a_rigid_body(pts, degrees, seed):
+    out = features.augment(pts[None], np.random.default_rng(seed), rotate_degrees=0, scale_range=0, jitter=0,
+                           tilt_degrees=degrees)[0].astype(np.float64)
+    np.testing.assert_allclose(out[WRIST], pts[WRIST], atol=1e-3)
+    # a turn in 3D keeps every distance between two points (z included), and only z lets it
+    # change what the camera sees: the hand is the same hand seen from elsewhere
+    got, want = (np.linalg.norm(p[:, None] - p[None], axis=-1) for p in (out, pts))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-2)
+
+
+def test_augment_tilt_changes_the_view_within_its_range():
+    pts = np.stack([TEMPLATE] * 200).astype(np.float64)
+    pts[..., 2] = 0.0  # a flat hand: a tilt can only shorten what the camera sees of it
+    out = features.augment(pts, np.random.default_rng(0), rotate_degrees=0, scale_range=0, jitter=0,
+                           tilt_degrees=40)
+    seen = np.linalg.norm(out[:, 9, :2] - out[:, WRIST, :2], axis=-1) / np.linalg.norm(TEMPLATE[9, :2] - TEMPLATE[WRIST, :2])
+    assert seen.min() >= np.cos(np.deg2rad(40)) - 1e-3  # no turn beyond 40 degrees
+    assert seen.min() < 0.85 and np.std(seen) > 0.03  # and it does turn
+
+
+@settings(max_examples=50, deadline=None)
+@given(hands(), st.integers(0, 2**32 - 1))
+def test_augment_finger_range_changes_finger_lengths_and_keeps_the_palm(pts, seed):
+    out = features.augment(pts[None], np.random.default_rng(seed), rotate_degrees=0, scale_range=0, jitter=0,
+                           finger_range=0.2)[0].astype(np.float64)
+    palm = [WRIST, 1, 5, 9, 13, 17]
+    np.testing.assert_allclose(out[palm], pts[palm], atol=1e-3)
+    for chain in features.FINGERS:
+        before, after = (np.diff(p[list(chain[1:])], axis=0) for p in (pts, out))
+        ok = np.linalg.norm(before, axis=-1) > 5.0  # float32 output: a bone of a pixel or two has no measurable length ratio
+        ratio = np.linalg.norm(after[ok], axis=-1) / np.linalg.norm(before[ok], axis=-1)
+        # one factor for the whole finger, within the range, the bones' directions kept
+        assert len(ratio) == 0 or np.ptp(ratio) < 1e-2
+        assert np.all((ratio > 0.8 - 1e-3) & (ratio < 1.2 + 1e-3))
+        cos = (after[ok] * before[ok]).sum(-1) / np.linalg.norm(after[ok], axis=-1) / np.linalg.norm(before[ok], axis=-1)
+        assert np.all(cos > 1 - 1e-4)
+
+
 # -- depth ----------------------------------------------------------------------------------------
 
 

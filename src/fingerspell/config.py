@@ -99,6 +99,8 @@ class LandmarkParams:
     scale_range: float = 0.15  # +-15% scale augmentation (features are scale-normalised; this covers aspect)
     jitter: float = 0.01  # landmark noise, as a fraction of the hand size
     augment_copies: int = 4  # augmented copies of each training hand per epoch
+    tilt_degrees: float = 0.0  # turn the hand out of the image plane by up to this much (another camera angle)
+    finger_range: float = 0.0  # each finger's bones scaled by 1 +- this (another person's proportions)
     # Hands found in copies of each training photo shrunk onto a 640x480 frame, blurred, dimmed,
     # noised and JPEG-compressed (extract.far_frame): a hand at arm's length has noisier
     # landmarks than any photo shows, and the model learns them. Training side only, cached.

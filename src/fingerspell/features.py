@@ -113,11 +113,17 @@ def from_hand(hand, depth: bool = True, version: int = VERSION) -> np.ndarray:
 
 
 def augment(points: np.ndarray, rng: np.random.Generator, *, rotate_degrees: float,
-            scale_range: float, jitter: float) -> np.ndarray:
-    """Random in-plane rotation about the wrist, anisotropic scale and per-point jitter.
+            scale_range: float, jitter: float, tilt_degrees: float = 0.0, finger_range: float = 0.0) -> np.ndarray:
+    """Random in-plane rotation about the wrist, anisotropic scale and per-point jitter; and, where
+    asked, a turn of the hand out of the image plane and fingers of other lengths.
 
     Args:
         points: (N, 21, 3) pixel-unit points.
+        tilt_degrees: turn each hand about the image's x and y axes by up to this much (MediaPipe's
+            z gives the points' depth), then look at it along z again: the same handshape seen
+            from another camera angle.
+        finger_range: scale each finger's bones by a factor in 1 +- this, the palm unchanged:
+            another person's hand proportions.
     Returns:
         New (N, 21, 3) array; the input is not changed.
     """
@@ -125,6 +131,19 @@ def augment(points: np.ndarray, rng: np.random.Generator, *, rotate_degrees: flo
     n = pts.shape[0]
     wrist = pts[:, WRIST : WRIST + 1].copy()
     pts -= wrist
+    if finger_range > 0:
+        for chain in FINGERS:
+            k = rng.uniform(1 - finger_range, 1 + finger_range, (n, 1))
+            base = chain[1]
+            bones = np.diff(pts[:, chain[1:]], axis=1) * k[:, :, None]
+            pts[:, chain[2:]] = pts[:, base : base + 1] + np.cumsum(bones, axis=1)
+    if tilt_degrees > 0:
+        a, b = (np.deg2rad(rng.uniform(-tilt_degrees, tilt_degrees, n)) for _ in range(2))
+        ca, sa, cb, sb = np.cos(a)[:, None], np.sin(a)[:, None], np.cos(b)[:, None], np.sin(b)[:, None]
+        x, y, z = pts[..., 0].copy(), pts[..., 1].copy(), pts[..., 2].copy()
+        y, z = ca * y - sa * z, sa * y + ca * z  # about the x axis
+        x, z = cb * x + sb * z, -sb * x + cb * z  # about the y axis
+        pts[..., 0], pts[..., 1], pts[..., 2] = x, y, z
     theta = np.deg2rad(rng.uniform(-rotate_degrees, rotate_degrees, n))
     c, s = np.cos(theta), np.sin(theta)
     x, y = pts[..., 0].copy(), pts[..., 1].copy()

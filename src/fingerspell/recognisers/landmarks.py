@@ -135,7 +135,7 @@ def fit(prep, sides: dict[str, list[int]], params, *, stop=None, progress: bool 
         ys.append(yy)
         for _ in range(lp.augment_copies):
             aug = features.augment(p, rng, rotate_degrees=lp.rotate_degrees, scale_range=lp.scale_range,
-                                   jitter=lp.jitter)
+                                   jitter=lp.jitter, tilt_degrees=lp.tilt_degrees, finger_range=lp.finger_range)
             xs.append(feats(aug, lf))
             ys.append(yy)
     x_train, y_train = np.concatenate(xs), np.concatenate(ys)

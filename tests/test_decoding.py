@@ -434,3 +434,52 @@ def test_a_surely_read_letter_is_kept_but_an_unsure_closed_hand_letter_may_be_an
     assert decode(sure_misread("TEXT", 1, "N", "Q", 0.7), english).text == "TEXT "
     # ...but not a letter of another shape read as unsurely (TEXT's E as a V is left as signed)
     assert decode(sure_misread("TEXT", 1, "V", "Q", 0.7), english).text == "TVXT "
+
+
+def shifted(frames, t0):
+    return [(t + t0, top, pos) for t, top, pos in frames]
+
+
+def test_where_the_lexicon_keeps_changing_words_the_letters_are_trusted_less_and_a_revert_counts(small):
+    # a signer the model reads badly: in every word one letter is misread, the true one second
+    misread = [("HELLO", 1, "A"), ("STUDY", 2, "E"), ("CAMERA", 3, "O"), ("FAMILY", 2, "N"), ("APPLE", 4, "O"),
+               ("COFFEE", 1, "E"), ("BOOK", 3, "O"), ("HELP", 2, "A")]
+    d, t = WordDecoder(DecoderParams(), small), 0
+    for word, i, read in misread:
+        frames = sure_misread(word, i, read, word[i], 0.55)
+        run(d, shifted(frames, t))
+        t += frames[-1][0] + STEP
+    assert d.text.split() == [w for w, _, _ in misread]  # the lexicon put every one right...
+    assert d.trust() == pytest.approx(DecoderParams().trust_floor)  # ...and so trusts the letters less
+    # WORLD with its L read as X at 0.85: a fresh stream keeps a letter read that surely...
+    world = sure_misread("WORLD", 3, "X", "L", 0.85)
+    assert decode(world, small).text == "WORXD "
+    # ...this one lets the lexicon have it
+    run(d, shifted(world, t))
+    assert d.text.endswith(" WORLD ")
+    # the user reverts a word: the letters were right after all, and that counts against the lexicon
+    d, t = WordDecoder(DecoderParams(adapt_from=0.0, adapt_to=1.0), small), 0  # trust falls with every change
+    for word, i, read in misread[:6]:
+        frames = sure_misread(word, i, read, word[i], 0.55)
+        run(d, shifted(frames, t))
+        t += frames[-1][0] + STEP
+    before = d.trust()
+    assert before == pytest.approx(0.5) and d.pick(d.choice.signed) and d.text.endswith(" CEFE ")
+    assert d.trust() == pytest.approx(1 - 0.5 * 5 / 6)
+
+
+def test_a_signer_read_well_keeps_full_trust_and_adapt_words_0_turns_adapting_off(small):
+    d, t = WordDecoder(DecoderParams(), small), 0
+    for word in ["HELLO", "STUDY", "CAMERA", "FAMILY", "APPLE", "COFFEE", "BOOK", "HELP", "THEO", "ANYA"]:
+        frames, end = signed(word, t=t)
+        run(d, frames)
+        t = end
+    assert d.text.split()[-2:] == ["THEO", "ANYA"] and d.trust() == 1.0
+    off = WordDecoder(DecoderParams(adapt_words=0), small)
+    t = 0
+    for word, i, read in [("HELLO", 1, "A"), ("STUDY", 2, "E"), ("CAMERA", 3, "O"), ("FAMILY", 2, "N"),
+                          ("APPLE", 4, "O"), ("COFFEE", 1, "E")]:
+        frames = sure_misread(word, i, read, word[i], 0.55)
+        run(off, shifted(frames, t))
+        t += frames[-1][0] + STEP
+    assert off.text.split() == ["HELLO", "STUDY", "CAMERA", "FAMILY", "APPLE", "COFFEE"] and off.trust() == 1.0

@@ -218,9 +218,9 @@ def _distance(a: str, b: str) -> int:
 class _Costs:
     """One segment's costs, computed once per word."""
 
-    __slots__ = ("sub", "floor", "dur", "insert", "fist")
+    __slots__ = ("sub", "floor", "dur", "insert", "fist", "fist_cost")
 
-    def __init__(self, ev: Evidence, letter_ms: float, trust: float = 1.0) -> None:
+    def __init__(self, ev: Evidence, letter_ms: float, trust: float = 1.0, scale: float = 1.0) -> None:
         probs = {k.upper(): v for k, v in ev.probs.items() if len(k) == 1}
         best = max(probs.values(), default=1.0) or 1.0
         # Letters outside the top-k share what the top-k left, as evenly as we know.
@@ -229,8 +229,9 @@ class _Costs:
         self.sub = {k: -trust * math.log(max(v, 1e-6) / best) for k, v in probs.items()}
         sure = best >= SURE_P and SURE > 0
         if sure:  # a letter read this surely is another only for a common word
-            self.floor = max(self.floor, SURE)
-            self.sub = {k: max(v, SURE) if k != ev.label.upper() else v for k, v in self.sub.items()}
+            self.floor = max(self.floor, SURE * scale)
+            self.sub = {k: max(v, SURE * scale) if k != ev.label.upper() else v for k, v in self.sub.items()}
+        self.fist_cost = FIST_COST * scale
         self.fist = ev.label.upper() in FIST and not sure
         ratio = max(ev.duration, 1.0) / max(letter_ms, 1.0)
         self.dur = [0.0] + [math.log(ratio / k) ** 2 / (2 * DURATION_SIGMA**2) + DOUBLE_COST * (k > 1)
@@ -278,7 +279,7 @@ def _channel(word: str, costs: list[_Costs], deletions: list[float]) -> float:
             ch = word[j]
             sub = seg.sub.get(ch, seg.floor)
             if seg.fist and ch in FIST:
-                sub = min(sub, FIST_COST)
+                sub = min(sub, seg.fist_cost)
             sub += c
             for k in (1, 2, 3):
                 if j + k > m or word[j + k - 1] != ch:
@@ -290,7 +291,7 @@ def _channel(word: str, costs: list[_Costs], deletions: list[float]) -> float:
 
 
 def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, params: DecoderParams,
-           vocab: dict[str, int] | None = None) -> Choice:
+           vocab: dict[str, int] | None = None, trust: float = 1.0) -> Choice:
     """The word that best explains a word's letter segments, or the letters as signed.
 
     Args:
@@ -299,6 +300,8 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
         lexicon: the shared word list; None (or ``params.lexicon`` False) keeps what was signed.
         params: ``keep_signed``, ``frequency_weight``, ``max_word``.
         vocab: the user's own words (upper case) with counts.
+        trust: how far this signer's letters are trusted, as a share of ``params.letter_trust``
+            (``WordDecoder`` lowers it where the lexicon keeps changing words).
 
     Returns:
         The choice; ``chosen == signed`` when no word explains the letters clearly better.
@@ -308,7 +311,7 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
     if not words_on or not signed or len(signed) > params.max_word or not all(len(ev.label) == 1 and
                                                                                ev.label.isalpha() for ev in evidence):
         return Choice(signed, signed, (signed,))
-    costs = [_Costs(ev, letter_ms, params.letter_trust) for ev in evidence]
+    costs = [_Costs(ev, letter_ms, params.letter_trust * trust, trust) for ev in evidence]
     deletions = _deletions(evidence, letter_ms)
     top = lexicon.top if lexicon is not None else 1
     vocab = vocab or {}

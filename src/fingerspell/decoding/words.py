@@ -60,6 +60,7 @@ class WordDecoder(Decoder):
         self._last: list[dict] = []
         self._t = 0.0  # the latest frame's time: the page's Space ends a word then
         self._paused: _Ended | None = None  # the last word, if a pause ended it
+        self._changed: deque[bool] = deque(maxlen=max(1, self.params.adapt_words))  # did the lexicon change each word
 
     # -- frames ------------------------------------------------------------------------------
 
@@ -100,6 +101,17 @@ class WordDecoder(Decoder):
         if not self._lengths:
             return self.params.letter_ms
         return min(1200.0, max(200.0, statistics.median(self._lengths)))
+
+    def trust(self) -> float:
+        """How far this signer's letters are trusted, as a share of ``letter_trust``: 1 until
+        the lexicon has changed more than ``adapt_from`` of the last words, ``trust_floor`` from
+        ``adapt_to``. Half the window must be seen first."""
+        p = self.params
+        if p.adapt_words <= 0 or len(self._changed) < max(1, p.adapt_words // 2):
+            return 1.0
+        share = sum(self._changed) / len(self._changed)
+        over = (share - p.adapt_from) / max(p.adapt_to - p.adapt_from, 1e-9)
+        return 1.0 - (1.0 - p.trust_floor) * min(1.0, max(0.0, over))
 
     def state(self) -> dict:
         pending = self.seg.pending
@@ -143,6 +155,8 @@ class WordDecoder(Decoder):
         end = at + len(choice.chosen)
         self._text = self._text[:at] + option + self._text[end:]
         self.choice = Choice(choice.signed, option, choice.options)
+        if self._changed:
+            self._changed[-1] = option != choice.signed  # reverted: the letters were right
         return True
 
     def add_words(self, words) -> int:
@@ -187,6 +201,8 @@ class WordDecoder(Decoder):
                 text += " "
             at = len(text)
         self._set(text + choice.chosen + " ")
+        if self.params.lexicon and (self.lexicon is not None or self.vocab):
+            self._changed.append(choice.chosen != choice.signed)
         self._paused = None
         if len(text) + len(choice.chosen) + 1 <= MAX_TEXT:
             self.choice, self._choice_at = choice, at
@@ -201,7 +217,7 @@ class WordDecoder(Decoder):
         lexicon = self.lexicon.get() if hasattr(self.lexicon, "get") else self.lexicon
         # User words count as the most common words: a name in the vocabulary wins.
         top = lexicon.top if lexicon is not None else 1
-        return choose(evidence, self.letter_ms(), lexicon, self.params, dict.fromkeys(self.vocab, top))
+        return choose(evidence, self.letter_ms(), lexicon, self.params, dict.fromkeys(self.vocab, top), self.trust())
 
     def _join(self, evidence: list[Evidence], choice: Choice) -> tuple[list[Evidence], Choice, int] | None:
         """The previous word and this one as one word, where a short pause split them and the

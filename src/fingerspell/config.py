@@ -182,7 +182,7 @@ class DecoderParams:
     adapt_words: int = 12
     adapt_from: float = 0.35
     adapt_to: float = 0.5
-    trust_floor: float = 0.5
+    trust_floor: float = 0.4
     frequency_weight: float = 0.15  # nats per nat of word rarity: common words need less evidence
     max_word: int = 40  # letters in one word; longer is not a word and is written as signed
 

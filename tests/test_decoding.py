@@ -386,6 +386,10 @@ def test_make_decoder_builds_the_kind_the_config_names_and_unknown_kinds_are_ref
         DecoderParams(kind="spell")
     with pytest.raises(ConfigError, match="word_pause_ms must be 0 or more"):
         DecoderParams(word_pause_ms=-1.0)
+    with pytest.raises(ConfigError, match="trust_floor is a share of the letters' weight: at most 1, got 1.5"):
+        DecoderParams(trust_floor=1.5)
+    with pytest.raises(ConfigError, match=r"adapt_to \(0.3\) must be more than adapt_from \(0.35\)"):
+        DecoderParams(adapt_to=0.3)
 
 
 @settings(max_examples=40, deadline=None)

@@ -102,8 +102,8 @@ class LandmarkParams:
     # Turn each hand out of the image plane by up to this much (another camera angle), with the
     # jitter above: trained on the Kaggle sample alone, 62.2 -> 67.8% on the Roboflow photos and
     # 69.3 -> 72.8% on the third person's hands; trained on both sets, Roboflow validation and the
-    # third person within a point or better (3-member ensembles, bench-free runs noted in the
-    # README). 60 with dropout 0.5 did 1.4 points more on one signer and 1-2 points worse on two.
+    # third person within a point or better (bench/bench_recipe.py, 3-member ensembles).
+    # 60 with dropout 0.5 did 1.4 points more on one signer and 1-2 points worse on two.
     tilt_degrees: float = 45.0
     finger_range: float = 0.0  # each finger's bones scaled by 1 +- this (another person's proportions): no gain measured
     # Hands found in copies of each training photo shrunk onto a 640x480 frame, blurred, dimmed,
@@ -196,6 +196,10 @@ class DecoderParams:
                 raise ConfigError(f"decoder {f.name} must be 0 or more, got {value}")
         if self.max_word < 1:
             raise ConfigError(f"decoder max_word must be at least 1, got {self.max_word}")
+        if self.trust_floor > 1:
+            raise ConfigError(f"decoder trust_floor is a share of the letters' weight: at most 1, got {self.trust_floor}")
+        if not self.adapt_to > self.adapt_from:
+            raise ConfigError(f"decoder adapt_to ({self.adapt_to}) must be more than adapt_from ({self.adapt_from})")
 
 
 DECODER_KINDS = ("words", "letters")

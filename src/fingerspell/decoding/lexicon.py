@@ -40,6 +40,7 @@ DELETE_TIGHT = 3.0  # ...plus this much where the letters around it left no time
 TRANSITION_MS = 150.0  # time between two segments that is only the hand changing shape
 INSERT_BASE = 1.5  # a segment the word does not explain: a blip...
 INSERT_CLEAR = 3.0  # ...plus this much for a full-length segment at probability 1
+INSERT_FULL = 0.7  # letter lengths from which a segment counts as full length: a letter held short but clearly (MAREK's E at 0.6) is no blip
 SURE_P = 0.8  # a segment read at least this surely...
 SURE = 4.0  # ...is another letter at no less than this cost (nats), over keep_signed: a clean stream is
 # written as signed (AA is not AS) and a name's K read at 0.88 stays MAREK, not MARES
@@ -237,7 +238,7 @@ class _Costs:
         self.dur = [0.0] + [math.log(ratio / k) ** 2 / (2 * DURATION_SIGMA**2) + DOUBLE_COST * (k > 1)
                             for k in (1, 2, 3)]
         clear = probs.get(ev.label.upper(), best)
-        self.insert = INSERT_BASE + INSERT_CLEAR * min(1.0, ratio) * clear
+        self.insert = INSERT_BASE + INSERT_CLEAR * min(1.0, ratio / INSERT_FULL) * clear
 
 
 def _deletions(evidence: list[Evidence], letter_ms: float) -> list[float]:

@@ -440,52 +440,49 @@ def test_a_surely_read_letter_is_kept_but_an_unsure_closed_hand_letter_may_be_an
     assert decode(sure_misread("TEXT", 1, "V", "Q", 0.7), english).text == "TVXT "
 
 
-def shifted(frames, t0):
-    return [(t + t0, top, pos) for t, top, pos in frames]
+# A signer the model reads badly: in every word one letter is misread, the true one second.
+MISREAD = [("HELLO", 1, "A"), ("STUDY", 2, "E"), ("CAMERA", 3, "O"), ("FAMILY", 2, "N"), ("APPLE", 4, "O"),
+           ("COFFEE", 1, "E"), ("BOOK", 3, "O"), ("HELP", 2, "A")]
+
+
+def sign_in_turn(decoder, streams, t=0):
+    """Run ``streams`` (each starting at 0 ms) one after another through ``decoder``; the time after them."""
+    for frames in streams:
+        run(decoder, [(ft + t, top, pos) for ft, top, pos in frames])
+        t += frames[-1][0] + STEP
+    return t
+
+
+def misread(words):
+    return [sure_misread(word, i, read, word[i], 0.55) for word, i, read in words]
 
 
 def test_where_the_lexicon_keeps_changing_words_the_letters_are_trusted_less_and_a_revert_counts(small):
-    # a signer the model reads badly: in every word one letter is misread, the true one second
-    misread = [("HELLO", 1, "A"), ("STUDY", 2, "E"), ("CAMERA", 3, "O"), ("FAMILY", 2, "N"), ("APPLE", 4, "O"),
-               ("COFFEE", 1, "E"), ("BOOK", 3, "O"), ("HELP", 2, "A")]
-    d, t = WordDecoder(DecoderParams(), small), 0
-    for word, i, read in misread:
-        frames = sure_misread(word, i, read, word[i], 0.55)
-        run(d, shifted(frames, t))
-        t += frames[-1][0] + STEP
-    assert d.text.split() == [w for w, _, _ in misread]  # the lexicon put every one right...
+    d = WordDecoder(DecoderParams(), small)
+    t = sign_in_turn(d, misread(MISREAD))
+    assert d.text.split() == [w for w, _, _ in MISREAD]  # the lexicon put every one right...
     assert d.trust() == pytest.approx(DecoderParams().trust_floor)  # ...and so trusts the letters less
     # WORLD with its L read as X at 0.85: a fresh stream keeps a letter read that surely...
     world = sure_misread("WORLD", 3, "X", "L", 0.85)
     assert decode(world, small).text == "WORXD "
     # ...this one lets the lexicon have it
-    run(d, shifted(world, t))
+    sign_in_turn(d, [world], t)
     assert d.text.endswith(" WORLD ")
     # the user reverts a word: the letters were right after all, and that counts against the lexicon
-    d, t = WordDecoder(DecoderParams(adapt_from=0.0, adapt_to=1.0), small), 0  # trust falls with every change
-    for word, i, read in misread[:6]:
-        frames = sure_misread(word, i, read, word[i], 0.55)
-        run(d, shifted(frames, t))
-        t += frames[-1][0] + STEP
+    d = WordDecoder(DecoderParams(adapt_from=0.0, adapt_to=1.0), small)  # trust falls with every change
+    sign_in_turn(d, misread(MISREAD[:6]))
     floor = DecoderParams().trust_floor
     assert d.trust() == pytest.approx(floor) and d.pick(d.choice.signed) and d.text.endswith(" CEFE ")
     assert d.trust() == pytest.approx(1 - (1 - floor) * 5 / 6)
 
 
 def test_a_signer_read_well_keeps_full_trust_and_adapt_words_0_turns_adapting_off(small):
-    d, t = WordDecoder(DecoderParams(), small), 0
-    for word in ["HELLO", "STUDY", "CAMERA", "FAMILY", "APPLE", "COFFEE", "BOOK", "HELP", "THEO", "ANYA"]:
-        frames, end = signed(word, t=t)
-        run(d, frames)
-        t = end
+    d = WordDecoder(DecoderParams(), small)
+    sign_in_turn(d, [signed(word)[0] for word in
+                     ["HELLO", "STUDY", "CAMERA", "FAMILY", "APPLE", "COFFEE", "BOOK", "HELP", "THEO", "ANYA"]])
     assert d.text.split()[-2:] == ["THEO", "ANYA"] and d.trust() == 1.0
     off = WordDecoder(DecoderParams(adapt_words=0), small)
-    t = 0
-    for word, i, read in [("HELLO", 1, "A"), ("STUDY", 2, "E"), ("CAMERA", 3, "O"), ("FAMILY", 2, "N"),
-                          ("APPLE", 4, "O"), ("COFFEE", 1, "E")]:
-        frames = sure_misread(word, i, read, word[i], 0.55)
-        run(off, shifted(frames, t))
-        t += frames[-1][0] + STEP
+    sign_in_turn(off, misread(MISREAD[:6]))
     assert off.text.split() == ["HELLO", "STUDY", "CAMERA", "FAMILY", "APPLE", "COFFEE"] and off.trust() == 1.0
 
 

@@ -414,8 +414,11 @@ def test_server_process_never_imports_tensorflow_and_starts_quickly(tiny_bundle)
         import sys, time, io, json
         from fastapi.testclient import TestClient
         t = time.perf_counter()  # import of the server, its model and the hand tracker, and start-up
+        from fingerspell.config import ServeParams
         from fingerspell.server import create_app
-        with TestClient(create_app(model={str(tiny_bundle)!r}), base_url="http://localhost") as c:
+        # Without the lexicon, whose ~3 s load this does not time (test_first_hour.py checks it is ready).
+        with TestClient(create_app(model={str(tiny_bundle)!r}, params=ServeParams(lexicon=False)),
+                        base_url="http://localhost") as c:
             started = time.perf_counter() - t
             from PIL import Image
             buf = io.BytesIO(); Image.new("RGB", (64, 64)).save(buf, "JPEG")

@@ -184,22 +184,29 @@ def english() -> Lexicon:
 
 
 class Loading:
-    """The English lexicon loading in a thread: a server starts at once, and words come out as
-    signed for the few seconds until it is ready (``get`` is None till then)."""
+    """The English lexicon loading in a thread, so that other start-up work runs meanwhile
+    (``get`` is None until it is ready; ``wait`` for it)."""
 
     def __init__(self) -> None:
         self._lexicon: Lexicon | None = None
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._load, name="lexicon", daemon=True)
         self._thread.start()
 
     def _load(self) -> None:
-        self._lexicon = english()
+        try:
+            self._lexicon = english()
+        except BaseException as exc:  # noqa: BLE001 - raised again by wait(), in the caller's thread
+            self._error = exc
 
     def get(self) -> Lexicon | None:
         return self._lexicon
 
     def wait(self, timeout: float | None = None) -> Lexicon | None:
+        """The lexicon once loaded (None if ``timeout`` ran out first); a failed load raises its error here."""
         self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
         return self._lexicon
 
 

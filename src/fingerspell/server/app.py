@@ -43,8 +43,8 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
         params: server limits; None reads ``FINGERSPELL_*`` variables over the defaults.
         spelling: the letters decoder's hold and release times; None for the defaults.
         decoding: the decoder's settings; None takes ``params.decoder`` and ``params.lexicon``
-            over the defaults. The English lexicon loads in a thread from the lifespan (~5 s, once
-            a process); until it is ready, words come out as signed.
+            over the defaults. The English lexicon loads in the lifespan (~3 s, once a process,
+            beside the model): the app answers only once it is ready.
         predictor: a loaded predictor (or anything with its public surface, such as a test's
             fake) to serve instead of loading ``model``; the caller closes it.
         cache_dir: where the hand model is cached (None: ``$FINGERSPELL_CACHE_DIR`` or the user cache).
@@ -65,6 +65,9 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # The lexicon (~3 s) loads in a thread while the model loads, and the server listens
+        # only once both are ready: the first word signed on a fresh server is decoded with it.
+        loading = Loading() if settings.wants_lexicon else None
         served = predictor
         if served is None:
             t = time.perf_counter()
@@ -72,8 +75,7 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
             log.info("loaded %s model (%d labels) from %s in %.1f s", served.kind, len(served.labels),
                      served.path, time.perf_counter() - t)
         app.state.predictor = served
-        # ~5 s, in a thread: the page works at once, and its words come out as signed until it is ready.
-        app.state.lexicon = Loading() if settings.wants_lexicon else None
+        app.state.lexicon = await run_in_threadpool(loading.wait) if loading is not None else None
         # Recognition runs in worker threads, at most one per CPU core: more would only take turns
         # on the cores, and every extra thread grows memory (malloc arenas, MediaPipe buffers).
         app.state.workers = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))

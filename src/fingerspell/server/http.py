@@ -278,7 +278,8 @@ async def health(request: Request, predictor: Predictor = Depends(get_predictor)
                    "max_pixels": params.max_pixels, "max_connections": params.max_connections},
         "open_streams": request.app.state.streams.open,
         "spelling": dataclasses.asdict(settings.spelling),
-        "decoder": {**dataclasses.asdict(settings.decoding), "vocab_words": len(settings.vocab)},
+        "decoder": {**dataclasses.asdict(settings.decoding), "vocab_words": len(settings.vocab),
+                    "lexicon_words": len(lexicon.counts) if (lexicon := request.app.state.lexicon) else 0},
     }
 
 

@@ -50,10 +50,13 @@ class _AbortingTransport:
         self._transport = transport
         self._grace = grace
         self._timer: asyncio.TimerHandle | None = None
+        self._lost = False
 
     def close(self) -> None:
         self._transport.close()
-        if self._timer is None:
+        # uvicorn closes the transport again from connection_lost: a connection already lost
+        # has nothing left to flush, and an abort then would log a close that did complete.
+        if self._timer is None and not self._lost:
             self._timer = asyncio.get_running_loop().call_later(self._grace, self._abort)
 
     def _abort(self) -> None:
@@ -61,6 +64,7 @@ class _AbortingTransport:
         self._transport.abort()
 
     def lost(self) -> None:
+        self._lost = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

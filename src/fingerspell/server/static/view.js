@@ -7,6 +7,7 @@ const BONES = [[0, 1], [1, 2], [2, 3], [3, 4], [0, 5], [5, 6], [6, 7], [7, 8], [
 export const SHOWN = { nothing: "–", space: "␣", del: "⌫" };
 const KEPT = 30; // round trips and server times the medians are taken over
 const NOTICE_MS = 4000;
+const STEPS_AFTER_MS = 3000; // no hand this long (or none yet): the first steps show again
 
 const $ = (id) => document.getElementById(id);
 
@@ -27,7 +28,7 @@ export class View {
       status: $("status"), video: $("video"), overlay: $("overlay"), cameraMessage: $("camera-message"),
       startCamera: $("start-camera"), fps: $("fps"), latency: $("latency"), serverTime: $("server-time"),
       letter: $("letter"), confidence: $("confidence"), confidenceBar: $("confidence-bar"), top: $("top"),
-      notice: $("notice"),
+      notice: $("notice"), firstSteps: $("first-steps"),
     };
     this.overlayCtx = this.ui.overlay.getContext("2d");
     this.shownLetter = null;
@@ -35,6 +36,7 @@ export class View {
     this.serverTimes = [];
     this.answerTimes = [];
     this.noticeTimer = null;
+    this.handSeenAt = null;
   }
 
   setStatus(message, kind) {
@@ -82,6 +84,15 @@ export class View {
       return item;
     }));
     this.drawHand(message.hand);
+    this.showFirstSteps(Boolean(message.hand));
+  }
+
+  /** The first steps stand where the letter will be until a hand is seen, and after a while without one. */
+  showFirstSteps(hand) {
+    const now = performance.now();
+    if (hand) this.handSeenAt = now;
+    const show = this.handSeenAt === null || now - this.handSeenAt > STEPS_AFTER_MS;
+    if (this.ui.firstSteps.hidden === show) this.ui.firstSteps.hidden = !show;
   }
 
   /** The hand's bones and points over the video; ``hand.landmarks`` are normalised to the frame. */

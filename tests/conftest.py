@@ -32,6 +32,19 @@ def real_images(letter: str, n: int = 3, folder: Path = ROBOFLOW) -> list[Path]:
     return sorted((folder / letter).glob("*.jpg"))[:n]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tool_stores_under_pytest_tmp(tmp_path_factory):
+    """Hypothesis's example database and schemathesis's store go under pytest's temporary folder,
+    not into the folder the suite runs from (both write relative to it by default)."""
+    stores = tmp_path_factory.mktemp("tool-stores")
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(stores / "hypothesis")  # read at first use
+    try:
+        from schemathesis.core import storage
+    except ImportError:
+        return
+    storage.DEFAULT_ROOT = stores / "schemathesis"
+
+
 @pytest.fixture(scope="session")
 def hand_model() -> Path:
     """The verified MediaPipe hand model (obtained once per machine, then cached)."""

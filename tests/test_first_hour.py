@@ -4,13 +4,18 @@ says what to do before a hand appears, and the test suite leaves the working tre
 from __future__ import annotations
 
 import dataclasses
+import re
+import subprocess
+import sys
 import pytest
 from fastapi.testclient import TestClient
 
 from _fakes import FakePredictor
+from _live import ROOT
+from fingerspell.cli import _parser
 from fingerspell.config import ServeParams
 from fingerspell.decoding import lexicon
-from fingerspell.server import create_app
+from fingerspell.server import create_app, params_from_env
 
 PARAMS = dataclasses.replace(ServeParams(), allowed_hosts=("testserver",))
 
@@ -36,3 +41,30 @@ def test_a_lexicon_that_fails_to_load_stops_the_start_with_its_error(monkeypatch
     with pytest.raises(OSError, match="the word list is missing"):
         with TestClient(create_app(predictor=FakePredictor(), params=PARAMS)):
             pass
+
+
+def test_the_suite_leaves_no_tool_folders_where_it_runs(tmp_path):
+    ran_in = tmp_path / "cwd"
+    ran_in.mkdir()
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(ROOT / "pyproject.toml"),
+                          "--rootdir", str(ROOT), "--basetemp", str(tmp_path / "basetemp"),
+                          str(ROOT / "tests" / "test_features.py::test_one_hand_gives_288_finite_float32_features")],
+                         cwd=ran_in, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "1 passed" in out.stdout
+    assert sorted(p.name for p in ran_in.iterdir()) == []
+    assert (tmp_path / "basetemp").is_dir()
+
+
+def test_the_readmes_start_section_says_how_to_use_another_port():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme[readme.index("## Start"):readme.index("\n## ", readme.index("## Start") + 1)]
+    flag = re.search(r"`\./scripts/serve\.sh --port (\d+)`", start)
+    env = re.search(r"`FINGERSPELL_PORT=(\d+) \./scripts/serve\.sh`", start)
+    assert flag and env, start
+    # What the README promises is what they do: serve.sh hands its arguments to `fingerspell serve`,
+    # which takes --port, and the variable is read as the port.
+    assert 'fingerspell serve "$@"' in (ROOT / "scripts" / "serve.sh").read_text()
+    args = _parser().parse_args(["serve", "--port", flag.group(1)])
+    assert args.port == int(flag.group(1))
+    assert params_from_env({"FINGERSPELL_PORT": env.group(1)}).port == int(env.group(1))

@@ -162,7 +162,7 @@ class Model:
         return from_dict(DetectParams, detect)
 
     def label(self, hand) -> str:
-        x = self.runtime.inputs(hand, None)
+        x = self.runtime.inputs([recognisers.Seen(0, hand)], None)
         return NOTHING if x is None else self.labels[int(np.argmax(self.clf(x)))]
 
 

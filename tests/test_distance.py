@@ -203,8 +203,8 @@ def test_training_learns_from_far_copies_of_training_photos_only(rng):
     prep = SimpleNamespace(ext=ext, y=y, far=far)
     tr = np.array([0, 1, 3])  # 2, 4, 5 are validation photos
     views = training_views(prep, tr, LandmarkParams(unrefined=True))
-    pts = np.concatenate([v[0] for v in views])
-    labels = np.concatenate([v[2] for v in views])
+    pts = np.concatenate([v.points for v in views])
+    labels = np.concatenate([v.y for v in views])
     assert len(pts) == 3 + 3 * 2  # as found (no unrefined on these), far copies and their unrefined estimates
     for i in (2, 4, 5):  # no far copy of a validation photo reaches training
         assert not any(np.allclose(p, far[i][0].pixel_points()) for p in pts)
@@ -212,7 +212,7 @@ def test_training_learns_from_far_copies_of_training_photos_only(rng):
         assert any(np.allclose(p, far[i][0].pixel_points()) for p in pts)
     assert sorted(labels.tolist()) == [0] * 6 + [1] * 3
     without = training_views(SimpleNamespace(ext=ext, y=y, far=None), tr, LandmarkParams())
-    assert sum(len(v[0]) for v in without) == 3
+    assert sum(len(v) for v in without) == 3
 
 
 def test_far_copies_go_to_at_most_the_asked_photos_per_class_and_folder_evenly_spaced():

@@ -69,8 +69,8 @@ def test_a_cnn_is_served_the_crop_it_was_trained_on(fake_hands, tmp_path, hand_m
     photo = textured(tmp_path / "new.png", 7)
     image = np.asarray(Image.open(photo).convert("RGB"))
     hand = fake_extract([str(data / "A" / "a_0.png")])[0].hand
-    served_as = {c: recognisers.get("cnn").Runtime(image_size=16, crop_to_hand=c).inputs(hand, lambda: image)
-                 for c in (True, False)}
+    served_as = {c: recognisers.get("cnn").Runtime(image_size=16, crop_to_hand=c).inputs(
+        [recognisers.Seen(0, hand)], lambda: (image, hand)) for c in (True, False)}
     assert not np.allclose(served_as[True], served_as[False])  # the setting changes what the CNN sees
     model = Classifier(out / bundle.TFLITE)
     with contextlib.closing(Predictor.from_bundle(out, hand_model=hand_model)) as p:

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from .hands import Following, Hand, HandFinder, Pool, Region, Workers
 from .hand_model import ensure_hand_model, sha256_file
 from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from .labels import NOTHING
+from .recognisers import Pixels, Seen
 
 TOP_K = 3
 HISTORY = 30  # frames of hand positions a stream keeps: ~1 s, enough for a slide, and for J and Z next
@@ -117,20 +118,15 @@ def _assemble(hand: Hand | None, top: list[tuple[str, float]], started: float, *
     return Prediction(top[0][0], top[0][1], top, hand, timings)
 
 
-class Seen(NamedTuple):
-    """One frame of a stream's history."""
-
-    t_ms: int
-    hand: Hand | None
-    position: Position | None
-
-
 class Stream:
-    """Per-connection state for video: the hand it follows (``Following``), and a short history of
-    what it saw (``seen``: one ``Seen`` per frame, newest last, ``HISTORY`` frames at most), which
-    a decoder reads for slides and bounces and a motion recogniser can read for J and Z.
+    """Per-connection state: the hand it follows (``Following``), and a short history of what it
+    saw (``seen``: one ``Seen`` per frame, newest last, ``HISTORY`` frames at most), which the
+    recognisers read as their window and a decoder reads for slides and bounces.
 
-    Its frames are recognised by its Predictor's shared workers. Not thread-safe: one per connection.
+    Two ways in, one way through: ``push(hand, t_ms)`` takes a hand found elsewhere (in the
+    browser, in a recording); ``predict(frame)`` finds or follows the hand in a frame, then
+    pushes it. Its frames are recognised by its Predictor's shared workers. Not thread-safe: one
+    per connection.
     """
 
     def __init__(self, predictor: "Predictor"):
@@ -201,13 +197,32 @@ class Stream:
         if timestamp_ms is None:
             timestamp_ms = int((time.monotonic() - self._t0) * 1000)
 
-        (hand, self.following), detect_ms = _timed(self.predictor.finder.follow, rgb, self.following, timestamp_ms)
-        top, classify_ms = _timed(self.predictor.classify, hand, lambda: rgb)
-        if region is not None and hand is not None:
-            hand = region.to_frame(hand)
-        pred = _assemble(hand, top, started, decode=decode_ms, detect=detect_ms, classify=classify_ms)
-        self.seen.append(Seen(timestamp_ms, pred.hand, position_of(pred.hand)))
-        return pred
+        (found, self.following), detect_ms = _timed(self.predictor.finder.follow, rgb, self.following, timestamp_ms)
+        hand = region.to_frame(found) if region is not None and found is not None else found
+        return self._push(hand, timestamp_ms, lambda: (rgb, found), started, decode=decode_ms, detect=detect_ms)
+
+    def push(self, hand: Hand | None, t_ms: int, pixels: Pixels | None = None) -> Prediction:
+        """Record what was seen at ``t_ms`` and recognise the window of recent frames.
+
+        Args:
+            hand: the hand seen (landmarks as fractions of the frame), or None for a frame
+                without one: found here, in the browser, or read from a recording.
+            t_ms: the frame's time in milliseconds. A time before the last one starts a new
+                clip: the history is forgotten (as the hand finder does).
+            pixels: the frame's image and the hand in its coordinates, for a recogniser that reads
+                pixels (the cnn kind); None where there are none.
+        Raises:
+            FrameError: the model reads pixels and there are none.
+        """
+        return self._push(hand, int(t_ms), pixels, time.perf_counter())
+
+    def _push(self, hand: Hand | None, t_ms: int, pixels: Pixels | None, started: float,
+              **stage_ms: float | None) -> Prediction:
+        if self.seen and t_ms < self.seen[-1].t_ms:
+            self.seen.clear()
+        self.seen.append(Seen(t_ms, hand, position_of(hand)))
+        top, classify_ms = _timed(self.predictor.recognise, self.seen, pixels)
+        return _assemble(hand, top, started, **stage_ms, classify=classify_ms)
 
     def close(self):
         """Forget the followed hand. The networks belong to the Predictor, which closes them."""
@@ -289,14 +304,23 @@ class Predictor:
         top, classify_ms = _timed(self.classify, hand, lambda: rgb)
         return _assemble(hand, top, started, decode=decode_ms, detect=detect_ms, classify=classify_ms)
 
-    def classify(self, hand: Hand | None, image) -> list[tuple[str, float]]:
-        """The top-3 (label, probability) for a detected hand (None: no hand), best first. Thread-safe.
+    def classify(self, hand: Hand | None, image=None) -> list[tuple[str, float]]:
+        """The top-3 (label, probability) for one still image's hand (None: no hand), best first. Thread-safe.
 
         Args:
             hand: what the detector found in the image.
             image: a callable returning the RGB image; called only by a recogniser that reads pixels.
         """
-        x = self.runtime.inputs(hand, image)
+        return self.recognise([Seen(0, hand)], None if image is None else lambda: (image(), hand))
+
+    def recognise(self, window: Sequence[Seen], pixels: Pixels | None = None) -> list[tuple[str, float]]:
+        """The top-3 (label, probability) for the newest frame of ``window``, best first. Thread-safe.
+
+        Args:
+            window: a stream's recent frames, newest last (the recogniser reads as many as it needs).
+            pixels: the newest frame's image and hand, for a recogniser that reads pixels.
+        """
+        x = self.runtime.inputs(window, pixels)
         if x is None:
             return [(NOTHING, 1.0)]
         with self.classifiers.borrow() as classifier:

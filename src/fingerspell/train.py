@@ -237,7 +237,8 @@ def _check_export(tflite: bytes, model, ds, ext, sides, params) -> None:
     rec = recognisers.get(params.kind)
     runtime = rec.Runtime.from_record(rec.preprocessing(params))
     idx = [i for i in sides["train"] if ext[i].hand is not None][:8]
-    x = np.stack([runtime.inputs(ext[i].hand, lambda i=i: read_image(ds.samples[i].path)) for i in idx])
+    x = np.stack([runtime.inputs([recognisers.Seen(0, ext[i].hand)],
+                                 lambda i=i: (read_image(ds.samples[i].path), ext[i].hand)) for i in idx])
     ref = model.predict(x, verbose=0)
     for k in range(len(x)):
         interp.set_tensor(inp, x[k : k + 1])

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..config import CnnParams
+from ..errors import FrameError
 from ..images import crop_resize, read_image
 from .fitting import epoch_log, raise_if_stopped, tf_keras
 
@@ -40,6 +41,7 @@ class Runtime:
     crop_to_hand: bool = True  # bundles from before the option always cropped
     crop_margin: float = 0.25
     reads_pixels = True  # every image is read and cropped, hand or not
+    frames = 1  # a static kind: the newest frame
 
     @classmethod
     def from_record(cls, record: dict) -> "Runtime":
@@ -50,9 +52,17 @@ class Runtime:
         """The uint8 (size, size, 3) picture the CNN sees; ``image`` is a callable giving the RGB image."""
         return crop_resize(image(), self.image_size, hand if self.crop_to_hand else None, self.crop_margin)
 
-    def inputs(self, hand, image) -> np.ndarray:
-        """The CNN's input; with no hand the whole image (the CNN has learnt "nothing")."""
-        return self.crop(hand, image).astype(np.float32)
+    def inputs(self, window, pixels) -> np.ndarray:
+        """The CNN's input from the newest frame's pixels; with no hand the whole image (the CNN
+        has learnt "nothing").
+
+        Raises:
+            FrameError: there are no pixels (a hand found in the browser, or a recording).
+        """
+        if pixels is None:
+            raise FrameError("a cnn model reads the image itself: send frames, not landmarks (or use a landmarks model)")
+        rgb, hand = pixels()
+        return self.crop(hand, lambda: rgb).astype(np.float32)
 
     def input_problem(self, shape: tuple[int, ...]) -> str | None:
         if shape != (self.image_size, self.image_size, 3):

@@ -80,9 +80,11 @@ def test_version_is_printed(env):
 # -- user mistakes: one line, non-zero exit -------------------------------------------------------
 
 
-def test_predict_of_a_missing_path_says_so(env, tmp_path):
+def test_predict_of_a_missing_path_says_so_and_exits_6(env, tmp_path):
     out = cli("predict", tmp_path / "nope.jpg", env=env)
-    assert_one_line_error(out, "predict", "nope.jpg: no such file or folder")
+    assert out.returncode == 6
+    assert out.stderr.splitlines() == [f"{tmp_path / 'nope.jpg'}: error: no such file or folder",
+                                       "fingerspell predict: error: 1 of 1 input(s) could not be read"]
 
 
 def test_predict_of_a_folder_without_images_says_so(env, tmp_path):
@@ -374,3 +376,265 @@ def test_train_quiet_writes_no_native_log_lines(env, tmp_path, real_slice):
     out = cli("-q", "train", "--data", real_slice, "--out", tmp_path / "m", "--epochs", "1", env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert native_lines(out.stderr) == [], out.stderr[-3000:]
+
+
+# -- one exit-code table for every command (issue 19, item 8) ----------------------------------------
+
+
+def readme_exit_codes() -> dict[int, str]:
+    """The README's "Exit codes" table, code -> meaning, as a user reads it (backticks dropped)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Exit codes", 1)[1].split("\n#", 1)[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
+    return {int(code): meaning.strip().replace("`", "") for code, meaning in rows if code.strip().isdigit()}
+
+
+def test_the_help_and_the_readme_give_the_same_exit_code_table():
+    from fingerspell import errors
+    from fingerspell.cli import EXIT_CODES
+    from fingerspell.config import ConfigError
+
+    in_help = {}
+    for line in EXIT_CODES.split("exit codes:", 1)[1].strip().splitlines():
+        code, meaning = line.split(maxsplit=1)
+        in_help[int(code)] = meaning
+    assert in_help == readme_exit_codes()
+    used = {cls.exit_code for cls in vars(errors).values()
+            if isinstance(cls, type) and issubclass(cls, errors.FingerspellError)}
+    assert used | {ConfigError.exit_code, 0, 130} <= set(in_help)
+    assert len({errors.OutputFolderError.exit_code, errors.BundleError.exit_code, errors.DatasetError.exit_code,
+                ConfigError.exit_code, errors.FingerspellError.exit_code}) == 5  # each mistake its own code
+
+
+def foreign_folder(path: Path) -> Path:
+    """Someone's folder: not empty, and nothing in it written by fingerspell."""
+    path.mkdir(parents=True)
+    (path / "notes.txt").write_text("mine")
+    return path
+
+
+@pytest.mark.parametrize("command", ["train", "crossval", "evaluate", "download"])
+def test_a_foreign_output_folder_gives_the_same_exit_code_from_every_command(env, tmp_path, command):
+    from fingerspell.errors import OutputFolderError
+
+    data = drawn_folder(tmp_path / "d")
+    victim = foreign_folder(tmp_path / "work")
+    args = {"train": ["--data", data, "--out", victim], "crossval": ["--data", data, "--out", victim],
+            "evaluate": ["--data", data, "--out", victim], "download": ["--dest", victim]}[command]
+    out = cli(command, *args, env=env, timeout=60)
+    assert_one_line_error(out, command, str(victim))
+    assert out.returncode == OutputFolderError.exit_code == 7
+    assert sorted(p.name for p in victim.iterdir()) == ["notes.txt"]
+
+
+def run_main(argv, capsys) -> tuple[int, str]:
+    """``fingerspell ARGV`` in this process: its exit code (argparse's SystemExit too) and stderr."""
+    from fingerspell import cli as cli_mod
+
+    try:
+        code = cli_mod.main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Every door to real work fails the test if opened: reading a data folder (every image list
+    starts at resolve_root), loading a model, fetching the hand model, serving, downloading."""
+    from fingerspell import dataset, download, hand_model, predictor, serve, train
+
+    def tripwire(what):
+        def fail(*args, **kwargs):
+            raise AssertionError(f"work started before the flags were checked: {what}")
+        return fail
+
+    monkeypatch.setattr(dataset, "resolve_root", tripwire("a data folder was read"))
+    monkeypatch.setattr(predictor.Predictor, "from_bundle", tripwire("a model was loaded"))
+    monkeypatch.setattr(hand_model, "ensure_hand_model", tripwire("the hand model was fetched"))
+    monkeypatch.setattr(train, "ensure_hand_model", tripwire("the hand model was fetched"))
+    monkeypatch.setattr(serve, "serve_app", tripwire("the server started"))
+    monkeypatch.setattr(download, "download_kaggle", tripwire("a download started"))
+
+
+def config_file(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+# (argv after the command's data and output flags, what the one line must say)
+BAD_TRAIN_FLAGS = [
+    (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["--val-fraction", "1.5"], "--val-fraction must be in [0, 1), got 1.5"),
+    (["--val-fraction", "nan"], "--val-fraction must be in [0, 1), got nan"),
+    (["--test-fraction", "-1"], "--test-fraction must be in [0, 1), got -1.0"),
+    (["--val-fraction", "0.6", "--test-fraction", "0.5"],
+     "--val-fraction + --test-fraction must leave images for training"),
+    (["--seed", "-1"], "--seed must be a whole number, 0 or more, got -1"),
+    (["--frame-block", "0"], "--frame-block must be at least 1, got 0"),
+    (["--workers", "-2"], "--workers must be 0 (one per core) or more, got -2"),
+    (["--limit-per-class", "0"], "--limit-per-class must be at least 1, got 0"),
+    (["--grouping", "regex"], "grouping 'regex' needs --group-regex"),
+    (["--grouping", "regex", "--group-regex", "(unclosed"], "--group-regex '(unclosed' is not a valid regex"),
+    (["--kind", "resnet"], "argument --kind: invalid choice: 'resnet'"),
+    (["--config", "{missing}"], "recipe-missing.json: cannot read it as JSON"),
+    (["--config", "{config}"], "--config {config}: unknown TrainParams setting(s): learning_rate"),
+]
+
+
+def bad_flag_cases():
+    for argv, message in BAD_TRAIN_FLAGS:
+        yield pytest.param("train", argv, message, id="train " + " ".join(argv))
+    for argv, message in [(["--folds", "1"], "--folds must be at least 2, got 1"),
+                          (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+                          (["--seed", "-5"], "--seed must be a whole number, 0 or more, got -5")]:
+        yield pytest.param("crossval", argv, message, id="crossval " + " ".join(argv))
+    yield pytest.param("evaluate", ["--workers", "-1"], "--workers must be 0 (one per core) or more, got -1",
+                       id="evaluate --workers -1")
+    yield pytest.param("predict", ["--vocab", "{missing}"], "--vocab ", id="predict --vocab missing")
+    yield pytest.param("predict", ["--decoder", "spellcheck"], "argument --decoder: invalid choice",
+                       id="predict --decoder spellcheck")
+    for port in ("0", "70000"):
+        yield pytest.param("serve", ["--port", port], "give --port a number from 1 to 65535", id=f"serve --port {port}")
+    yield pytest.param("serve", ["--port", "5999", "--tls-cert", "{missing}"], "give both --tls-cert and --tls-key",
+                       id="serve --tls-cert alone")
+
+
+@pytest.mark.parametrize("command, argv, message", list(bad_flag_cases()))
+def test_bad_flags_exit_2_naming_the_flag_before_any_work(command, argv, message, tmp_path, capsys, no_work):
+    missing, config = tmp_path / "recipe-missing.json", config_file(tmp_path, {"learning_rate": 0.1})
+    argv = [a.format(missing=missing, config=config) for a in argv]
+    message = message.format(missing=missing, config=config)
+    photo = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(photo)
+    # A data folder and an output folder that would give 3 and 7 if they were looked at first.
+    nowhere, victim = tmp_path / "no-such-data", foreign_folder(tmp_path / "work")
+    lead = {"train": ["--data", nowhere, "--out", victim], "crossval": ["--data", nowhere, "--out", victim],
+            "evaluate": ["--data", nowhere, "--out", victim], "predict": [photo], "serve": []}[command]
+    code, err = run_main([command, *lead, *argv], capsys)
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"fingerspell {command}: error: "), err
+    assert message in last, last
+    if "--config" not in argv:  # (a file's unknown key is answered with the known ones)
+        for field in ("val_fraction", "test_fraction", "frame_block", "limit_per_class"):
+            assert field not in last  # the flag, not the internal name
+
+
+def test_a_bad_setting_from_the_config_file_is_named_as_the_files_field(tmp_path, capsys, no_work):
+    config = config_file(tmp_path, {"split": {"val_fraction": 1.5}})
+    code, err = run_main(["train", "--data", tmp_path / "nowhere", "--out", tmp_path / "m", "--config", config],
+                         capsys)
+    assert code == 2
+    assert f"split.val_fraction in --config {config} must be in [0, 1), got 1.5" in err
+    # the flag given on the command line replaces the file's value, and is named if it is bad
+    code, err = run_main(["train", "--data", tmp_path / "nowhere", "--out", tmp_path / "m", "--config", config,
+                          "--val-fraction", "-0.5"], capsys)
+    assert code == 2 and "--val-fraction must be in [0, 1), got -0.5" in err
+
+
+def test_a_bad_fraction_on_the_real_data_is_refused_before_a_single_image_is_listed(env, tmp_path):
+    from conftest import KAGGLE, ROBOFLOW, need_data
+
+    need_data(KAGGLE, ROBOFLOW)
+    out = cli("train", "--data", KAGGLE, "--data", ROBOFLOW, "--out", tmp_path / "m", "--val-fraction", "1.5",
+              env=env, timeout=60)
+    assert_one_line_error(out, "train", "--val-fraction must be in [0, 1), got 1.5")
+    assert out.returncode == 2
+    assert not (tmp_path / "m").exists() and not (tmp_path / "cache").exists()
+
+
+# -- predict carries on past a missing file; a folder of loose images (issue 19, item 9) --------------
+
+
+def test_predict_prints_every_readable_input_past_a_missing_one_and_exits_6(env, tmp_path, tiny_bundle):
+    good = tmp_path / "good.png"
+    Image.new("RGB", (32, 32)).save(good)
+    nope, gone = tmp_path / "nope.jpg", tmp_path / "gone"
+    out = cli("predict", nope, good, gone, "--model", tiny_bundle, env=env)
+    assert out.returncode == 6
+    assert out.stdout.splitlines() == [f"{good}: nothing (1.00)  top-3: nothing 1.00"]
+    assert out.stderr.splitlines() == [f"{nope}: error: no such file or folder",
+                                       f"{gone}: error: no such file or folder",
+                                       "fingerspell predict: error: 2 of 3 input(s) could not be read"]
+    out = cli("predict", nope, good, "--model", tiny_bundle, "--json", env=env)
+    assert out.returncode == 6
+    records = json.loads(out.stdout)
+    assert records[0] == {"path": str(nope), "error": f"{nope}: no such file or folder"}
+    assert records[1]["path"] == str(good) and records[1]["letter"] == "nothing"
+
+
+def test_evaluate_on_a_folder_of_loose_images_says_which_layout_is_expected(env, tmp_path):
+    loose = tmp_path / "photos"
+    loose.mkdir()
+    for i in range(12):
+        Image.new("RGB", (32, 32), (20 * i, 0, 0)).save(loose / f"IMG_{i:04d}.jpg")
+    out = cli("evaluate", "--data", loose, env=env, timeout=60)
+    assert_one_line_error(out, "evaluate", f"{loose} holds 12 image(s) but no class folders: put each letter's "
+                                           f"images in a folder named after it, {loose}/A/*.jpg, {loose}/B/*.jpg, ...")
+    assert out.returncode == 3
+
+
+def test_evaluate_on_a_wrapper_of_one_unlabelled_folder_says_which_layout_is_expected(env, tmp_path):
+    # data/photos/*.jpg: "photos" looks like a class folder, but is no label the model knows
+    wrapper = tmp_path / "data"
+    (wrapper / "photos").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (32, 32)).save(wrapper / "photos" / f"IMG_{i}.jpg")
+    out = cli("evaluate", "--data", wrapper, env=env, timeout=60)
+    line = assert_one_line_error(out, "evaluate", "photos are named for no label it knows")
+    assert f"{wrapper}/A/*.jpg" in line and "no images found" not in line
+    assert out.returncode == 3
+
+
+# -- --config, then the flags given (issue 19, item 12) -----------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["train", "crossval"])
+def test_the_config_file_beats_the_defaults_and_a_flag_given_beats_the_file(command, tmp_path):
+    from fingerspell.cli import _parser
+    from fingerspell.cli_train import train_params
+    from fingerspell.config import TrainParams
+
+    config = config_file(tmp_path, {"kind": "cnn", "seed": 7, "split": {"val_fraction": 0.3, "grouping": "signer"},
+                                    "cnn": {"epochs": 3}})
+    plain = [command, "--data", str(tmp_path)] + (["--out", str(tmp_path / "m")] if command == "train" else [])
+    lead = [*plain, "--config", str(config)]
+    params = train_params(_parser().parse_args(lead))
+    assert params.kind == "cnn" and params.seed == 7 and params.cnn.epochs == 3
+    assert params.split.val_fraction == 0.3 and params.split.grouping == "signer"
+    assert params.split.seed == 1234  # the file set the training seed only; split.seed keeps its default
+    params = train_params(_parser().parse_args([*lead, "--seed", "9", "--grouping", "random", "--epochs", "5"]))
+    assert params.kind == "cnn" and params.seed == 9 and params.split.seed == 9
+    assert params.split.grouping == "random" and params.cnn.epochs == 5 and params.landmarks.epochs == 5
+    assert params.split.val_fraction == 0.3
+    assert train_params(_parser().parse_args(plain)) == TrainParams()  # no file, no flags: the defaults
+
+
+@pytest.mark.parametrize("command", ["train", "crossval"])
+def test_the_config_file_reaches_the_library_through_the_command(command, tmp_path, monkeypatch, capsys):
+    from fingerspell import crossval, train
+
+    seen = {}
+    monkeypatch.setattr(train, "train", lambda data, out, params, **kw: seen.update(params=params) or {"split": {}})
+    monkeypatch.setattr(crossval, "cross_validate", lambda data, params, folds, **kw: seen.update(params=params) or
+                        {"folds": [], "pooled": {"n": 0}, "spread": {}, "split": {"grouping": "x", "seed": 1},
+                         "data": {"skipped": 0}})
+    config = config_file(tmp_path, {"kind": "cnn", "seed": 7})
+    data = drawn_folder(tmp_path / "d")
+    lead = [command, "--data", data, "--config", config] + (["--out", tmp_path / "m"] if command == "train" else [])
+    run_main(["-q", *lead], capsys)
+    assert (seen["params"].kind, seen["params"].seed) == ("cnn", 7)
+    run_main(["-q", *lead, "--seed", "9"], capsys)
+    assert (seen["params"].kind, seen["params"].seed) == ("cnn", 9)
+
+
+def test_a_real_train_run_resolves_the_config_before_it_fails_on_the_data(env, tmp_path):
+    config = config_file(tmp_path, {"kind": "cnn", "seed": 7})
+    out = cli("-v", "train", "--data", tmp_path / "nowhere", "--out", tmp_path / "m", "--config", config, env=env,
+              timeout=60)
+    assert out.returncode == 3 and "nowhere does not exist" in out.stderr
+    line = next(line for line in out.stderr.splitlines() if "recipe (defaults < --config < flags given): " in line)
+    recipe = json.loads(line.split("flags given): ", 1)[1])
+    assert recipe["kind"] == "cnn" and recipe["seed"] == 7 and recipe["split"]["seed"] == 1234

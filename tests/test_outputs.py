@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_tiny_bundle
 from fingerspell import bundle, outputs
-from fingerspell.errors import BundleError, FingerspellError
+from fingerspell.errors import FingerspellError, OutputFolderError
 from test_cli import assert_one_line_error, cli, drawn_folder, env  # noqa: F401 - env is a fixture
 
 
@@ -53,7 +53,7 @@ def test_the_library_train_refuses_before_reading_any_image(fake_hands, syntheti
     seen = []
     monkeypatch.setattr(fake_hands, "extract", lambda paths, *a, **k: seen.append(paths) or [])
     victim = user_folder(tmp_path / "work")
-    with pytest.raises(BundleError, match="not a fingerspell bundle"):
+    with pytest.raises(OutputFolderError, match="not a fingerspell bundle"):
         fake_hands.train([synthetic_data], victim, TrainParams())
     assert seen == []
     assert_intact(victim)
@@ -101,7 +101,7 @@ def test_check_target_refuses_the_root_home_and_current_folders_even_when_empty(
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(cwd)
     target = {"root": Path("/"), "home": Path("~"), "cwd": Path("."), "parent of cwd": Path("..")}[where]
-    with pytest.raises(BundleError, match="give a new folder"):
+    with pytest.raises(OutputFolderError, match="give a new folder"):
         bundle.check_target(target)
 
 
@@ -115,12 +115,12 @@ def test_check_target_accepts_a_new_path_an_empty_folder_and_a_bundle(tmp_path, 
 def test_check_target_refuses_a_bundle_holding_a_file_it_did_not_write(tmp_path):
     b = make_tiny_bundle(tmp_path / "b")
     (b / "my-notes.md").write_text("mine")
-    with pytest.raises(BundleError, match=r"my-notes\.md"):
+    with pytest.raises(OutputFolderError, match=r"my-notes\.md"):
         bundle.check_target(b)
     (b / "my-notes.md").unlink()
     (b / bundle.PLOTS).mkdir(exist_ok=True)
     (b / bundle.PLOTS / "holiday").mkdir()
-    with pytest.raises(BundleError, match="holiday"):
+    with pytest.raises(OutputFolderError, match="holiday"):
         bundle.check_target(b)
 
 
@@ -128,7 +128,7 @@ def test_check_target_refuses_a_bundle_json_that_fingerspell_did_not_write(tmp_p
     other = tmp_path / "other"
     other.mkdir()
     (other / bundle.META).write_text(json.dumps({"name": "some other tool's bundle"}))
-    with pytest.raises(BundleError, match="not a fingerspell bundle"):
+    with pytest.raises(OutputFolderError, match="not a fingerspell bundle"):
         bundle.check_target(other)
 
 
@@ -139,7 +139,7 @@ def test_write_bundle_checks_again_at_write_time_and_keeps_a_folder_that_filled_
     bundle.check_target(out)
     user_folder(out)
     meta = json.loads((tiny_bundle / bundle.META).read_text())
-    with pytest.raises(BundleError, match="not a fingerspell bundle"):
+    with pytest.raises(OutputFolderError, match="not a fingerspell bundle"):
         bundle.write_bundle(out, meta, {bundle.TFLITE: (tiny_bundle / bundle.TFLITE).read_bytes()})
     assert_intact(out)
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name]

@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BundleError
+from .errors import BundleError, OutputFolderError
 from .metrics import brief
 from .outputs import check_folder
 from .recognisers import KINDS
@@ -187,23 +187,23 @@ def check_target(out: str | os.PathLike) -> Path:
     else is refused, so that no file fingerspell did not write is ever deleted.
 
     Raises:
-        BundleError: ``out`` is a file, a protected folder (root, home, current), a folder of
-            other files, or a bundle with files added to it.
+        OutputFolderError: ``out`` is a file, a protected folder (root, home, current), a folder
+            of other files, or a bundle with files added to it.
     """
     shown = str(out)
     path = Path(out).expanduser().resolve()
     if path.is_dir() and any(path.iterdir()) and not _written_by_us(path):
-        check_folder(out, (), "bundle", BundleError, protected_only=True)  # root, home and current: say so
+        check_folder(out, (), "bundle", protected_only=True)  # root, home and current: say so
         held = ", ".join(sorted(p.name for p in path.iterdir())[:3])
-        raise BundleError(f"{shown} is not empty and not a fingerspell bundle (it holds {held}); give a new or "
-                          "empty folder for the bundle")
-    check_folder(out, NAMES, "bundle", BundleError)
+        raise OutputFolderError(f"{shown} is not empty and not a fingerspell bundle (it holds {held}); give a new "
+                                "or empty folder for the bundle")
+    check_folder(out, NAMES, "bundle")
     plots = path / PLOTS
     if plots.is_dir():
         extra = sorted(p.name for p in plots.iterdir() if not (p.is_file() and p.suffix == ".png"))
         if extra:
-            raise BundleError(f"{shown}/{PLOTS} holds {', '.join(extra[:3])}, which fingerspell did not write; "
-                              "move it out, or give a new or empty folder for the bundle")
+            raise OutputFolderError(f"{shown}/{PLOTS} holds {', '.join(extra[:3])}, which fingerspell did not "
+                                    "write; move it out, or give a new or empty folder for the bundle")
     return path
 
 
@@ -233,7 +233,7 @@ def write_bundle(out: str | os.PathLike, meta: BundleMeta | dict, files: dict[st
         files: relative name -> bytes, text, or a path to copy (``plots/x.png`` allowed).
 
     Raises:
-        BundleError: ``out`` is not a place a bundle may be written (``check_target``).
+        OutputFolderError: ``out`` is not a place a bundle may be written (``check_target``).
     """
     out = check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,17 +16,20 @@ import sys
 from . import __version__
 from .cli_serve import cmd_predict, cmd_serve, cmd_setup
 from .cli_train import cmd_crossval, cmd_download, cmd_evaluate, cmd_train
+from .config import SplitParams
 from .errors import FingerspellError
 
 log = logging.getLogger("fingerspell")
+# The README's "Exit codes" table says the same, line for line (tests/test_cli.py compares them).
 EXIT_CODES = """exit codes:
   0  done
   1  any other error a user can fix (the message says what to do)
-  2  bad flags or settings (argparse, --config, --port, FINGERSPELL_* variables)
+  2  bad flags or settings (a flag's value, --config, --port, FINGERSPELL_* variables), refused before any work starts
   3  a data folder is missing, empty or has no class folders
-  4  a model bundle is missing, corrupt, or --out is not a place a bundle may be written
+  4  a model bundle is missing or corrupt
   5  the MediaPipe hand model could not be obtained, verified or loaded
-  6  an image or video could not be read (predict: any input that failed)
+  6  an image or video could not be read (predict: any input that failed; the others are still printed)
+  7  --out or --dest names a folder fingerspell may not write: one holding files it did not write, a file, or the home, current or root folder
   130  interrupted (Ctrl-C)"""
 
 
@@ -69,24 +72,34 @@ def _add_decoder(p):
 
 
 def _add_recipe(p):
-    """The flags of a training recipe, shared by train and crossval."""
+    """The flags of a training recipe, shared by train and crossval.
+
+    Their parser defaults are None: a flag left out lets the --config file's value, or else
+    TrainParams' default (shown in the help), stand.
+    """
+    from .config import TrainParams
+    from .recognisers import KINDS
+
+    d = TrainParams()
     p.add_argument("--data", action="append", required=True, metavar="DIR",
                    help="folder of class folders, or the Kaggle layout; repeat for several sources")
-    from .recognisers import DEFAULT, KINDS
-
-    p.add_argument("--kind", choices=tuple(KINDS), default=DEFAULT,
-                   help="landmarks (default): hand landmarks into an MLP; cnn: the tutorial's 64x64 CNN baseline")
-    p.add_argument("--epochs", type=int, help="training epochs (default: 10 for each of the 3 landmark MLPs, 15 cnn)")
-    p.add_argument("--grouping", default="auto", choices=("auto", "kaggle-frames", "signer", "roboflow", "regex", "random"),
+    p.add_argument("--kind", choices=tuple(KINDS),
+                   help="landmarks: hand landmarks into an MLP; cnn: the tutorial's 64x64 CNN baseline "
+                        f"(default: {d.kind})")
+    p.add_argument("--epochs", type=int, help=f"training epochs (default: {d.landmarks.epochs} for each of the "
+                                              f"{d.landmarks.members} landmark MLPs, {d.cnn.epochs} cnn)")
+    p.add_argument("--grouping", choices=("auto", "kaggle-frames", "signer", "roboflow", "regex", "random"),
                    help="how images are grouped so that near-duplicates never straddle a split; 'random' is "
-                        "optimistic and the report says so (default: %(default)s)")
+                        f"optimistic and the report says so (default: {d.split.grouping})")
     p.add_argument("--group-regex", help="with --grouping regex: first capture group of the file name is the group")
-    p.add_argument("--frame-block", type=int, default=300, help="Kaggle frames per group (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=1234,
-                   help="seed of the split and the training run; the same seed gives the same split (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes (default: one per core)")
+    p.add_argument("--frame-block", type=int, help=f"Kaggle frames per group (default: {d.split.frame_block})")
+    p.add_argument("--seed", type=int, help="seed of the split and the training run; the same seed gives the same "
+                                            f"split (default: {d.seed})")
+    p.add_argument("--workers", type=int, help="landmark-extraction processes (default: 0, one per core)")
     p.add_argument("--limit-per-class", type=int, help="at most this many images per class and folder (quick runs)")
-    p.add_argument("--config", help="JSON file of TrainParams fields (flags given override it)")
+    p.add_argument("--config", metavar="FILE",
+                   help="JSON file of TrainParams fields (as in a bundle's bundle.json \"config\"), over the "
+                        "defaults; the flags given on the command line override it")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,10 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True,
                    help="bundle folder to write: a new or empty folder, or a bundle to replace (atomically); "
                         "anything else is refused")
-    p.add_argument("--val-fraction", type=float, default=0.2,
-                   help="share of the groups held out for validation, 0 for none (default: %(default)s)")
-    p.add_argument("--test-fraction", type=float, default=0.0,
-                   help="share of the groups held out as a test set, 0 for none (default: %(default)s)")
+    p.add_argument("--val-fraction", type=float,
+                   help="share of the groups held out for validation, 0 for none "
+                        f"(default: {SplitParams().val_fraction})")
+    p.add_argument("--test-fraction", type=float,
+                   help="share of the groups held out as a test set, 0 for none "
+                        f"(default: {SplitParams().test_fraction})")
     _add_cache(p)
 
     p = command("crossval", "k-fold figures of a training recipe: every image held out once",
@@ -131,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
                 "scores the fold it did not see. Prints each fold, the spread, and the figure over every image. "
                 "Writes no bundle. Needs the training install.")
     _add_recipe(p)
-    p.add_argument("--folds", type=int, default=5, help="number of folds (default: %(default)s)")
+    p.add_argument("--folds", type=int, default=5, help="number of folds, 2 or more (default: %(default)s)")
     p.add_argument("--out", help="new or empty folder for the report JSON and the pooled confusion-matrix PNG "
                                  "(or a report written before)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -151,8 +166,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("predict", "letters in image files or folders; spelled text of video files",
                 "Print the letter, its confidence and the top 3 for every image, and the spelled text of every "
-                "video. Inputs that cannot be read are reported on stderr and the others still printed; the "
-                "exit code is then 6.")
+                "video. An input that is missing or cannot be read is reported on stderr, one line each, and "
+                "the others are still printed; the exit code is then 6.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of images, or video files")
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per image")

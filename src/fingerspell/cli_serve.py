@@ -23,10 +23,14 @@ def cmd_setup(args):
 
 
 def _expand(paths):
-    """Image files, in folders too; video files separately. Missing paths are errors."""
+    """Image files (in folders too) and missing paths in the order given; video files separately.
+
+    A missing path is not an error here: it is reported with the inputs that cannot be read, and
+    the others are still predicted.
+    """
     from .images import is_image_name
 
-    images, videos = [], []
+    images, videos, missing = [], [], set()
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
@@ -34,45 +38,69 @@ def _expand(paths):
         elif p.is_file():
             (videos if p.suffix.lower() in VIDEO_SUFFIXES else images).append(str(p))
         else:
-            raise FingerspellError(f"{raw}: no such file or folder")
+            images.append(raw)
+            missing.add(raw)
     if not images and not videos:
         raise FingerspellError(f"no images or videos found in {', '.join(paths)}")
-    return images, videos
+    return images, videos, missing
+
+
+def _decoder_settings(args):
+    """The decoding of videos and the --vocab words: flags checked before any model is loaded.
+
+    Raises:
+        ConfigError: --vocab cannot be read (or a decoder setting is refused).
+    """
+    from .config import DecoderParams
+    from .decoding import read_words
+
+    decoding = DecoderParams(kind=args.decoder or "words", lexicon=not args.no_lexicon)
+    return decoding, read_words(args.vocab) if args.vocab else ()
 
 
 def cmd_predict(args):
     from .errors import FrameError
     from .images import read_image
-    from .predictor import Predictor
 
-    images, videos = _expand(args.paths)
-    predictor = Predictor.from_bundle(args.model, cache_dir=args.cache_dir)
+    decoding, vocab = _decoder_settings(args)
+    images, videos, missing = _expand(args.paths)
+    predictor = None
+    if len(missing) < len(images) or videos:  # a model is loaded only where there is something to read
+        from .predictor import Predictor
+
+        predictor = Predictor.from_bundle(args.model, cache_dir=args.cache_dir)
     results, failed = [], 0
+
+    def report_failure(path, exc):
+        nonlocal failed
+        failed += 1
+        results.append({"path": path, "error": str(exc)})
+        if not args.json:  # the error names the file; name it once
+            print(f"{path}: error: {str(exc).removeprefix(f'{path}: ')}", file=sys.stderr)
+
     for path in images:
         try:
+            if path in missing:
+                raise FrameError(f"{path}: no such file or folder")
             pred = predictor.predict(read_image(path))
         except FrameError as exc:
-            failed += 1
-            results.append({"path": path, "error": str(exc)})
-            if not args.json:  # the error names the file; name it once
-                reason = str(exc).removeprefix(f"{path}: ")
-                print(f"{path}: error: {reason}", file=sys.stderr)
+            report_failure(path, exc)
             continue
-        rec = {"path": path, **pred.to_json()}
-        results.append(rec)
+        results.append({"path": path, **pred.to_json()})
         if not args.json:
             top = "  ".join(f"{k} {v:.2f}" for k, v in pred.top)
             print(f"{path}: {pred.letter} ({pred.score:.2f})  top-3: {top}")
     if videos:
-        from .config import DecoderParams
-        from .decoding import english, read_words, wants_lexicon
+        from .decoding import english, wants_lexicon
         from .video import spell_video
 
-        decoding = DecoderParams(kind=args.decoder or "words", lexicon=not args.no_lexicon)
-        vocab = read_words(args.vocab) if args.vocab else ()
         lexicon = english() if wants_lexicon(decoding) else None
     for path in videos:
-        text, frames = spell_video(predictor, path, decoding=decoding, lexicon=lexicon, vocab=vocab)
+        try:
+            text, frames = spell_video(predictor, path, decoding=decoding, lexicon=lexicon, vocab=vocab)
+        except FrameError as exc:
+            report_failure(path, exc)
+            continue
         results.append({"path": path, "text": text, "frames": frames})
         if not args.json:
             print(f"{path}: {text!r} ({frames} frames)")

@@ -1,8 +1,8 @@
 """The commands of the training install: download, train, crossval, evaluate.
 
-Each checks what it can before anything slow (the output folder, the data folders, the flags,
-the installed modules), then runs the library and prints a summary. The parser and the
-error-to-exit-code handling are in ``cli.py``.
+Each checks what it can before anything slow, in this order: the flags and settings (exit 2), the
+output folder (7), the data folders (3), the installed modules; then it runs the library and
+prints a summary. The parser and the error-to-exit-code handling are in ``cli.py``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,18 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import logging
 import os
+import re
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from .config import ConfigError
 from .errors import FingerspellError
+
+log = logging.getLogger(__name__)
 
 # What training, evaluation and downloading import beyond the serving install (pyproject's [train]).
 TRAIN_MODULES = {"tensorflow": "TensorFlow", "keras": "Keras", "sklearn": "scikit-learn", "matplotlib": "matplotlib"}
@@ -74,27 +79,138 @@ def _write_report(args, report: dict, confusion: dict, title: str) -> None:
     confusion_png(confusion, out / "confusion.png", title)
 
 
-def _train_params(args):
+# The recipe flags of train and crossval: argparse dest -> (flag, the TrainParams fields it sets, as
+# dotted paths). The parser's defaults are None, so a flag left out lets the --config file's value,
+# or else TrainParams' default, stand: defaults < config file < flags given on the command line.
+RECIPE_FLAGS = {
+    "kind": ("--kind", ("kind",)),
+    "seed": ("--seed", ("seed", "split.seed")),  # one flag for the split and the training run
+    "grouping": ("--grouping", ("split.grouping",)),
+    "group_regex": ("--group-regex", ("split.group_regex",)),
+    "frame_block": ("--frame-block", ("split.frame_block",)),
+    "val_fraction": ("--val-fraction", ("split.val_fraction",)),
+    "test_fraction": ("--test-fraction", ("split.test_fraction",)),
+    "workers": ("--workers", ("workers",)),
+    "limit_per_class": ("--limit-per-class", ("limit_per_class",)),
+    "epochs": ("--epochs", ("landmarks.epochs", "cnn.epochs")),  # every kind's, so --kind may come from anywhere
+}
+
+
+def _replaced(obj, path: str, value):
+    """A copy of the frozen dataclass ``obj`` with the field at dotted ``path`` set to ``value``."""
+    head, _, rest = path.partition(".")
+    return dataclasses.replace(obj, **{head: _replaced(getattr(obj, head), rest, value) if rest else value})
+
+
+def _field(obj, path: str):
+    for key in path.split("."):
+        obj = getattr(obj, key)
+    return obj
+
+
+def _in_file(data: dict, path: str) -> bool:
+    for key in path.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+    return True
+
+
+def _read_config(path: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--config {path}: cannot read it as JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a JSON object of TrainParams fields, got {type(data).__name__}")
+    return data
+
+
+def train_params(args):
+    """The recipe of ``train`` and ``crossval``, resolved and checked; nothing is read but ``--config``.
+
+    TrainParams' defaults, then the ``--config`` file's fields over them, then each recipe flag
+    given on the command line over both.
+
+    Raises:
+        ConfigError: the file cannot be read, has unknown keys, or a setting is out of range
+            (the message names the flag, or the file's field where the value came from the file).
+    """
     from .config import TrainParams, train_params_from_dict
+
+    params, from_file = TrainParams(), {}
+    if args.config:
+        from_file = _read_config(args.config)
+        try:
+            params = train_params_from_dict(from_file)
+        except ConfigError as exc:
+            raise ConfigError(f"--config {args.config}: {exc}") from None
+    for dest, (_, paths) in RECIPE_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            for path in paths:
+                params = _replaced(params, path, value)
+    _check_recipe(params, args, from_file)
+    log.debug("recipe (defaults < --config < flags given): %s", json.dumps(dataclasses.asdict(params)))
+    return params
+
+
+def _whole(value, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _fraction(value) -> bool:
+    # `0 <= value < 1` is false for NaN, which --val-fraction nan would otherwise slip through
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+
+
+def _check_recipe(params, args, from_file: dict) -> None:
+    """Refuse a recipe setting out of range, naming what the user wrote: the flag, or the file's field."""
+    from .dataset import GROUPINGS
     from .recognisers import KINDS
 
-    base = TrainParams()
-    if args.config:
+    def name(path: str) -> str:
+        for dest, (flag, paths) in RECIPE_FLAGS.items():
+            if path in paths and (getattr(args, dest, None) is not None or not _in_file(from_file, path)):
+                return flag
+        return f"{path} in --config {args.config}"
+
+    def need(ok: bool, path: str, what: str) -> None:
+        if not ok:
+            raise ConfigError(f"{name(path)} {what}, got {_field(params, path)!r}")
+
+    need(params.kind in KINDS, "kind", f"must be one of {', '.join(KINDS)}")
+    need(_whole(getattr(params, params.kind).epochs, 1), f"{params.kind}.epochs", "must be at least 1")
+    for path in ("seed", "split.seed"):
+        need(_whole(_field(params, path), 0), path, "must be a whole number, 0 or more")
+    need(params.split.grouping in GROUPINGS, "split.grouping", f"must be one of {', '.join(GROUPINGS)}")
+    if params.split.grouping == "regex":
+        regex = params.split.group_regex
+        if not regex:
+            raise ConfigError(f"grouping 'regex' needs {name('split.group_regex')}, e.g. '^(\\w+?)_' (its first "
+                              "capture group is the group id)")
         try:
-            base = train_params_from_dict(json.loads(Path(args.config).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise FingerspellError(f"--config {args.config}: {exc}") from None
-    split = dataclasses.replace(base.split, val_fraction=getattr(args, "val_fraction", base.split.val_fraction),
-                                test_fraction=getattr(args, "test_fraction", base.split.test_fraction),
-                                seed=args.seed, grouping=args.grouping, group_regex=args.group_regex,
-                                frame_block=args.frame_block)
-    per_kind = {}  # each kind's settings are the TrainParams field of its name
-    if args.epochs is not None:
-        if args.epochs < 1:
-            raise FingerspellError("--epochs must be at least 1")
-        per_kind = {k: dataclasses.replace(getattr(base, k), epochs=args.epochs) for k in KINDS}
-    return dataclasses.replace(base, kind=args.kind, split=split, **per_kind, seed=args.seed,
-                               workers=args.workers, limit_per_class=args.limit_per_class)
+            re.compile(regex)
+        except (re.error, TypeError) as exc:
+            raise ConfigError(f"{name('split.group_regex')} {regex!r} is not a valid regex: {exc}") from None
+    need(_whole(params.split.frame_block, 1), "split.frame_block", "must be at least 1")
+    need(_fraction(params.split.val_fraction), "split.val_fraction", "must be in [0, 1)")
+    need(_fraction(params.split.test_fraction), "split.test_fraction", "must be in [0, 1)")
+    if params.split.val_fraction + params.split.test_fraction >= 1:
+        raise ConfigError(f"{name('split.val_fraction')} + {name('split.test_fraction')} must leave images for "
+                          f"training, got {params.split.val_fraction} + {params.split.test_fraction}")
+    need(_whole(params.workers, 0), "workers", "must be 0 (one per core) or more")
+    need(params.limit_per_class is None or _whole(params.limit_per_class, 1), "limit_per_class", "must be at least 1")
+
+
+def _check_workers(args) -> None:
+    if args.workers < 0:
+        raise ConfigError(f"--workers must be 0 (one per core) or more, got {args.workers}")
+
+
+def _check_folds(args) -> None:
+    if args.folds < 2:  # as crossval._check_folds, without importing the training half
+        raise ConfigError(f"--folds must be at least 2, got {args.folds}")
 
 
 @contextlib.contextmanager
@@ -138,9 +254,9 @@ def cmd_download(args):
 def cmd_train(args):
     from .bundle import check_target
 
+    params = train_params(args)
     check_target(args.out)  # before anything slow: never train for minutes, then refuse
     _check_data(args.data)
-    params = _train_params(args)
     _require(TRAIN_MODULES, "training")
     from .metrics import brief
     from .train import train
@@ -158,9 +274,10 @@ def cmd_train(args):
 
 
 def cmd_crossval(args):
+    params = train_params(args)
+    _check_folds(args)
     _report_folder(args)
     _check_data(args.data)
-    params = _train_params(args)
     _require(TRAIN_MODULES, "cross-validation")
     from .crossval import cross_validate
     from .metrics import brief
@@ -188,6 +305,7 @@ def cmd_crossval(args):
 
 
 def cmd_evaluate(args):
+    _check_workers(args)
     _report_folder(args)
     _check_data(args.data)
     _require(EVALUATE_MODULES, "evaluation")

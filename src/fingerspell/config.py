@@ -1,7 +1,8 @@
 """Configuration: frozen dataclasses, each field documented.
 
-CLI flags override the defaults; the resolved values are written into the model bundle so a
-model always says how it was made. Unknown keys are errors (``from_dict``).
+Precedence: these defaults < a ``--config`` file < flags given on the command line (the CLI's
+recipe flags default to None, so only those given override). The resolved values are written
+into the model bundle so a model always says how it was made. Unknown keys are errors (``from_dict``).
 """
 
 from __future__ import annotations
@@ -246,5 +247,7 @@ def train_params_from_dict(data: dict) -> TrainParams:
     nested = {f.name: hints[f.name] for f in dataclasses.fields(TrainParams) if dataclasses.is_dataclass(hints[f.name])}
     for key, cls in nested.items():
         if key in data:
+            if not isinstance(data[key], dict):
+                raise ConfigError(f"{key} must be an object of {cls.__name__} settings, got {data[key]!r}")
             data[key] = from_dict(cls, data[key])
     return from_dict(TrainParams, data)

@@ -15,7 +15,7 @@ from collections import Counter
 
 import numpy as np
 
-from .config import TrainParams
+from .config import ConfigError, TrainParams
 from .dataset import describe_split
 from .errors import FingerspellError
 from .metrics import brief
@@ -87,7 +87,7 @@ def cross_validate(data, params: TrainParams = TrainParams(), folds: int = 5, *,
 
 def _check_folds(folds: int) -> None:
     if folds < 2:
-        raise FingerspellError(f"--folds must be at least 2, got {folds}")
+        raise ConfigError(f"--folds must be at least 2, got {folds}")
 
 
 def _top1_of(m: dict, source: str) -> float:

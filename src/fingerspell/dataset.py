@@ -78,6 +78,12 @@ def resolve_root(path: str | os.PathLike) -> Path:
             root = train[0] if train else subdirs[0]
             continue
         break
+    loose = sum(1 for e in root.iterdir() if e.is_file() and is_image_name(e.name))
+    if loose:  # the likeliest mistake: a folder of photos, not sorted by letter yet
+        raise DatasetError(
+            f"{root} holds {loose:,} image(s) but no class folders: put each letter's images in a folder named "
+            f"after it, {root}/A/*.jpg, {root}/B/*.jpg, ..."
+        )
     raise DatasetError(
         f"no class folders with images found in {Path(path)}; expected e.g. {Path(path)}/A/*.jpg "
         "(one folder per letter) or the Kaggle asl_alphabet_train layout"
@@ -124,7 +130,7 @@ def scan(paths, *, limit_per_class: int | None = None, labels: list[str] | None 
         paths = [paths]
     if not paths:
         raise DatasetError("give at least one --data folder")
-    samples, skipped, notes = [], [], []
+    samples, skipped, notes, unknown = [], [], [], []
     wanted = {normalize_label(x) for x in labels} if labels else None
     for given in paths:
         root = resolve_root(given)
@@ -133,6 +139,7 @@ def scan(paths, *, limit_per_class: int | None = None, labels: list[str] | None 
             label = normalize_label(cls_dir.name)
             if wanted is not None and label not in wanted:
                 notes.append(f"{cls_dir}: label {label!r} is not in the model's labels; left out")
+                unknown.append(cls_dir)
                 continue
             files = []
             for f in _walk_files(cls_dir, skipped):
@@ -154,6 +161,14 @@ def scan(paths, *, limit_per_class: int | None = None, labels: list[str] | None 
                 idx = np.linspace(0, len(files) - 1, limit_per_class).round().astype(int)
                 files = [files[i] for i in idx]
             samples += [Sample(str(f), label, source) for f in files]
+    if not samples and unknown:  # e.g. photos/*.jpg: one folder of loose images, named for no label
+        names = ", ".join(p.name for p in unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+        where = unknown[0].parent
+        raise DatasetError(
+            f"no images of the model's labels in {', '.join(map(str, paths))}: the folder(s) {names} are named "
+            f"for no label it knows; put each letter's images in a folder named after it, {where}/A/*.jpg, "
+            f"{where}/B/*.jpg, ..."
+        )
     if not samples:
         raise DatasetError(f"no images found in {', '.join(map(str, paths))}")
     for note in notes:

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from .errors import DatasetError
+from .errors import DatasetError, OutputFolderError
 from .outputs import check_folder
 
 log = logging.getLogger(__name__)
@@ -18,9 +18,9 @@ def check_dest(dest: str | os.PathLike) -> Path:
     """``dest`` resolved, if the download may unpack there: new, empty, or an earlier download.
 
     Raises:
-        DatasetError: ``dest`` is a file or a folder holding anything else.
+        OutputFolderError: ``dest`` is a file or a folder holding anything else.
     """
-    return check_folder(dest, UNPACKED, "download", DatasetError)
+    return check_folder(dest, UNPACKED, "download", OutputFolderError)
 
 
 def _have_credentials() -> bool:
@@ -34,8 +34,8 @@ def download_kaggle(dest: str | os.PathLike) -> Path:
     """Download and unpack the Kaggle set into ``dest``; returns the training folder.
 
     Raises:
-        DatasetError: ``dest`` holds other files, no credentials, no ``kaggle`` package, or the
-            download failed.
+        OutputFolderError: ``dest`` holds other files.
+        DatasetError: no credentials, no ``kaggle`` package, or the download failed.
     """
     out = check_dest(dest)
     if not _have_credentials():

@@ -19,6 +19,14 @@ class BundleError(FingerspellError):
     exit_code = 4
 
 
+class OutputFolderError(FingerspellError):
+    """An output folder (``train --out``, ``evaluate --out``, ``crossval --out``, ``download --dest``)
+    may not be written: it is a file, the root, home or current folder, or holds files fingerspell
+    did not write. One code for every command, so a script can tell this from a bad model."""
+
+    exit_code = 7
+
+
 class HandModelError(FingerspellError):
     """The MediaPipe hand model could not be obtained, verified or loaded."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import FingerspellError
+from .errors import FingerspellError, OutputFolderError
 
 
 def protected(path: Path) -> str | None:
@@ -32,7 +32,7 @@ def protected(path: Path) -> str | None:
 
 
 def check_folder(path: str | os.PathLike, own: tuple[str, ...] | set[str], what: str,
-                 error: type[FingerspellError] = FingerspellError, *, protected_only: bool = False) -> Path:
+                 error: type[FingerspellError] = OutputFolderError, *, protected_only: bool = False) -> Path:
     """``path`` resolved, if a command may write its ``what`` there; raises otherwise.
 
     Args:

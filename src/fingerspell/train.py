@@ -160,7 +160,7 @@ def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progres
         The metrics dict written to ``metrics.json``.
     Raises:
         DatasetError: unusable data folders; FingerspellError: nothing to train on;
-        BundleError: ``out`` is a folder of other files (checked before any work).
+        OutputFolderError: ``out`` is a folder of other files (checked before any work).
     """
     bundle.check_target(out)
     folders, ds = load(data, params)

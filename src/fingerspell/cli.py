@@ -1,4 +1,4 @@
-"""The ``fingerspell`` command: setup | download | train | crossval | evaluate | predict | serve.
+"""The ``fingerspell`` command: setup | download | train | crossval | evaluate | predict | landmarks | serve.
 
 Thin over the library: it parses flags, configures logging, and turns typed errors into one
 line on stderr and an exit code. The commands themselves are in ``cli_train.py`` (those of the
@@ -14,7 +14,7 @@ import os
 import sys
 
 from . import __version__
-from .cli_serve import cmd_predict, cmd_serve, cmd_setup
+from .cli_serve import cmd_landmarks, cmd_predict, cmd_serve, cmd_setup
 from .cli_train import cmd_crossval, cmd_download, cmd_evaluate, cmd_train
 from .config import SplitParams
 from .errors import FingerspellError
@@ -82,7 +82,8 @@ def _add_recipe(p):
 
     d = TrainParams()
     p.add_argument("--data", action="append", required=True, metavar="DIR",
-                   help="folder of class folders, or the Kaggle layout; repeat for several sources")
+                   help="folder of class folders, the Kaggle layout, a landmark records file (.jsonl) or a folder "
+                        "of landmark arrays (static/<LABEL>.npy); repeat for several sources")
     p.add_argument("--kind", choices=tuple(KINDS),
                    help="landmarks: hand landmarks into an MLP; cnn: the tutorial's 64x64 CNN baseline "
                         f"(default: {d.kind})")
@@ -157,21 +158,35 @@ def _parser() -> argparse.ArgumentParser:
                 "per-class figures; an image without a hand counts as 'nothing'. Needs the training install.")
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
     p.add_argument("--data", action="append", required=True, metavar="DIR",
-                   help="folder of class folders to evaluate on; repeat for several sources")
+                   help="folder of class folders, landmark records file (.jsonl) or folder of landmark arrays to "
+                        "evaluate on; repeat for several sources")
     p.add_argument("--out", help="new or empty folder for metrics JSON and the confusion-matrix PNG "
                                  "(or a report written before)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes (default: one per core)")
     _add_cache(p)
 
-    p = command("predict", "letters in image files or folders; spelled text of video files",
+    p = command("predict", "letters in image files or folders; spelled text of videos and landmark recordings",
                 "Print the letter, its confidence and the top 3 for every image, and the spelled text of every "
-                "video. An input that is missing or cannot be read is reported on stderr, one line each, and "
+                "video or landmark recording (a records file with t_ms). An input that is missing or cannot be read is reported on stderr, one line each, and "
                 "the others are still printed; the exit code is then 6.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders of images, or video files")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="image files, folders of images, video files, or landmark recordings (.jsonl)")
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per image")
     _add_decoder(p)
+    _add_cache(p)
+
+    p = command("landmarks", "save the hands of images, a video or recorded arrays as landmark records",
+                "Find the hand in every image of a data folder (labelled by its class folder, grouped as training "
+                "groups it) or every frame of a video (timed), or convert landmark arrays (static/<LABEL>.npy) "
+                "or records, and write them as one landmark records file (JSON Lines, docs/protocol.md): "
+                "usable as --data by train, evaluate and crossval, and by predict as a recording.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="a folder of class folders, a video file, a folder of landmark arrays, or a records file")
+    p.add_argument("--out", required=True, help="the records file to write (.jsonl): a new file")
+    p.add_argument("--model", help="the bundle whose hand finding to use (default: the bundled model)")
+    p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes (default: one per core)")
     _add_cache(p)
 
     p = command("serve", "run the web app (camera page, WebSocket stream, /predict)",
@@ -192,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"setup": cmd_setup, "download": cmd_download, "train": cmd_train, "crossval": cmd_crossval,
-            "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve}
+            "evaluate": cmd_evaluate, "predict": cmd_predict, "landmarks": cmd_landmarks, "serve": cmd_serve}
 
 
 def main(argv=None) -> int:

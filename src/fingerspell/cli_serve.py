@@ -23,26 +23,32 @@ def cmd_setup(args):
 
 
 def _expand(paths):
-    """Image files (in folders too) and missing paths in the order given; video files separately.
+    """Image files (in folders too) and missing paths in the order given; video files and landmark
+    recordings separately, as (path, "video" | "records").
 
     A missing path is not an error here: it is reported with the inputs that cannot be read, and
     the others are still predicted.
     """
     from .images import is_image_name
+    from .records import is_records_file
 
-    images, videos, missing = [], [], set()
+    images, recordings, missing = [], [], set()
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             images += sorted(str(f) for f in p.rglob("*") if f.is_file() and is_image_name(f.name))
+        elif p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
+            recordings.append((str(p), "video"))
+        elif p.is_file() and is_records_file(p):
+            recordings.append((str(p), "records"))
         elif p.is_file():
-            (videos if p.suffix.lower() in VIDEO_SUFFIXES else images).append(str(p))
+            images.append(str(p))
         else:
             images.append(raw)
             missing.add(raw)
-    if not images and not videos:
-        raise FingerspellError(f"no images or videos found in {', '.join(paths)}")
-    return images, videos, missing
+    if not images and not recordings:
+        raise FingerspellError(f"no images, videos or landmark recordings found in {', '.join(paths)}")
+    return images, recordings, missing
 
 
 def _decoder_settings(args):
@@ -63,9 +69,9 @@ def cmd_predict(args):
     from .images import read_image
 
     decoding, vocab = _decoder_settings(args)
-    images, videos, missing = _expand(args.paths)
+    images, recordings, missing = _expand(args.paths)
     predictor = None
-    if len(missing) < len(images) or videos:  # a model is loaded only where there is something to read
+    if len(missing) < len(images) or recordings:  # a model is loaded only where there is something to read
         from .predictor import Predictor
 
         predictor = Predictor.from_bundle(args.model, cache_dir=args.cache_dir)
@@ -90,15 +96,21 @@ def cmd_predict(args):
         if not args.json:
             top = "  ".join(f"{k} {v:.2f}" for k, v in pred.top)
             print(f"{path}: {pred.letter} ({pred.score:.2f})  top-3: {top}")
-    if videos:
+    if recordings:
         from .decoding import english, wants_lexicon
-        from .video import spell_video
+        from .errors import DatasetError
+        from .records import read
+        from .video import spell_records, spell_video
 
         lexicon = english() if wants_lexicon(decoding) else None
-    for path in videos:
+    for path, kind in recordings:
         try:
-            text, frames = spell_video(predictor, path, decoding=decoding, lexicon=lexicon, vocab=vocab)
-        except FrameError as exc:
+            if kind == "video":
+                text, frames = spell_video(predictor, path, decoding=decoding, lexicon=lexicon, vocab=vocab)
+            else:
+                text, frames = spell_records(predictor, read(path), path, decoding=decoding, lexicon=lexicon,
+                                             vocab=vocab)
+        except (FrameError, DatasetError) as exc:
             report_failure(path, exc)
             continue
         results.append({"path": path, "text": text, "frames": frames})
@@ -111,6 +123,51 @@ def cmd_predict(args):
             print(f"fingerspell predict: error: {failed} of {len(results)} input(s) could not be read", file=sys.stderr)
         return FrameError.exit_code
     return 0
+
+
+def _records_of(source: str, predictor, args) -> list:
+    """The landmark records of one input of ``fingerspell landmarks``."""
+    from . import records
+
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+        from .video import video_hands
+
+        return [records.Record(pred.hand, t_ms) for t_ms, pred in video_hands(predictor, path)]
+    if records.is_records_file(path):
+        return records.read(path)
+    if records.is_arrays_folder(path):
+        return records.read_arrays(path)
+    from .config import SplitParams
+    from .dataset import assign_groups, scan
+    from .extract import extract
+
+    ds = assign_groups(scan([source]), SplitParams())
+    found = extract([s.path for s in ds.samples], predictor.detect_params, workers=args.workers,
+                    cache=args.cache_dir, progress=not args.quiet)
+    return [records.Record(e.hand, None, s.label, s.group, {"image": s.path})
+            for s, e in zip(ds.samples, found) if e.error is None]
+
+
+def cmd_landmarks(args):
+    from . import records
+    from .outputs import check_new_file
+    from .predictor import Predictor
+
+    out = check_new_file(args.out, "landmark records")
+    for source in args.inputs:
+        if not Path(source).exists():
+            raise FingerspellError(f"{source} does not exist")
+    predictor = Predictor.from_bundle(args.model, cache_dir=args.cache_dir)  # its hand finding, as served
+    try:
+        found = [rec for source in args.inputs for rec in _records_of(source, predictor, args)]
+    finally:
+        predictor.close()
+    check_new_file(args.out, "landmark records")  # again: it may have appeared while the hands were found
+    records.write(out, found)
+    hands = sum(r.hand is not None for r in found)
+    labels = len({r.label for r in found if r.label is not None})
+    print(f"{args.out}: {len(found):,} records, {hands:,} with a hand" + (f", {labels} labels" if labels else ""))
 
 
 def cmd_serve(args):

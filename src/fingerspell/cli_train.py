@@ -54,11 +54,14 @@ def _require(modules: dict[str, str], command: str) -> None:
                                f"{_install_hint('train')}")
 
 
-def _check_data(folders) -> None:
+def _check_data(sources) -> None:
+    """Each ``--data``: a folder of class folders, a landmark records file or a folder of landmark arrays."""
     from .dataset import resolve_root
+    from .records import is_arrays_folder, is_records_file
 
-    for folder in folders:
-        resolve_root(folder)
+    for source in sources:
+        if not (is_records_file(source) or is_arrays_folder(source)):
+            resolve_root(source)
 
 
 def _report_folder(args) -> Path | None:

@@ -2,11 +2,14 @@
 
 A data folder is any folder of class folders (``A/``, ``b/``, ``nothing/`` ...), or the Kaggle
 "ASL Alphabet" download as it unpacks (``asl_alphabet_train/asl_alphabet_train/A/...``),
-which is found automatically.
+which is found automatically. Recorded hands are data too: a landmark records file
+(``records.py``) or a folder of landmark arrays (``static/<LABEL>.npy``); their samples carry
+their hand and need no detection.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -16,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import records
 from .config import SplitParams
 from .errors import DatasetError
+from .hand import Hand
 from .images import is_image_name
 from .labels import normalize_label, sort_labels
 
@@ -31,10 +36,12 @@ GROUPINGS = ("auto", "kaggle-frames", "signer", "roboflow", "regex", "random")
 
 @dataclass(frozen=True)
 class Sample:
-    path: str
+    path: str  # the image, or for a recorded hand ``FILE#LINE`` (``FILE#ROW`` of an array)
     label: str
-    source: str  # the --data folder it came from (its name), for per-source figures
+    source: str  # the --data folder or file it came from (its name), for per-source figures
     group: str = ""  # split group; samples of one group always land on one side
+    recorded: bool = False  # a hand from landmark records: ``hand`` is it, and there is no image
+    hand: Hand | None = None  # the recorded hand (None: a frame recorded without one)
 
 
 @dataclass
@@ -133,6 +140,9 @@ def scan(paths, *, limit_per_class: int | None = None, labels: list[str] | None 
     samples, skipped, notes, unknown = [], [], [], []
     wanted = {normalize_label(x) for x in labels} if labels else None
     for given in paths:
+        if records.is_records_file(given) or records.is_arrays_folder(given):
+            samples += _recorded(given, wanted, notes, limit_per_class)
+            continue
         root = resolve_root(given)
         source = Path(given).name or str(given)
         for cls_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -170,16 +180,46 @@ def scan(paths, *, limit_per_class: int | None = None, labels: list[str] | None 
             f"{where}/B/*.jpg, ..."
         )
     if not samples:
-        raise DatasetError(f"no images found in {', '.join(map(str, paths))}")
+        raise DatasetError(f"no images or labelled landmark records found in {', '.join(map(str, paths))}")
     for note in notes:
         log.warning(note)
     return Dataset(samples, sort_labels(s.label for s in samples), skipped, notes)
+
+
+def _recorded(given, wanted: set[str] | None, notes: list[str], limit_per_class: int | None) -> list[Sample]:
+    """The labelled samples of a landmark records file or a folder of landmark arrays, grouped
+    by the records' ``group`` or else by file."""
+    path = Path(given)
+    source = path.name or str(given)
+    if path.is_dir():
+        found = [(f"{path}#{i}", r) for i, r in enumerate(records.read_arrays(path))]
+    else:
+        found = [(f"{path}#{i + 2}", r) for i, r in enumerate(records.read(path))]  # line numbers: header first
+    by_label: dict[str, list[Sample]] = defaultdict(list)
+    for where, rec in found:
+        if rec.label is None:
+            continue
+        label = normalize_label(rec.label)
+        by_label[label].append(Sample(where, label, source, f"{source}:{rec.group or 'file'}", True, rec.hand))
+    out = []
+    for label, items in sorted(by_label.items()):
+        if wanted is not None and label not in wanted:
+            notes.append(f"{path}: label {label!r} is not in the model's labels; its {len(items):,} samples left out")
+            continue
+        if limit_per_class and len(items) > limit_per_class:
+            items = [items[i] for i in np.linspace(0, len(items) - 1, limit_per_class).round().astype(int)]
+        out += items
+    if not out:
+        notes.append(f"{path}: no labelled records" + (" of the model's labels" if wanted is not None else ""))
+    return out
 
 
 def group_of(sample: Sample, params: SplitParams) -> tuple[str, str]:
     """(group id, rule that made it) for one sample, per ``params.grouping``."""
     name = os.path.basename(sample.path)
     mode = params.grouping
+    if sample.recorded and mode != "random":
+        return sample.group, "landmark records (their group, or else their file)"
     if mode == "random":
         return f"file:{sample.path}", "random"
     if mode == "regex":
@@ -219,7 +259,7 @@ def assign_groups(dataset: Dataset, params: SplitParams) -> Dataset:
     for s in dataset.samples:
         group, rule = group_of(s, params)
         counts[rule] += 1
-        out.append(Sample(s.path, s.label, s.source, group))
+        out.append(dataclasses.replace(s, group=group))
     dataset.samples = out
     dataset.grouping = dict(counts)
     return dataset

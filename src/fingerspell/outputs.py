@@ -61,3 +61,19 @@ def check_folder(path: str | os.PathLike, own: tuple[str, ...] | set[str], what:
         raise error(f"{shown} already holds {listed}, which fingerspell did not write; give a new or empty "
                     f"folder for the {what}")
     return path
+
+
+def check_new_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` resolved, if a command may write its ``what`` there: a file that does not exist yet,
+    in a folder that does. A command never replaces a file the user has.
+
+    Raises:
+        OutputFolderError: the file exists, or its folder does not.
+    """
+    shown = str(path)
+    path = Path(path).expanduser().resolve()
+    if path.exists():
+        raise OutputFolderError(f"{shown} already exists; give a new file name for the {what}")
+    if not path.parent.is_dir():
+        raise OutputFolderError(f"{path.parent} is not a folder; give the {what} a file name in a folder that exists")
+    return path

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,8 +79,11 @@ def hand_to_json(hand: Hand | None) -> dict | None:
     """The record's ``hand`` object (None for no hand)."""
     if hand is None:
         return None
-    return {"landmarks": np.round(np.asarray(hand.landmarks, dtype=np.float64), 5).tolist(),
-            "handedness": hand.handedness, "image_size": [int(hand.image_size[0]), int(hand.image_size[1])]}
+    # Nine significant digits give every float32 back exactly: a recording read back is
+    # recognised as the hands were when they were found, to the last bit.
+    points = [[float(f"{v:.9g}") for v in p] for p in np.asarray(hand.landmarks, dtype=np.float32).tolist()]
+    return {"landmarks": points, "handedness": hand.handedness,
+            "image_size": [int(hand.image_size[0]), int(hand.image_size[1])]}
 
 
 def _number(v) -> bool:
@@ -243,15 +246,16 @@ def write(path: str | os.PathLike, records: Iterable[Record]) -> Path:
     """
     path = Path(path)
     text = dumps(records)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A name of this writer's own, opened exclusively (the user's umask applies, unlike mkstemp's 0600).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open(tmp, "x", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -276,4 +280,51 @@ def from_points(points: np.ndarray, *, label: str | None = None, group: str | No
                         (int(image_size[0]), int(image_size[1])), "record")
         t_ms = None if t0_ms is None else int(t0_ms + round(i * 1000.0 / fps))
         out.append(Record(hand, t_ms, label, group))
+    return out
+
+
+def is_arrays_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder of recorded landmark arrays: ``<LABEL>.npy`` files, or
+    ``static/`` and ``dynamic/`` folders of them (the legacy recorders' layout)."""
+    path = Path(path)
+    return path.is_dir() and (any(path.glob("*.npy")) or any((path / d).is_dir() and any((path / d).glob("*.npy"))
+                                                             for d in ("static", "dynamic")))
+
+
+def read_arrays(folder: str | os.PathLike, *, image_size: tuple[int, int] = (640, 480),
+                fps: float = 30.0) -> list[Record]:
+    """The records of a folder of recorded landmark arrays, each file one group.
+
+    ``<LABEL>.npy`` of shape (N, 63) or (N, 21, 3) is N unordered samples of LABEL; of shape
+    (N, T, 63) N recordings of T frames at ``fps`` (each frame's ``t_ms`` from its recording's
+    start, the recording's index in ``extra["recording"]``). x and y are fractions of a frame of
+    ``image_size``; a row of zeros is a frame without a hand. Handedness is not recorded: the
+    hands are taken as right hands.
+
+    Raises:
+        DatasetError: a file cannot be read as such an array.
+    """
+    folder = Path(folder)
+    files = sorted(folder.glob("*.npy")) + sorted(folder.glob("static/*.npy")) + sorted(folder.glob("dynamic/*.npy"))
+    out: list[Record] = []
+    for f in files:
+        try:
+            label = check_label(f.stem)
+            arr = np.load(f, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{f}: not a landmark array ({exc})") from None
+        group = str(f.relative_to(folder).with_suffix(""))
+        if arr.ndim == 2 and arr.shape[1] == 63 or arr.ndim == 3 and arr.shape[1:] == (21, 3):
+            out += from_points(arr, label=label, group=group, image_size=image_size)
+        elif arr.ndim == 3 and arr.shape[2] == 63:
+            for k, recording in enumerate(arr):
+                out += [Record(r.hand, r.t_ms, r.label, r.group, {"recording": k})
+                        for r in from_points(recording, label=label, group=group, image_size=image_size, t0_ms=0,
+                                             fps=fps)]
+        else:
+            raise DatasetError(f"{f}: an array of shape {arr.shape}; expected (N, 63), (N, 21, 3) or (N, frames, 63)")
+        if not np.isfinite(arr).all() or np.abs(arr).max(initial=0) > COORD_RANGE:
+            raise DatasetError(f"{f}: values must be finite landmarks (x and y as fractions of the frame)")
+    if not out:
+        raise DatasetError(f"{folder}: no <LABEL>.npy landmark arrays found")
     return out

@@ -86,8 +86,18 @@ def prepare(folders: list[str], ds: Dataset, params: TrainParams, *, cache=None,
             stop: threading.Event | None = None) -> Prepared:
     """Detect hands in every image of ``ds`` (cached) and report the no-hand rates."""
     hand_model = ensure_hand_model(cache)
-    ext = extract([s.path for s in ds.samples], params.detect, workers=params.workers, cache=cache, progress=progress,
-                  stop=stop)
+    rec = recognisers.get(params.kind)
+    recorded = [i for i, s in enumerate(ds.samples) if s.recorded]
+    if recorded and rec.Runtime.from_record({}).reads_pixels:
+        raise FingerspellError(f"a {params.kind} model learns from images, and {ds.samples[recorded[0]].path} is a "
+                               "recorded hand without one: train --kind landmarks on landmark records")
+    # Recorded hands come with their hand; images have theirs detected (cached).
+    ext: list[Extracted] = [Extracted(s.hand) for s in ds.samples]
+    images = [i for i, s in enumerate(ds.samples) if not s.recorded]
+    found = extract([ds.samples[i].path for i in images], params.detect, workers=params.workers, cache=cache,
+                    progress=progress, stop=stop) if images else []
+    for i, e in zip(images, found):
+        ext[i] = e
     bad = {i for i, e in enumerate(ext) if e.error is not None}
     ds.skipped += [(ds.samples[i].path, ext[i].error) for i in sorted(bad)]
     index = {c: i for i, c in enumerate(ds.labels)}
@@ -97,8 +107,8 @@ def prepare(folders: list[str], ds: Dataset, params: TrainParams, *, cache=None,
                  100 * d["no_hand_rate"], 100 * d["no_hand_rate_plain_only"])
     far = None
     lp = params.landmarks
-    if recognisers.get(params.kind).USES_FAR_COPIES and lp.far_copies > 0:
-        chosen = far_photos(ds, lp.far_per_class)
+    if rec.USES_FAR_COPIES and lp.far_copies > 0 and images:
+        chosen = far_photos(ds, lp.far_per_class) - set(recorded)  # far copies are of photos
         far = extract_far([s.path for s in ds.samples], [e.hand if i in chosen else None for i, e in enumerate(ext)],
                           params.detect, copies=lp.far_copies,
                           sizes=lp.far_sizes, workers=params.workers, cache=cache, progress=progress, stop=stop)

@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import real_images
 from fingerspell.hand_model import TASK_SHA256
 
-COMMANDS = ["setup", "download", "train", "crossval", "evaluate", "predict", "serve"]
+COMMANDS = ["setup", "download", "train", "crossval", "evaluate", "predict", "landmarks", "serve"]
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_predict_of_a_missing_path_says_so_and_exits_6(env, tmp_path):
 def test_predict_of_a_folder_without_images_says_so(env, tmp_path):
     (tmp_path / "empty").mkdir()
     out = cli("predict", tmp_path / "empty", env=env)
-    assert_one_line_error(out, "predict", "no images or videos found in")
+    assert_one_line_error(out, "predict", "no images, videos or landmark recordings found in")
 
 
 def test_predict_with_a_nonexistent_model_says_what_to_give(env, tmp_path):

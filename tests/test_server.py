@@ -940,7 +940,7 @@ def crowded(tiny_bundle, tmp_path_factory):
     server = ServerProcess(tiny_bundle, log_dir=tmp_path_factory.mktemp("crowded"),
                            env={"FINGERSPELL_MAX_PREDICTS": "2", "FINGERSPELL_PREDICT_WAIT_S": "1",
                                 "FINGERSPELL_BODY_TIMEOUT_S": "60", "FINGERSPELL_MAX_CONNECTIONS": "3",
-                                "FINGERSPELL_STREAM_IDLE_S": "3"})
+                                "FINGERSPELL_STREAM_IDLE_S": "5"})
     try:
         yield server.start()
     except BaseException:
@@ -999,9 +999,9 @@ def test_streams_that_send_nothing_are_closed_at_the_idle_limit_and_free_their_s
             with pytest.raises(ConnectionClosed) as closed:
                 ws.recv(timeout=20)
             assert closed.value.rcvd.code == 1001, closed.value
-            assert closed.value.rcvd.reason == "idle: no frame or command for 3 s"
+            assert closed.value.rcvd.reason == "idle: no frame or command for 5 s"
     with connect(url) as ws:  # the slots are free again; a stream that sends something outlives the limit
-        for _ in range(10):
+        for _ in range(14):  # 7 s: past the 5 s limit
             ws.send(json.dumps({"type": "clear"}))
             assert json.loads(ws.recv(timeout=10))["type"] == "state"
             time.sleep(0.5)

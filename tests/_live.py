@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
 import socket
 import subprocess
@@ -35,6 +36,17 @@ def letterbox(path_or_image, size=FRAME_SIZE, fill=(0, 0, 0)) -> np.ndarray:
 def blank_frame(size=FRAME_SIZE, colour=(200, 196, 188)) -> np.ndarray:
     """A plain wall: no hand, so the spelling decoder releases the letter before it."""
     return np.full((size[1], size[0], 3), colour, dtype=np.uint8)
+
+
+def scan_bomb(side: int, scans: int) -> bytes:
+    """A ``side`` x ``side`` progressive JPEG of ``scans`` scans: Pillow's own 10, then its last
+    (a refinement of the luma's AC coefficients, ~12-33 bytes) repeated. Each scan is a pass over
+    the whole image, so the decoding work grows with ``scans`` while the file barely does."""
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (128, 100, 90)).save(buf, "JPEG", quality=75, progressive=True)
+    data = buf.getvalue()
+    last = data[data.rindex(b"\xff\xda"):-2]  # the last scan, up to the end-of-image marker
+    return data[:-2] + last * (scans - data.count(b"\xff\xda")) + data[-2:]
 
 
 def rgb_to_ycbcr420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

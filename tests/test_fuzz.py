@@ -13,6 +13,9 @@ JPEG SOF or PNG IHDR header set anywhere up to 2**31, huge APPn/COM segments and
 
 The shape fuzzer sends what is not a frame at all: any content type, JSON of any shape, data URLs
 with wrong prefixes, and WebSocket text messages (commands with odd fields, any JSON, any text).
+The command fuzzer sends every text command the stream knows, and region messages (numbers of
+any size, NaN and infinities, rectangles at the frame's edge, with mirroring on and off), each
+followed by a frame: one answer each, never a closed socket, never a traceback in the log.
 
 Sized for CI (about half a minute on 2 cores). ``FINGERSPELL_FUZZ_EXAMPLES=10000`` spreads that
 many generated inputs over the fuzzers instead (the long run: several minutes); either way the
@@ -24,6 +27,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import struct
 import threading
@@ -53,8 +57,10 @@ PARAMS = ServeParams(allowed_hosts=("testserver",))  # the limits a user gets; T
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:PIL"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:PIL")]
 TOTAL = int(os.environ.get("FINGERSPELL_FUZZ_EXAMPLES", "0") or 0)
-SHARE = {"schemathesis": 0.25, "decode": 0.35, "predict": 0.10, "stream": 0.10, "requests": 0.10, "messages": 0.10}
-CI_EXAMPLES = {"schemathesis": 150, "decode": 400, "predict": 80, "stream": 100, "requests": 150, "messages": 150}
+SHARE = {"schemathesis": 0.20, "decode": 0.30, "predict": 0.10, "stream": 0.10, "requests": 0.10, "messages": 0.10,
+         "commands": 0.10}
+CI_EXAMPLES = {"schemathesis": 150, "decode": 400, "predict": 80, "stream": 100, "requests": 150, "messages": 150,
+               "commands": 150}
 DECODE_DEADLINE_S = float(os.environ.get("FINGERSPELL_FUZZ_DEADLINE_S", "3"))  # 3x the slowest of 10,000 (busy 2 cores)
 REQUEST_DEADLINE_S = 20.0  # decode + up to five hand-detector runs, on a loaded 2-core machine
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -114,7 +120,7 @@ def print_counts(request):
     if not TALLY:
         return
     fuzzers = sorted({f for f, _ in TALLY})
-    outcomes = ["inputs", "2xx", "4xx", "5xx", "pixels", "FrameError", "crashes", "hangs"]
+    outcomes = ["inputs", "2xx", "4xx", "5xx", "pixels", "FrameError", "crashes", "hangs", "tracebacks"]
     lines = [f"fuzz counts ({'FINGERSPELL_FUZZ_EXAMPLES=' + str(TOTAL) if TOTAL else 'CI size'}):",
              f"{'fuzzer':<28}" + "".join(f"{o:>11}" for o in outcomes) + f"{'slowest ms':>12}"]
     for f in fuzzers + ["all"]:
@@ -586,3 +592,96 @@ def test_stream_never_fails_on_random_messages(client):
         one()
         ws.send_bytes(SEEDS["frame.jpg"])
         assert ws.receive_json()["type"] == "prediction"
+
+
+# --------------------------------------------------------------------------- every command, and regions
+
+
+COMMAND_TYPES = ["backspace", "space", "clear", "set_text", "pick", "vocab", "config"]
+# Numbers as JSON carries them: integers of any size (400 digits overflow a float), NaN and
+# infinities (Python's json reads NaN and Infinity), and the edges of the region's checks.
+numbers = st.one_of(
+    st.integers(), st.integers(10 ** 300, 10 ** 500).map(lambda n: n * (-1) ** (n % 2)), st.floats(),
+    st.sampled_from([0, 0.5, 1, 7.99, 8, 8.1, 408, 872.4, 1271.9, 1280, 16384, 16385, -0.0, -1]))
+REGION_FIELDS = ("x", "y", "w", "h", "frame_w", "frame_h")
+FUZZ_FRAME_SIDE = 32  # the frame after a region: square, so square regions reach recognition
+
+
+@st.composite
+def region_messages(draw) -> dict:
+    """A region message: any values, some fields missing, or a square near the frame's far edges."""
+    if draw(st.booleans()):
+        values = st.one_of(numbers, json_values)
+        doc = draw(st.fixed_dictionaries({}, optional={k: values for k in REGION_FIELDS}))
+        event(f"region: {len(doc)} fields")
+    else:  # square, and within a pixel of the right or bottom edge: the slack and float rounding
+        frame_w, frame_h = draw(st.sampled_from([(1280, 720), (640, 480), (8, 8), (16384, 16384)]) |
+                                st.tuples(st.integers(1, 17000), st.integers(1, 17000)))
+        side = draw(st.sampled_from([8, 8.1, 408, min(frame_w, frame_h)]) | st.floats(7, 1000))
+        doc = {"x": frame_w - side + draw(st.floats(-1, 0.7)), "y": draw(st.sampled_from([0, frame_h - side + 0.4])),
+               "w": side, "h": side, "frame_w": frame_w, "frame_h": frame_h}
+        event("region: at the edge")
+    return {"type": "region", **doc}
+
+
+@st.composite
+def commands(draw) -> dict:
+    """A command of every known type, with fields of the right type or of any other."""
+    name = draw(st.sampled_from(COMMAND_TYPES))
+    event(f"command: {name}")
+    fields = {
+        "text": st.text(max_size=50) | json_values, "option": st.text(max_size=20) | json_values,
+        "words": st.lists(st.text(max_size=20), max_size=20) | json_values, "mirror": st.booleans() | json_values,
+    }
+    return {"type": name, **draw(st.fixed_dictionaries({}, optional=fields))}
+
+
+def fuzz_frame() -> bytes:
+    return _encode(_photo().resize((FUZZ_FRAME_SIDE, FUZZ_FRAME_SIDE)), "JPEG")
+
+
+def test_the_stream_answers_every_command_and_region_message_and_stays_open(client, caplog):
+    name = "WS /ws commands"
+    frame = fuzz_frame()
+    with caplog.at_level(logging.INFO), client.websocket_connect("/ws") as ws:
+        frames = 0
+
+        def exchange(message: dict) -> dict:
+            nonlocal frames
+            ws.send_text(json.dumps(message))  # NaN and Infinity as Python's json writes them
+            if message["type"] != "region":
+                return ws.receive_json()
+            ws.send_bytes(frame)  # a region is answered with its frame
+            frames += 1
+            return ws.receive_json()
+
+        @settings(max_examples=examples("commands"), **SETTINGS)
+        @given(steps=st.lists(commands() | region_messages(), min_size=1, max_size=4))
+        def one(steps):
+            for message in steps:
+                try:
+                    answer = call(name, REQUEST_DEADLINE_S, exchange, message)
+                except Exception:
+                    TALLY[name, "5xx"] += 1  # the socket closed: the server failed
+                    raise
+                event(f"answer {answer['type']}")
+                TALLY[name, "4xx" if answer["type"] == "error" else "2xx"] += 1
+                if message["type"] == "region":
+                    assert answer["type"] in ("prediction", "error") and answer["frame"] == frames, answer
+                    if answer["type"] == "error":
+                        assert answer["error"].startswith("region: ") and "\n" not in answer["error"], answer
+                else:  # vocab too: its bounds are the decoder's business, one answer is the stream's
+                    assert answer["type"] in ("state", "error"), answer
+                    if answer["type"] == "error":
+                        assert isinstance(answer["error"], str) and answer["error"] and "frame" not in answer
+                    else:
+                        assert isinstance(answer["spelling"]["text"], str) and isinstance(answer["mirror"], bool)
+
+        one()
+        ws.send_text(json.dumps({"type": "config", "mirror": False}))  # usable after them all
+        assert ws.receive_json()["type"] == "state"
+        ws.send_bytes(SEEDS["frame.jpg"])
+        assert ws.receive_json()["type"] == "prediction"
+    faults = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR or "Traceback" in r.getMessage()]
+    TALLY[name, "tracebacks"] += len(faults)
+    assert not faults, "\n".join(r.getMessage() for r in faults[:3])

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from _fakes import FakePredictor
@@ -88,10 +91,42 @@ def test_a_mirrored_region_is_the_same_rectangle_flipped():
     ((0, 0, 4, 100, 640, 480), "at least 8 pixels"),
     ((0, 0, 100, 100, 0, 480), "between 1 and 16384"),
     ((0, 0, 100, 100, 100_000, 480), "between 1 and 16384"),
-], ids=["nan", "inf", "string", "bool", "outside", "negative", "tiny", "no-frame", "huge-frame"])
+    ((10 ** 400, 0, 100, 100, 640, 480), "finite numbers"),
+    ((0, 0, 100, 100, 640, -10 ** 400), "finite numbers"),
+    ((0.3, 0, 640.4, 100, 640, 480), "not inside"),
+], ids=["nan", "inf", "string", "bool", "outside", "negative", "tiny", "no-frame", "huge-frame", "huge-int",
+        "huge-negative-int", "past-both-edges"])
 def test_a_region_that_makes_no_sense_is_refused(args, message):
     with pytest.raises(ValueError, match=message):
         Region(*args)
+
+
+@pytest.mark.parametrize("x,w", [(872.4, 408), (1271.9, 8.1), (0, 1280.4)],
+                         ids=["past-by-0.4", "float-rounding", "wider-than-the-frame-by-0.4"])
+def test_a_region_past_the_frame_by_a_rounding_is_moved_inside_and_can_be_mirrored(x, w):
+    region = Region(x, 0, w, 100, 1280, 720)
+    assert region.x >= 0 and region.x + region.w <= 1280
+    mirrored = region.mirrored()
+    assert mirrored.x >= 0 and mirrored.x + mirrored.w <= 1280 and mirrored.w == region.w
+    assert mirrored.mirrored() == region
+
+
+# Rectangles near the frame's far edge, where the half-pixel slack and float rounding meet.
+near_edge = (st.sampled_from([8, 640, 1280, 1920, 16384]) | st.floats(7, 16384)).flatmap(lambda frame_w: st.tuples(
+    st.just(frame_w), st.sampled_from([8, 8.1, 408, frame_w]) | st.floats(7.5, max(7.5, frame_w + 1)),
+    st.sampled_from([0, 0.4, 0.5, 0.6, -0.1]) | st.floats(-1, 0.6)))
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(near_edge)
+def test_every_region_that_exists_lies_inside_its_frame_and_so_does_its_mirror(case):
+    frame_w, w, past = case
+    try:
+        region = Region(frame_w - w + past, 0, w, 8, frame_w, 8)
+    except ValueError:
+        return  # refused, with a message: fine
+    for r in (region, region.mirrored(), region.mirrored().mirrored()):
+        assert 0 <= r.x and r.x + r.w <= r.frame_w * (1 + 1e-12) and r.w >= 8
 
 
 def test_an_image_must_have_the_regions_shape():
@@ -233,7 +268,10 @@ def test_a_region_with_mirroring_gives_the_hand_back_in_the_frame_sent(client):
     (region_message("left", 0, 100, 100), "finite numbers"),
     (json.dumps({"type": "region", "x": 0, "y": 0}), "missing w, h, frame_w, frame_h"),
     (region_message(0, 0, 400, 100), "not the shape of the 400 x 100 region"),
-], ids=["nan", "infinite", "outside", "tiny", "huge-frame", "string", "missing", "wrong-shape"])
+    (region_message(10 ** 400, 0, 100, 100), "finite numbers"),  # JSON's integers have no bound
+    (region_message(0, 0, 100, 100, frame_h=-10 ** 400), "finite numbers"),
+], ids=["nan", "infinite", "outside", "tiny", "huge-frame", "string", "missing", "wrong-shape", "huge-int",
+        "huge-negative-int"])
 def test_a_bad_region_gets_an_error_for_its_frame_and_the_socket_keeps_working(fake_client, message, expected):
     with fake_client.websocket_connect("/ws") as ws:
         ws.send_text(message)
@@ -245,6 +283,24 @@ def test_a_bad_region_gets_an_error_for_its_frame_and_the_socket_keeps_working(f
         assert ws.receive_json()["type"] == "prediction"
         ws.send_text(json.dumps({"type": "clear"}))  # and commands still work
         assert ws.receive_json()["type"] == "state"
+
+
+@pytest.mark.parametrize("x,w", [(872.4, 408), (1271.9, 8.1)], ids=["past-by-0.4", "float-rounding"])
+def test_a_region_at_the_frames_edge_with_mirroring_is_recognised_without_a_traceback(client, caplog, x, w):
+    # Within the half-pixel slack past the right edge: flipped, the rectangle once began left of
+    # the frame, and the stream died with a traceback (close 1011) instead of answering.
+    side = round(w * 10) if w < 100 else round(w)  # the image at a scale that keeps the region's shape
+    crop = np.full((side, side, 3), 128, np.uint8)
+    with caplog.at_level(logging.INFO), client.websocket_connect("/ws") as ws:
+        ws.send_text(json.dumps({"type": "config", "mirror": True}))
+        assert ws.receive_json()["mirror"] is True
+        ws.send_text(region_message(x, 0, w, w))
+        ws.send_bytes(jpeg(crop))
+        answer = ws.receive_json()
+        assert answer["type"] == "prediction" and answer["frame"] == 1, answer
+        ws.send_text(json.dumps({"type": "clear"}))  # the socket still works
+        assert ws.receive_json()["type"] == "state"
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], caplog.text
 
 
 def test_a_skipped_frame_takes_its_region_with_it(client):

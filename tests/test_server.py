@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -22,6 +23,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import zlib
 
@@ -33,10 +35,12 @@ from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
 from _fakes import FakePredictor
-from _live import ROOT, ServerProcess, seconds_until_closed, upgrade
+from _live import ROOT, ServerProcess, scan_bomb, seconds_until_closed, upgrade
 from conftest import real_images
 from fingerspell import serve
 from fingerspell.config import ConfigError, ServeParams
+from fingerspell.errors import FrameError
+from fingerspell.images import MAX_JPEG_SCANS, decode_image
 from fingerspell.server import create_app, get_predictor, params_from_env
 from fingerspell.server.security import resolve_allowed_hosts
 
@@ -199,6 +203,40 @@ def test_predict_refuses_a_chunked_body_over_the_limit_with_413(client):
     r = client.post("/predict", content=chunks(), headers={"content-type": "image/jpeg"})
     assert r.status_code == 413
     assert "over the limit" in r.json()["error"]
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding_with_one_line(client):
+    # Each scan is a pass over the whole image: 2,000 of them cost a 4096x4096 image ~20 s
+    # (bench/bench_scans.py); 64x64 here, so that the unfixed server decodes it and the test is fast.
+    bomb = scan_bomb(64, 2000)
+    assert Image.open(io.BytesIO(bomb)).size == (64, 64)  # a valid JPEG that Pillow would decode
+    with pytest.raises(FrameError, match=f"the JPEG has 2,000 scans, over the limit of {MAX_JPEG_SCANS}"):
+        decode_image(bomb)
+    assert decode_image(scan_bomb(64, MAX_JPEG_SCANS)).shape == (64, 64, 3)  # up to the limit: decoded
+    r = client.post("/predict", content=bomb, headers={"content-type": "image/jpeg"})
+    assert r.status_code == 422 and "2,000 scans" in r.json()["error"] and "\n" not in r.json()["error"], r.text
+    with client.websocket_connect("/ws") as ws:
+        ws.send_bytes(bomb)
+        error = ws.receive_json()
+        assert error["type"] == "error" and "2,000 scans, over the limit" in error["error"], error
+        ws.send_bytes(jpeg())  # the socket stays open
+        assert ws.receive_json()["type"] == "prediction"
+
+
+def test_predict_beyond_max_predicts_being_recognised_gets_503():
+    params = dataclasses.replace(LIMITS, max_predicts=1, predict_wait_s=0.3)
+    with TestClient(create_app(predictor=FakePredictor(delay_s=3.0), params=params)) as c:
+        first: dict = {}
+        slow = threading.Thread(target=lambda: first.update(r=c.post(
+            "/predict", content=jpeg(), headers={"content-type": "image/jpeg"})))
+        slow.start()
+        while not c.app.state.predict_slots.value == 0 and slow.is_alive():  # the one slot is taken
+            time.sleep(0.05)
+        r = c.post("/predict", content=jpeg(), headers={"content-type": "image/jpeg"})
+        slow.join(30)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    assert r.json()["error"] == "busy: 1 images are being recognised; retry in a second"
+    assert first["r"].status_code == 200
 
 
 def test_predict_is_documented_as_post_only(client):
@@ -444,7 +482,8 @@ def test_server_process_never_imports_tensorflow_and_starts_quickly(tiny_bundle)
 def live(tiny_bundle, tmp_path_factory):
     server = ServerProcess(tiny_bundle, log_dir=tmp_path_factory.mktemp("server"),
                            env={"FINGERSPELL_MAX_BODY_BYTES": "300000", "FINGERSPELL_MAX_MESSAGE_BYTES": "200000",
-                                "FINGERSPELL_MAX_PREDICTS": "1", "FINGERSPELL_PREDICT_WAIT_S": "0.5",
+                                "FINGERSPELL_MAX_PREDICTS": "1", "FINGERSPELL_MAX_UPLOADS": "1",
+                                "FINGERSPELL_PREDICT_WAIT_S": "0.5",
                                 "FINGERSPELL_BODY_TIMEOUT_S": "2", "FINGERSPELL_HEADER_TIMEOUT_S": "2"})
     try:
         yield server.start()
@@ -546,6 +585,38 @@ def test_a_bad_frame_gets_an_error_and_the_socket_keeps_working(client):
         assert "over the limit" in ws.receive_json()["error"]
         ws.send_bytes(jpeg())
         assert ws.receive_json()["type"] == "prediction"
+
+
+class FaultyPredictor(FakePredictor):
+    """A fake whose streams fail on a frame of ``b"fault"`` as a bug would: not with a FrameError."""
+
+    def stream(self):
+        stream = super().stream()
+        recognise = stream.predict_bytes
+
+        def predict_bytes(data, *args, **kwargs):
+            if data == b"fault":
+                raise ValueError("a bug on the frame's path")
+            return recognise(data, *args, **kwargs)
+
+        stream.predict_bytes = predict_bytes
+        return stream
+
+
+def test_a_fault_on_a_frames_path_is_that_frames_error_and_one_log_line(caplog):
+    with TestClient(create_app(predictor=FaultyPredictor(), params=LIMITS)) as c, \
+            caplog.at_level(logging.INFO), c.websocket_connect("/ws") as ws:
+        for frame in (1, 2, 3):
+            ws.send_bytes(b"fault")
+            error = ws.receive_json()
+            assert error["type"] == "error" and error["frame"] == frame, error
+            assert "server fault" in error["error"] and "bug" not in error["error"]
+        ws.send_bytes(jpeg())  # the stream goes on
+        assert ws.receive_json()["type"] == "prediction"
+    faults = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(faults) == 1 and faults[0].levelno == logging.WARNING, caplog.text  # once a stream
+    assert "ValueError: a bug on the frame's path" in faults[0].getMessage()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], caplog.text
 
 
 def test_an_oversize_message_closes_the_socket_with_1009(client):
@@ -844,17 +915,17 @@ def raw_http_answer(port: int, request: bytes, wait: float = 10.0) -> bytes:
 # --------------------------------------------------------------------------- bounded work and time
 
 
-def test_predict_requests_beyond_max_predicts_get_503_and_a_stalled_body_408(live):
+def test_predict_requests_beyond_max_uploads_get_503_and_a_stalled_body_408(live):
     body = jpeg()
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as stalled:
-        # Holds the one /predict slot: a body that stops after 100 of its bytes.
+        # Holds the one upload slot (max_uploads is 1 here): a body that stops after 100 of its bytes.
         stalled.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                         b"Content-Length: %d\r\n\r\n" % len(body) + body[:100])
         time.sleep(0.3)
         t = time.monotonic()
         r = httpx.post(live.url + "/predict", content=body, headers={"content-type": "image/jpeg"}, timeout=10)
         assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
-        assert "busy" in r.json()["error"] and time.monotonic() - t > 0.4  # it waited predict_wait_s first
+        assert "busy: 1 uploads" in r.json()["error"] and time.monotonic() - t > 0.4  # it waited predict_wait_s first
         answer = b""  # the body timeout (2 s here) frees the slot; head and body may come apart
         while not answer.endswith(b"}"):
             chunk = stalled.recv(4096)
@@ -864,6 +935,83 @@ def test_predict_requests_beyond_max_predicts_get_503_and_a_stalled_body_408(liv
     assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 2 s" in answer, answer[:300]
     r = httpx.post(live.url + "/predict", content=body, headers={"content-type": "image/jpeg"}, timeout=10)
     assert r.status_code == 200, r.text
+
+
+@pytest.fixture(scope="module")
+def crowded(tiny_bundle, tmp_path_factory):
+    """A real server with few slots, a long body timeout and a short idle limit: for clients that hold slots."""
+    server = ServerProcess(tiny_bundle, log_dir=tmp_path_factory.mktemp("crowded"),
+                           env={"FINGERSPELL_MAX_PREDICTS": "2", "FINGERSPELL_PREDICT_WAIT_S": "1",
+                                "FINGERSPELL_BODY_TIMEOUT_S": "60", "FINGERSPELL_MAX_CONNECTIONS": "3",
+                                "FINGERSPELL_STREAM_IDLE_S": "5"})
+    try:
+        yield server.start()
+    except BaseException:
+        print(server.logs())
+        raise
+    finally:
+        server.stop()
+
+
+def test_slow_uploaders_as_many_as_max_predicts_do_not_keep_others_images_from_being_recognised(crowded):
+    body = jpeg()
+    head = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    slow = [socket.create_connection(("127.0.0.1", crowded.port), timeout=10) for _ in range(2)]  # max_predicts
+    stop = threading.Event()
+
+    def trickle():  # a byte each 0.2 s on each: the bodies would take minutes to arrive
+        for i in range(100, len(body) - 1):
+            if stop.wait(0.2):
+                return
+            for s in slow:
+                s.sendall(body[i:i + 1])
+
+    feeder = threading.Thread(target=trickle, daemon=True)
+    try:
+        for s in slow:
+            s.sendall(head + body[:100])
+        feeder.start()
+        time.sleep(1.0)  # both uploads are under way (before the fix, each held a recognition slot)
+        r = httpx.post(crowded.url + "/predict", content=body, headers={"content-type": "image/jpeg"}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert feeder.is_alive()  # answered while the slow uploads go on, unanswered
+        for s in slow:
+            s.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                s.recv(100)
+    finally:
+        stop.set()
+        feeder.join(10)
+        for s in slow:
+            s.close()
+
+
+def test_streams_that_send_nothing_are_closed_at_the_idle_limit_and_free_their_slots(crowded):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url = f"ws://127.0.0.1:{crowded.port}/ws"
+    # Clients that ping the server (and answer its pings), but send no frame and no command.
+    with contextlib.ExitStack() as stack:
+        idle = [stack.enter_context(connect(url, ping_interval=0.3)) for _ in range(3)]  # max_connections
+        with connect(url) as extra, pytest.raises(ConnectionClosed) as busy:
+            extra.recv(timeout=10)
+        assert busy.value.rcvd.code == 1013  # every slot is held
+        for ws in idle:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=20)
+            assert closed.value.rcvd.code == 1001, closed.value
+            assert closed.value.rcvd.reason == "idle: no frame or command for 5 s"
+    with connect(url) as ws:  # the slots are free again; a stream that sends something outlives the limit
+        for _ in range(14):  # 7 s: past the 5 s limit
+            ws.send(json.dumps({"type": "clear"}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "state"
+            time.sleep(0.5)
+        ws.send(jpeg())
+        assert json.loads(ws.recv(timeout=10))["type"] == "prediction"
+    log = crowded.logs()
+    assert "Traceback" not in log and log.count("without a frame or a command (1001)") == 3, log[-3000:]
 
 
 def test_a_request_head_that_trickles_in_is_cut_off_at_the_header_timeout(live):

@@ -222,14 +222,19 @@ class ServeParams:
     # others get 421, so a site whose name resolves to this machine (DNS rebinding) is refused.
     # Empty on a non-loopback bind: the bind address and this machine's names.
     allowed_hosts: tuple[str, ...] = ()
-    # POST /predict requests read and recognised at once: each holds up to max_body_bytes 3-4 times
-    # over (body, JSON, decoded image). More wait up to predict_wait_s, then get 503 + Retry-After.
+    # POST /predict requests recognised at once: each holds up to max_body_bytes 3-4 times over
+    # (body, JSON, decoded image). More wait up to predict_wait_s, then get 503 + Retry-After.
     max_predicts: int = 4
     predict_wait_s: float = 2.0
+    # POST /predict bodies held at once: being received, waiting for one of the max_predicts, or
+    # being recognised. A body is read before a recognition slot is taken, so slow uploaders hold
+    # one of these, not a recognition slot; this bounds their memory. More wait predict_wait_s, then 503.
+    max_uploads: int = 16
     header_timeout_s: float = 10.0  # a connection's request line and headers must arrive within this
     body_timeout_s: float = 60.0  # a POST /predict body must arrive within this (8 MiB at 140 kB/s); else 408
     send_timeout_s: float = 10.0  # a client that reads nothing for this long is disconnected (its slot freed)
     close_timeout_s: float = 5.0  # a close the client does not complete in this long becomes an abort
+    stream_idle_s: float = 300.0  # a stream with no frame and no command for this long is closed (1001), its slot freed
     decoder: str = "words"  # words (segments + lexicon) or letters (the old hold-and-release rules)
     lexicon: bool = True  # choose dictionary words when a word ends; False writes what was signed
     vocab: str | None = None  # a text file of extra words (names, places), one a line, for every stream

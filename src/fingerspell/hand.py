@@ -69,15 +69,29 @@ class Hand:
 _RECORD = 130  # numbers in one hand's cache record
 
 
+def _finite_number(value) -> bool:
+    """A real number a float can hold: not a bool, a string, NaN, an infinity or an integer past 1.8e308."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (JSON allows 400 digits)
+        return False
+
+
 @dataclass(frozen=True)
 class Region:
     """Where an image lies in a larger frame: the client sent a crop (a hand at full camera
     resolution) rather than the whole frame. ``x``, ``y``, ``w``, ``h`` in the frame's pixels;
     the image is that rectangle, at any scale that keeps its shape.
 
+    A rectangle up to ``SLACK`` px past the frame's right or bottom edge (a client's rounding) is
+    moved back inside it, so every Region that exists lies wholly inside its frame, and so does
+    its ``mirrored()`` twin. The numbers are kept as floats.
+
     Raises:
-        ValueError: a number that is not finite, a rectangle not inside the frame, or sizes out
-            of range; the message says which.
+        ValueError: a number that is not finite (or too large for a float), a rectangle not
+            inside the frame, or sizes out of range; the message says which.
     """
 
     x: float
@@ -88,19 +102,29 @@ class Region:
     frame_h: int
 
     MAX_SIDE = 16384  # a frame side no camera has
+    SLACK = 0.5  # px a rectangle may pass the frame's far edges by: a client's rounding
 
     def __post_init__(self):
-        values = (self.x, self.y, self.w, self.h, self.frame_w, self.frame_h)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        names = ("x", "y", "w", "h", "frame_w", "frame_h")
+        values = [getattr(self, k) for k in names]
+        if not all(_finite_number(v) for v in values):
             raise ValueError("x, y, w, h, frame_w and frame_h must be finite numbers")
-        if not (1 <= self.frame_w <= self.MAX_SIDE and 1 <= self.frame_h <= self.MAX_SIDE):
+        x, y, w, h, frame_w, frame_h = map(float, values)
+        if not (1 <= frame_w <= self.MAX_SIDE and 1 <= frame_h <= self.MAX_SIDE):
             raise ValueError(f"frame_w and frame_h must be between 1 and {self.MAX_SIDE} pixels")
-        if self.w < 8 or self.h < 8:
+        # The sides as they will be kept (at most the frame's): mirrored() must pass this test too.
+        if min(w, frame_w) < 8 or min(h, frame_h) < 8:
             raise ValueError("w and h must be at least 8 pixels")
-        slack = 0.5  # a client's rounding
-        if self.x < 0 or self.y < 0 or self.x + self.w > self.frame_w + slack or self.y + self.h > self.frame_h + slack:
-            raise ValueError(f"the region ({self.x:g}, {self.y:g}, {self.w:g} x {self.h:g}) is not inside the "
-                             f"{self.frame_w:g} x {self.frame_h:g} frame")
+        if x < 0 or y < 0 or x + w > frame_w + self.SLACK or y + h > frame_h + self.SLACK:
+            raise ValueError(f"the region ({x:g}, {y:g}, {w:g} x {h:g}) is not inside the "
+                             f"{frame_w:g} x {frame_h:g} frame")
+        # Within the slack: move the rectangle back inside (a side over the frame's by less than
+        # the slack becomes the frame's), so that mirrored() and the landmarks never meet a
+        # rectangle past the frame. The shape, which the image must have, moves by under a pixel.
+        w, h = min(w, frame_w), min(h, frame_h)
+        x, y = max(0.0, min(x, frame_w - w)), max(0.0, min(y, frame_h - h))
+        for name, value in zip(names, (x, y, w, h, frame_w, frame_h)):
+            object.__setattr__(self, name, value)  # frozen: __post_init__ is where a value is settled
 
     def check_image(self, width: int, height: int) -> None:
         """Raises ValueError unless a ``width`` x ``height`` image has the region's shape (2% and a pixel of slack)."""
@@ -110,7 +134,9 @@ class Region:
 
     def mirrored(self) -> "Region":
         """The same rectangle of the frame flipped left to right."""
-        return dataclasses.replace(self, x=self.frame_w - self.x - self.w)
+        # Never fails: x + w <= frame_w here, so the twin's x is >= 0 (up to rounding, which max()
+        # takes back to 0) and its right edge is at frame_w - x <= frame_w.
+        return dataclasses.replace(self, x=max(0.0, self.frame_w - self.x - self.w))
 
     def to_frame(self, hand: Hand) -> Hand:
         """A hand found in the region's image, with its landmarks normalised to the whole frame."""

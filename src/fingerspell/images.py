@@ -13,6 +13,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import FrameError
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
+# Scans one JPEG may have. A progressive JPEG has ~10 (Pillow and libjpeg write 10; cameras 6-12),
+# and each is a pass over the whole image (1-6 ms at 16 megapixels): 19,000 scans of ~30 bytes
+# each (679 KB) kept a core busy for a minute. Counted before decoding (the bytes FF DA: an SOS
+# marker, or those bytes inside a header segment, so the count errs high, never low).
+MAX_JPEG_SCANS = 100
 ORIENTATION = 0x0112  # the EXIF tag
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 # The decoders untrusted bytes may reach: the formats of IMAGE_SUFFIXES. Pillow would otherwise try
@@ -26,10 +31,13 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     """Decode JPEG/PNG/... bytes to an RGB uint8 array (H, W, 3), upright per EXIF.
 
     The pixel count is read from the header and checked before decoding, so a decompression
-    bomb costs nothing. Only the decoders of ``formats`` (Pillow's names) ever see the bytes.
+    bomb costs nothing; so is a JPEG's number of scans (``MAX_JPEG_SCANS``), so that one of
+    thousands of tiny scans costs nothing either. Only the decoders of ``formats`` (Pillow's
+    names) ever see the bytes.
 
     Raises:
-        FrameError: empty, not an image of ``formats``, truncated, or over ``max_pixels``.
+        FrameError: empty, not an image of ``formats``, truncated, over ``max_pixels``, or a JPEG
+            of more than ``MAX_JPEG_SCANS`` scans.
     """
     if not data:
         raise FrameError("the image is empty (0 bytes)")
@@ -42,6 +50,11 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
                 raise FrameError(f"the image is {w}x{h} pixels, over the limit of {max_pixels:,} pixels")
             if w == 0 or h == 0:
                 raise FrameError("the image has no pixels")
+            if data[:2] == b"\xff\xd8":  # JPEG, and its multi-picture kin (MPO)
+                scans = data.count(b"\xff\xda")
+                if scans > MAX_JPEG_SCANS:
+                    raise FrameError(f"the JPEG has {scans:,} scans, over the limit of {MAX_JPEG_SCANS}; "
+                                     "save it as a baseline or ordinary progressive JPEG")
             img.load()
             # Each step copies 0.9 MB at 640x480, so only where it changes something (~2 ms a frame).
             if img.getexif().get(ORIENTATION, 1) != 1:

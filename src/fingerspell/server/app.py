@@ -81,6 +81,7 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
         app.state.workers = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
         app.state.streams = stream.Streams(settings.params.max_connections)
         app.state.predict_slots = anyio.Semaphore(settings.params.max_predicts)
+        app.state.uploads = anyio.Semaphore(settings.params.max_uploads)
         try:
             yield
         finally:

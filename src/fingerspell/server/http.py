@@ -32,6 +32,7 @@ from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import FrameError
+from ..images import MAX_JPEG_SCANS
 from ..predictor import Prediction, Predictor
 from .deps import get_predictor, get_settings, get_workers
 from .security import security_headers
@@ -147,10 +148,11 @@ _ERRORS = {code: {"model": ErrorAnswer, "description": text} for code, text in {
     408: "the body did not arrive within body_timeout_s",
     413: "body over max_body_bytes",
     415: "content type other than application/json, image/jpeg or image/png",
-    422: "the bytes are not a readable image, or it is over max_pixels",
+    422: f"the bytes are not a readable image, it is over max_pixels, or a JPEG of over {MAX_JPEG_SCANS} scans",
     421: "the Host header is not one of the allowed hosts",
     500: "a server bug; the log has the details",
-    503: "max_predicts requests were already being recognised for predict_wait_s; retry after Retry-After seconds",
+    503: "max_uploads bodies were already being received, or max_predicts images being recognised, for "
+         "predict_wait_s; retry after Retry-After seconds",
 }.items()}
 
 _PREDICT_BODY = {
@@ -220,6 +222,14 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
     if deadline.cancelled_caught:
         raise ApiError(408, f"the body did not arrive within {timeout:g} s ({len(body):,} bytes came)")
     return bytes(body)
+
+
+async def _take(semaphore: anyio.Semaphore, wait: float) -> bool:
+    """Acquire ``semaphore`` within ``wait`` s; False where it stayed taken that long."""
+    with anyio.move_on_after(wait):
+        await semaphore.acquire()
+        return True
+    return False
 
 
 @functools.cache
@@ -293,36 +303,42 @@ async def predict(request: Request, predictor: Predictor = Depends(get_predictor
         shown = content_type or "no content type"
         raise ApiError(415, f"{shown} is not supported: send application/json "
                             '{"image": "data:image/jpeg;base64,..."} or an image/jpeg or image/png body')
-    # Each request in here holds its body several times over (bytes, JSON, image): a bound on
-    # them is a bound on memory. One that waits holds only what uvicorn buffers (64 KiB).
-    slots: anyio.Semaphore = request.app.state.predict_slots
-    taken = False
-    with anyio.move_on_after(params.predict_wait_s):
-        await slots.acquire()
-        taken = True
-    if not taken:
-        raise ApiError(503, f"busy: {params.max_predicts} images are being recognised; retry in a second",
+    # The body is read before a recognition slot is taken: a client that uploads slowly holds one
+    # of max_uploads (which bound the memory of bodies held), never one of max_predicts, so it
+    # cannot keep others' images from being recognised. Each request being recognised holds its
+    # body several times over (bytes, JSON, image): max_predicts bounds those.
+    uploads: anyio.Semaphore = request.app.state.uploads
+    if not await _take(uploads, params.predict_wait_s):
+        raise ApiError(503, f"busy: {params.max_uploads} uploads are being received or recognised; retry in a second",
                        headers={"Retry-After": "1"})
     try:
         body = await _read_body(request, params.max_body_bytes, params.body_timeout_s)
+        large = len(body) > LARGE_BODY_BYTES
         data = _image_from_json(body) if content_type == "application/json" else body
+        del body  # the image's bytes are all that is kept while waiting for a slot
 
         def run_predict() -> Prediction:
             pred = predictor.predict_bytes(data, params.max_pixels, SERVE_FORMATS)
             settings.save_frame(f"post-{time.time_ns()}", data)
             return pred
 
+        slots: anyio.Semaphore = request.app.state.predict_slots
         try:
-            pred = await anyio.to_thread.run_sync(run_predict, limiter=workers)
-        except FrameError as exc:
-            raise ApiError(422, str(exc)) from None
+            if not await _take(slots, params.predict_wait_s):
+                raise ApiError(503, f"busy: {params.max_predicts} images are being recognised; retry in a second",
+                               headers={"Retry-After": "1"})
+            try:
+                pred = await anyio.to_thread.run_sync(run_predict, limiter=workers)
+            except FrameError as exc:
+                raise ApiError(422, str(exc)) from None
+            finally:
+                slots.release()
         finally:
-            large = len(body) > LARGE_BODY_BYTES
-            del body, data
+            del data
             if large:
                 _trim_malloc()
     finally:
-        slots.release()
+        uploads.release()
     answer = pred.to_json()
     answer["prediction"] = answer.pop("letter")
     return JSONResponse(answer)

@@ -20,11 +20,12 @@
   camera frame, at any scale that keeps its shape (the page sends at most 512x512). It applies to
   the next binary frame only and is not answered by itself (``NOTICES``): that frame's answer has
   the hand's landmarks normalised to the whole camera frame, as for a whole frame, and the stream
-  keeps following the hand as the crop moves. A frame after a region that is not valid (numbers
-  not finite, a rectangle not inside the frame, a side under 8 px or a frame side over 16384, an
-  image not of the region's shape) is answered ``{"type": "error", "error": "region: ...",
-  "frame": n}`` and the socket stays open. A frame with no region message before it is a whole
-  frame.
+  keeps following the hand as the crop moves. A rectangle up to half a pixel past the frame's
+  right or bottom edge (a client's rounding) is moved back inside it. A frame after a region that
+  is not valid (numbers not finite or too large for a float, a rectangle not inside the frame, a
+  side under 8 px or a frame side over 16384, an image not of the region's shape) is answered
+  ``{"type": "error", "error": "region: ...", "frame": n}`` and the socket stays open. A frame
+  with no region message before it is a whole frame.
 * Text messages are JSON commands (``COMMANDS``): ``{"type": "backspace"}``, ``{"type": "space"}``
   (end the word now, or add one space), ``{"type": "clear"}``, ``{"type": "set_text", "text":
   "..."}`` (the page restoring its text after a reload or reconnect), ``{"type": "pick", "option":
@@ -34,10 +35,19 @@
   "spelling": {...}, "mirror": bool}``.
 * Mirroring: with ``mirror`` on, frames are recognised flipped left to right, and the landmarks
   are given back in the frame the client sent (``_Connection._recognise``, the one place).
-* Close codes: 1009 for a message over ``max_message_bytes``, 1013 when ``max_connections``
-  streams are already open, 1008 for a page from another origin (see ``cors_origins``), 1007
-  for a text message that is not UTF-8 (``transport.py``). A handshake whose ``Host`` is not an
-  allowed host is refused with 421 before the upgrade (``security.py``).
+* Frame errors: whatever goes wrong with one frame is that frame's ``{"type": "error", ...}``
+  answer, and the socket stays open: a bad image (empty, not JPEG or PNG, truncated, over
+  ``max_pixels``, a JPEG of over 100 scans), a bad region, and even a server fault on the frame's
+  path (answered "a server fault", logged as one WARNING line a stream).
+* Idle streams: a stream that sends no frame and no message for ``stream_idle_s`` (300 s by
+  default) is closed with 1001 ("going away") and the reason ``idle: no frame or command for
+  300 s``, so that clients that only answer pings cannot hold the ``max_connections`` slots. The
+  page reconnects by itself.
+* Close codes: 1001 for an idle stream, 1009 for a message over ``max_message_bytes``, 1013 when
+  ``max_connections`` streams are already open, 1008 for a page from another origin (see
+  ``cors_origins``), 1007 for a text message that is not UTF-8 (``transport.py``), 1011 for a
+  server fault outside a frame's path (logged with its traceback). A handshake whose ``Host`` is
+  not an allowed host is refused with 421 before the upgrade (``security.py``).
 """
 
 from __future__ import annotations
@@ -66,6 +76,7 @@ log = logging.getLogger(__name__)
 
 MAX_VOCAB = 1000  # words one vocab command may carry (the decoder keeps at most MAX_USER_WORDS)
 # Close codes (RFC 6455 and the IANA registry).
+CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_ERROR = 1011
@@ -177,6 +188,7 @@ class _Connection:
         self.stream = None
         self.frames = 0
         self.closed = False
+        self._failed = False  # a frame failed other than with a FrameError (logged once a stream)
         self._waiting: tuple[int, bytes, float, Region | str | None] | None = None
         self.region: Region | str | None = None  # for the next frame: where it lies, or what was wrong
         self._wake = anyio.Event()
@@ -228,9 +240,14 @@ class _Connection:
                     pass
 
     async def _read(self) -> None:
-        limit = self.settings.params.max_message_bytes
+        limit, idle = self.settings.params.max_message_bytes, self.settings.params.stream_idle_s
         while not self.closed:
-            message = await self.ws.receive()
+            with anyio.move_on_after(idle) as quiet:
+                message = await self.ws.receive()
+            if quiet.cancelled_caught:  # pings, which uvicorn answers, do not reach here: they keep no slot
+                log.info("stream %d: closed after %g s without a frame or a command (1001)", self.cid, idle)
+                await self.close(CLOSE_GOING_AWAY, f"idle: no frame or command for {idle:g} s")
+                return
             if message["type"] == "websocket.disconnect":
                 self.closing()
                 return
@@ -298,6 +315,15 @@ class _Connection:
                                                               limiter=self.workers)
             except FrameError as exc:
                 await self.send({"type": "error", "error": str(exc), "frame": number})
+                continue
+            except Exception as exc:  # noqa: BLE001 - what one frame's bytes set off must not end the stream
+                # One line per stream, not a traceback per frame: a client must not fill the log.
+                # The traceback is at DEBUG for whoever investigates.
+                log.log(logging.DEBUG if self._failed else logging.WARNING, "stream %d: frame %d failed: %s: %s",
+                        self.cid, number, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+                self._failed = True
+                await self.send({"type": "error", "error": "this frame could not be recognised (a server fault; "
+                                 "the server log has the details)", "frame": number})
                 continue
             self.decoder.update(pred, (received - self._t0) * 1000, self.stream.position)
             answer["timings_ms"]["server"] = round((time.monotonic() - received) * 1000, 2)

@@ -492,3 +492,81 @@ def test_a_letter_held_short_but_clearly_is_not_dropped_for_a_common_word(englis
     frames, _ = signed("MAREK", paces=[450, 450, 450, 280, 450], p=0.9)
     assert "MARK" in english.counts and "MAREK" not in english.counts
     assert decode(frames, english).text == "MAREK "
+
+
+# -- user words: bounded, and found through an index -------------------------------------------------
+
+
+def test_a_user_word_over_64_letters_or_past_the_streams_1000_refuses_the_lot_with_one_line():
+    from fingerspell.decoding.lexicon import MAX_USER_WORDS, MAX_WORD_LETTERS
+
+    d = WordDecoder(DecoderParams(), None)
+    essay = "A" * 1_900_000
+    assert d.check_words(["Lupita", "B" * MAX_WORD_LETTERS, "O'Neil"]) is None
+    assert d.check_words(["Lupita", essay]) == ("word 2 is 1,900,000 characters long; send names and places "
+                                                f"of at most {MAX_WORD_LETTERS} letters")
+    assert d.add_words(["Lupita", essay, "C" * (MAX_WORD_LETTERS + 1)]) == 1  # added anyway, the long ones are not
+    assert sorted(d.vocab) == ["LUPITA"]
+    many = ["".join(chr(65 + (i // 26 ** k) % 26) for k in range(3)) for i in range(MAX_USER_WORDS)]
+    assert d.check_words(["lupita"] + many[:MAX_USER_WORDS - 1]) is None  # LUPITA is no new word
+    assert d.check_words(many) == (f"{MAX_USER_WORDS:,} new words would pass the limit of {MAX_USER_WORDS:,} a "
+                                   f"stream keeps (it has 1); send at most {MAX_USER_WORDS - 1:,} new words")
+
+
+def test_a_vocab_file_with_a_word_too_long_or_too_many_words_is_refused_naming_the_line(tmp_path):
+    from fingerspell.decoding.lexicon import MAX_USER_WORDS
+
+    f = tmp_path / "names.txt"
+    f.write_text("# names\nLupita\n" + "X" * 65 + " a note\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^--vocab {f}, line 3: a word of 65 characters; user words "
+                                          r"\(names, places\) are at most 64 letters$"):
+        read_words(f)
+    words = ["".join(chr(65 + (i // 26 ** k) % 26) for k in range(3)) for i in range(MAX_USER_WORDS + 1)]
+    f.write_text("\n".join(["Lupita", "lupita", "O'Neil"] + words[:MAX_USER_WORDS - 1]), encoding="utf-8")
+    assert len(read_words(f)) == MAX_USER_WORDS + 2  # a repeat and a word that is not letters count for nothing
+    f.write_text("\n".join(words), encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"line {MAX_USER_WORDS + 1}: more than 1,000 words; a stream keeps"):
+        read_words(f)
+
+
+@settings(max_examples=300, deadline=None)
+@given(words=st.sets(st.text(alphabet="ABC", min_size=1, max_size=12), max_size=40),
+       query=st.text(alphabet="ABC", min_size=1, max_size=12))
+def test_the_user_words_index_finds_what_the_old_scan_found_within_edit_distance_2(words, query):
+    from fingerspell.decoding.lexicon import UserWords, _distance
+
+    scan = {w: _distance(w, query) for w in words if abs(len(w) - len(query)) <= 2 and _distance(w, query) <= 2}
+    assert UserWords(words).lookup(query) == scan
+
+
+def near_duplicates(word, n, keep=(), seed=0):
+    """``n`` words one or two letters from ``word`` (the letters at ``keep`` kept): every one of
+    them a candidate for it."""
+    import random
+
+    rng, out = random.Random(seed), set()
+    free = [i for i in range(len(word)) if i not in keep]
+    while len(out) < n:
+        w = list(word)
+        for _ in range(rng.randint(1, 2)):
+            w[rng.choice(free)] = rng.choice(LETTERS)
+        if "".join(w) != word:
+            out.add("".join(w))
+    return out
+
+
+def test_a_word_is_chosen_among_1000_near_duplicate_user_words_through_the_index(small, monkeypatch):
+    from fingerspell.decoding import lexicon
+
+    def scan(a, b):
+        raise AssertionError("user words were scanned one by one")
+
+    monkeypatch.setattr(lexicon, "_distance", scan)
+    name = "TOMASZEWSKI"
+    d = WordDecoder(DecoderParams(), small, vocab=sorted(near_duplicates(name, 999, keep=(4,))) + [name])
+    assert len(d.vocab) == 1000
+    frames, t = signed(name[:4], pause_ms=0)
+    q, t = letter_frames(t, "Q", 400, p=0.6, alt="S")  # the S misread, S second: the user word puts it right
+    rest, t = signed(name[5:], t=t)
+    run(d, frames + q + rest)
+    assert d.text == name + " "

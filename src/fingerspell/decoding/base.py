@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from ..labels import NOTHING
+from .lexicon import check_user_words
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ class Decoder(abc.ABC):
     def add_words(self, words) -> int:
         """Add user words (names, places) to this stream's lexicon; returns how many were new."""
         return 0
+
+    def check_words(self, words) -> str | None:
+        """Why ``add_words(words)`` would be refused (a word too long, too many words), or None."""
+        return check_user_words(words)
 
 
 def frame_top(pred) -> list[tuple[str, float]]:

@@ -16,7 +16,9 @@ in nats, is the channel's plus its rarity:
 
 The letters as signed are one more candidate, at a fixed ``keep_signed`` cost when they are
 not a word: a dictionary word replaces them only when it explains the evidence clearly better,
-so names and rare words survive. User words (names, places) count as the most common words.
+so names and rare words survive. User words (names, places) count as the most common words;
+they have an index of their own (``UserWords``), as the list has, so a word's end costs lookups
+rather than an edit distance against each of them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 
 ENGLISH = "frequency_dictionary_en_82_765.txt"
 MAX_EDIT = 2
+PREFIX = 7  # symspellpy's prefix length: deletes of a word's first 7 letters are indexed, not of the whole word
+MAX_USER_WORDS = 1000  # a stream's own words, its --vocab file's included
+MAX_WORD_LETTERS = 64  # a user word is a name or a place, not an essay: longer ones are refused
+USER_CANDIDATES = 32  # user words within edit distance 2 explained by the channel, nearest first: each costs
+# a dynamic programme over the word's letters (0.5 ms at 38 letters), so 1,000 near-duplicates cost no more than 32
 DELETE_ROOMY = 1.0  # a letter of the word that no segment shows, where the timing has room for one...
 DELETE_TIGHT = 3.0  # ...plus this much where the letters around it left no time for it
 TRANSITION_MS = 150.0  # time between two segments that is only the hand changing shape
@@ -84,26 +91,67 @@ class Choice:
 
 def read_words(path) -> list[str]:
     """Words from a text file, one a line (anything after the first space or tab is ignored;
-    blank lines and lines starting with # are skipped).
+    blank lines and lines starting with # are skipped), within a stream's limits.
 
     Raises:
-        ConfigError: the file cannot be read as UTF-8 text.
+        ConfigError: the file cannot be read as UTF-8 text, a word is over ``MAX_WORD_LETTERS``
+            characters, or there are more than ``MAX_USER_WORDS`` words; the message names the line.
     """
     try:
         text = open(path, encoding="utf-8").read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--vocab {path}: cannot read it as a UTF-8 word list ({exc})") from None
-    words = []
-    for line in text.splitlines():
+    words, kept = [], set()
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if line and not line.startswith("#"):
-            words.append(line.split()[0])
+            word = line.split()[0]
+            if len(word) > MAX_WORD_LETTERS:
+                raise ConfigError(f"--vocab {path}, line {number}: a word of {len(word):,} characters; "
+                                  f"user words (names, places) are at most {MAX_WORD_LETTERS} letters")
+            clean = user_word(word)
+            if clean is not None and clean not in kept:
+                kept.add(clean)
+                if len(kept) > MAX_USER_WORDS:
+                    raise ConfigError(f"--vocab {path}, line {number}: more than {MAX_USER_WORDS:,} words; "
+                                      f"a stream keeps at most {MAX_USER_WORDS:,} user words")
+            words.append(word)
     return words
 
 
 def _clean(word: str) -> str | None:
     word = str(word).strip().upper()
     return word if word.isalpha() and word.isascii() else None
+
+
+def user_word(word: str) -> str | None:
+    """``word`` as a stream keeps it (upper case), or None where it is no word of at most
+    ``MAX_WORD_LETTERS`` letters A-Z (O'NEIL, X1 and the empty word are not kept)."""
+    word = str(word).strip()
+    return _clean(word) if len(word) <= MAX_WORD_LETTERS else None
+
+
+def check_user_words(words, have=()) -> str | None:
+    """Why ``words`` cannot join the user words ``have`` of a stream (None: they can).
+
+    A word longer than ``MAX_WORD_LETTERS`` characters, or more new words than there is room for
+    under ``MAX_USER_WORDS``, refuses the lot; words that are not letters are skipped, as
+    ``user_word`` skips them, and refuse nothing.
+    """
+    new = set()
+    for i, word in enumerate(words):
+        size = len(str(word).strip())
+        if size > MAX_WORD_LETTERS:
+            return (f"word {i + 1} is {size:,} characters long; send names and places of at most "
+                    f"{MAX_WORD_LETTERS} letters")
+        clean = user_word(word)
+        if clean is not None and clean not in have:
+            new.add(clean)
+    if len(have) + len(new) > MAX_USER_WORDS:
+        room = MAX_USER_WORDS - len(have)
+        return (f"{len(new):,} new words would pass the limit of {MAX_USER_WORDS:,} a stream keeps "
+                f"(it has {len(have):,}); send at most {room:,} new words")
+    return None
 
 
 class Lexicon:
@@ -113,7 +161,7 @@ class Lexicon:
     def __init__(self, counts: dict[str, int]) -> None:
         from symspellpy import SymSpell
 
-        self._sym = SymSpell(max_dictionary_edit_distance=MAX_EDIT, prefix_length=7)
+        self._sym = SymSpell(max_dictionary_edit_distance=MAX_EDIT, prefix_length=PREFIX)
         self.counts: dict[str, int] = {}
         for word, count in counts.items():
             clean = _clean(word)
@@ -210,8 +258,54 @@ class Loading:
         return self._lexicon
 
 
+class UserWords:
+    """A stream's own words (names, places), upper case, searchable within edit distance 2 by an
+    index of their own (symspellpy, as ``Lexicon``): a word's end looks each query up instead of
+    measuring the distance to every user word, which for 1,000 near-duplicate words and a
+    38-letter word took over a second. Iterates, counts and tests membership as a set does."""
+
+    def __init__(self, words=()) -> None:
+        from symspellpy import SymSpell
+
+        self._sym = SymSpell(max_dictionary_edit_distance=MAX_EDIT, prefix_length=PREFIX)
+        self._words: set[str] = set()
+        for word in words:
+            self.add(word)
+
+    def add(self, word: str) -> bool:
+        """Add ``word`` (already upper case letters, as ``user_word`` gives it); False if known."""
+        if word in self._words:
+            return False
+        self._words.add(word)
+        self._sym.create_dictionary_entry(word.lower(), 1)
+        return True
+
+    def lookup(self, query: str) -> dict[str, int]:
+        """The user words within edit distance 2 of ``query``, with their distances (the optimal
+        string alignment distance, as ``_distance`` measures it)."""
+        from symspellpy import Verbosity
+
+        if not self._words:
+            return {}
+        found = self._sym.lookup(query.lower(), Verbosity.ALL, max_edit_distance=MAX_EDIT)
+        # symspellpy gives words that share no letter with a query of at most 2 letters the
+        # longer one's length (A for AA: 2, not 1): measured here, at 2 letters it costs nothing.
+        return {item.term.upper(): _distance(item.term, query.lower()) if len(query) <= MAX_EDIT else item.distance
+                for item in found}
+
+    def __len__(self) -> int:
+        return len(self._words)
+
+    def __iter__(self):
+        return iter(self._words)
+
+    def __contains__(self, word) -> bool:
+        return word in self._words
+
+
 def _distance(a: str, b: str) -> int:
-    """Edit distance with adjacent transpositions (the optimal string alignment distance)."""
+    """Edit distance with adjacent transpositions (the optimal string alignment distance): the
+    user words' index finds the words this puts within 2 (tests and bench/bench_vocab.py check)."""
     prev2, prev = None, list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         cur = [i] + [0] * len(b)
@@ -299,7 +393,7 @@ def _channel(word: str, costs: list[_Costs], deletions: list[float]) -> float:
 
 
 def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, params: DecoderParams,
-           vocab: dict[str, int] | None = None, trust: float = 1.0) -> Choice:
+           vocab: UserWords | None = None, trust: float = 1.0) -> Choice:
     """The word that best explains a word's letter segments, or the letters as signed.
 
     Args:
@@ -307,7 +401,8 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
         letter_ms: the signer's typical letter length.
         lexicon: the shared word list; None (or ``params.lexicon`` False) keeps what was signed.
         params: ``keep_signed``, ``frequency_weight``, ``max_word``.
-        vocab: the user's own words (upper case) with counts.
+        vocab: the user's own words, each as common as the list's most common word: of those
+            within edit distance 2 of what was signed, the ``USER_CANDIDATES`` nearest are weighed.
         trust: how far this signer's letters are trusted, as a share of ``params.letter_trust``
             (``WordDecoder`` lowers it where the lexicon keeps changing words).
 
@@ -321,10 +416,8 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
         return Choice(signed, signed, (signed,))
     costs = [_Costs(ev, letter_ms, params.letter_trust * trust, trust) for ev in evidence]
     deletions = _deletions(evidence, letter_ms)
+    # User words count as the most common words: a name in the vocabulary wins.
     top = lexicon.top if lexicon is not None else 1
-    vocab = vocab or {}
-    if vocab:
-        top = max(top, max(vocab.values()))
 
     def rarity(count: int) -> float:
         return params.frequency_weight * math.log(top / max(count, 1))
@@ -334,9 +427,13 @@ def choose(evidence: list[Evidence], letter_ms: float, lexicon: Lexicon | None, 
     if lexicon is not None:
         for q in queries:
             candidates.update(lexicon.lookup(q))
-    for word, count in vocab.items():
-        if any(abs(len(word) - len(q)) <= MAX_EDIT and _distance(word, q) <= MAX_EDIT for q in queries):
-            candidates[word] = max(candidates.get(word, 0), count)
+    if vocab:
+        near: dict[str, int] = {}
+        for q in queries:
+            for word, distance in vocab.lookup(q).items():
+                near[word] = min(distance, near.get(word, MAX_EDIT))
+        for word in sorted(near, key=lambda w: (near[w], w))[:USER_CANDIDATES]:
+            candidates[word] = top
 
     signed_channel = sum(c.dur[1] for c in costs)
     # Keeping what was signed costs more where it is spelled unlike any word or name (TNXT, KXAST):

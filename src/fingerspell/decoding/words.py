@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 from ..config import DecoderParams
 from .base import Decoder, Position, frame_top
-from .lexicon import Choice, Evidence, Lexicon, choose
+from .lexicon import MAX_USER_WORDS, Choice, Evidence, Lexicon, UserWords, check_user_words, choose, user_word
 from .segment import Segment, Segmenter
 
 MAX_TEXT = 10000  # the page and the socket carry the whole text; the oldest characters go first
 LENGTHS = 12  # letter durations kept for the signer's typical letter length
-MAX_USER_WORDS = 1000  # each is compared with the letters at every word's end
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,11 @@ class WordDecoder(Decoder):
             params: segmentation and lexicon settings.
             lexicon: the shared word list, or something whose ``get()`` gives it once loaded
                 (``lexicon.Loading``); None: letters as signed, unless there are user words.
-            vocab: the user's own words (names, places).
+            vocab: the user's own words (names, places): at most ``MAX_USER_WORDS`` are kept.
         """
         self.params = params or DecoderParams()
         self.lexicon = lexicon
-        self.vocab: set[str] = set()
+        self.vocab = UserWords()
         self.add_words(vocab)
         self.seg = Segmenter(self.params)
         self._text = ""
@@ -160,15 +159,19 @@ class WordDecoder(Decoder):
         return True
 
     def add_words(self, words) -> int:
+        """Add user words; what is not a word of at most ``MAX_WORD_LETTERS`` letters is skipped,
+        and words past ``MAX_USER_WORDS`` are dropped (``check_words`` says so first)."""
         new = 0
         for word in words:
-            clean = str(word).strip().upper()
             if len(self.vocab) >= MAX_USER_WORDS:
                 break
-            if clean.isalpha() and clean.isascii() and clean not in self.vocab:
-                self.vocab.add(clean)
+            clean = user_word(word)
+            if clean is not None and self.vocab.add(clean):
                 new += 1
         return new
+
+    def check_words(self, words) -> str | None:
+        return check_user_words(words, self.vocab)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -215,9 +218,7 @@ class WordDecoder(Decoder):
 
     def _choose(self, evidence: list[Evidence]) -> Choice:
         lexicon = self.lexicon.get() if hasattr(self.lexicon, "get") else self.lexicon
-        # User words count as the most common words: a name in the vocabulary wins.
-        top = lexicon.top if lexicon is not None else 1
-        return choose(evidence, self.letter_ms(), lexicon, self.params, dict.fromkeys(self.vocab, top), self.trust())
+        return choose(evidence, self.letter_ms(), lexicon, self.params, self.vocab, self.trust())
 
     def _join(self, evidence: list[Evidence], choice: Choice) -> tuple[list[Evidence], Choice, int] | None:
         """The previous word and this one as one word, where a short pause split them and the

@@ -31,7 +31,10 @@
   "..."}`` (the page restoring its text after a reload or reconnect), ``{"type": "pick", "option":
   "..."}`` (switch the last chosen word to one of its ``options``: the letters as signed or
   another candidate), ``{"type": "vocab", "words": ["..."]}`` (the user's own words for this
-  stream), ``{"type": "config", "mirror": true}``. Each is answered with ``{"type": "state",
+  stream: names and places of at most 64 letters, at most 1,000 a stream with the server's
+  ``--vocab`` words; what is not letters A-Z is skipped, and a word too long or a word past the
+  1,000th refuses the whole command with ``{"type": "error", "error": "vocab: ..."}``),
+  ``{"type": "config", "mirror": true}``. Each is answered with ``{"type": "state",
   "spelling": {...}, "mirror": bool}``.
 * Mirroring: with ``mirror`` on, frames are recognised flipped left to right, and the landmarks
   are given back in the frame the client sent (``_Connection._recognise``, the one place).
@@ -74,13 +77,14 @@ from .settings import SERVE_FORMATS, Settings
 
 log = logging.getLogger(__name__)
 
-MAX_VOCAB = 1000  # words one vocab command may carry (the decoder keeps at most MAX_USER_WORDS)
+MAX_VOCAB = 1000  # words one vocab command may carry (a stream keeps at most MAX_USER_WORDS, 64 letters each)
 # Close codes (RFC 6455 and the IANA registry).
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_ERROR = 1011
 CLOSE_BUSY = 1013
+STOP_WAIT_S = 1.0  # how long a closing stream's worker may take to finish its frame before it is cancelled
 CLOSING_WAIT_S = 5.0  # how long a new stream may wait for closing ones to be put away (takes ~1 s)
 
 router = APIRouter()
@@ -129,6 +133,9 @@ def _vocab(conn: "_Connection", doc: dict) -> str | None:
     words = doc.get("words")
     if not isinstance(words, list) or len(words) > MAX_VOCAB or not all(isinstance(w, str) for w in words):
         return f'vocab needs "words": a list of at most {MAX_VOCAB} strings'
+    error = conn.decoder.check_words(words)  # all or nothing: a refused command adds no word
+    if error is not None:
+        return f"vocab: {error}"
     conn.decoder.add_words(words)
 
 
@@ -173,7 +180,9 @@ class _Connection:
 
     A reader task takes messages as they come: commands are answered at once, a frame replaces
     the one waiting (which is answered ``skipped``). A worker task recognises the waiting frame
-    in a thread, so the event loop stays free. The decoder is only touched on the event loop.
+    in a thread, so the event loop stays free. The decoder runs in a thread too (choosing a word
+    weighs candidates in pure Python), one call at a time under ``_decoder_lock``, so a command
+    and a frame never touch it at once.
     """
 
     def __init__(self, ws: WebSocket, predictor: Predictor, settings: Settings, cid: int,
@@ -193,6 +202,8 @@ class _Connection:
         self.region: Region | str | None = None  # for the next frame: where it lies, or what was wrong
         self._wake = anyio.Event()
         self._send_lock = anyio.Lock()
+        self._decoder_lock = anyio.Lock()
+        self._worker_done = anyio.Event()
         self._t0 = time.monotonic()
         self.on_closing = lambda: None  # called once, when the client leaves or is sent away
 
@@ -209,11 +220,27 @@ class _Connection:
                 try:
                     await self._read()
                 finally:
-                    tg.cancel_scope.cancel()  # waits for a predict already running in its thread
+                    await self._stop_work(tg)
         finally:
             if self.stream is not None:
                 with anyio.CancelScope(shield=True):
                     await run_in_threadpool(self.stream.close)
+            # Whatever still refers to this connection (an exception's frames, until the cyclic
+            # collector runs) no longer holds the stream's state: its words and its tracker.
+            self.decoder = self.stream = self._waiting = None
+
+    async def _stop_work(self, tg) -> None:
+        """Let the worker see the stream closed and return by itself; cancel it only where it is
+        stuck (a send the client does not read). A cancelled task's CancelledError holds the
+        worker's frame, and so this connection, in a reference cycle with anyio's task_done
+        (its ``exc``): the decoder and its user words stayed until the cyclic collector ran."""
+        self.closed = True
+        self._wake.set()
+        try:
+            with anyio.move_on_after(STOP_WAIT_S):
+                await self._worker_done.wait()
+        finally:
+            tg.cancel_scope.cancel()  # waits for a predict already running in its thread
 
     async def send(self, message: dict) -> None:
         try:
@@ -268,7 +295,7 @@ class _Connection:
                 if stale is not None:
                     await self.send({"type": "skipped", "skipped": True, "frame": stale[0]})
             elif text is not None:
-                answer = self._command(text)
+                answer = await self._command(text)
                 if answer is not None:
                     await self.send(answer)
 
@@ -278,7 +305,7 @@ class _Connection:
             state["committed"] = []
         return state
 
-    def _command(self, text: str) -> dict | None:
+    async def _command(self, text: str) -> dict | None:
         """A text message's answer; None for a notice (``NOTICES``), which is not answered."""
         known = ", ".join(COMMANDS)
         try:
@@ -293,15 +320,34 @@ class _Connection:
         if handler is None:
             shown = json.dumps(name)[:40] if isinstance(name, str) else "missing"
             return {"type": "error", "error": f"unknown command type {shown}; known: {known}"}
+        return await self._decoding(self._apply, handler, doc)
+
+    def _apply(self, handler: Callable[["_Connection", dict], str | None], doc: dict) -> dict:
+        """A command's answer, in the decoder's thread (``_decoding``)."""
         error = handler(self, doc)
         if error is not None:
             return {"type": "error", "error": error}
         return {"type": "state", "spelling": self._state(fresh=True), "mirror": self.mirror}
 
+    async def _decoding(self, fn: Callable, *args):
+        """``fn(*args)`` in a worker thread, holding the decoder: a word's end (a space command, a
+        pause in the frames) weighs its candidates there, not on the event loop that answers every
+        stream and /health; one call at a time, in the order they asked."""
+        async with self._decoder_lock:
+            return await anyio.to_thread.run_sync(fn, *args)
+
     async def _work(self) -> None:
+        try:
+            await self._frames()
+        finally:
+            self._worker_done.set()
+
+    async def _frames(self) -> None:
         self.stream = await run_in_threadpool(self._open_stream)
-        while True:
+        while not self.closed:
             await self._wake.wait()
+            if self.closed:
+                return
             self._wake = anyio.Event()
             item, self._waiting = self._waiting, None
             if item is None:
@@ -325,11 +371,16 @@ class _Connection:
                 await self.send({"type": "error", "error": "this frame could not be recognised (a server fault; "
                                  "the server log has the details)", "frame": number})
                 continue
-            self.decoder.update(pred, (received - self._t0) * 1000, self.stream.position)
+            spelling = await self._decoding(self._update, pred, (received - self._t0) * 1000)
             answer["timings_ms"]["server"] = round((time.monotonic() - received) * 1000, 2)
-            answer["spelling"] = self._state()
+            answer["spelling"] = spelling
             answer["mirror"] = mirror
             await self.send(answer)
+
+    def _update(self, pred: Prediction, t_ms: float) -> dict:
+        """The frame into the decoder, and its new state (in the decoder's thread)."""
+        self.decoder.update(pred, t_ms, self.stream.position)
+        return self._state()
 
     def _open_stream(self):
         stream = self.predictor.stream()

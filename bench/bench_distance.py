@@ -41,10 +41,10 @@ import numpy as np
 from fingerspell import bundle, recognisers
 from fingerspell.config import DetectParams, from_dict, train_params_from_dict
 from fingerspell.dataset import assign_groups, scan, split
-from fingerspell.extract import _decode, _encode, degrade, extract, hand_box, place_on_frame, settings_key
+from fingerspell.extract import _decode, _encode, degrade, extract, place_on_frame, settings_key
 from fingerspell.hand_model import cache_dir, ensure_hand_model, sha256_file
 from fingerspell.hands import HandDetector
-from fingerspell.images import read_image
+from fingerspell.images import hand_box, read_image
 from fingerspell.labels import NOTHING
 from fingerspell.predictor import Classifier
 

@@ -14,7 +14,7 @@ from conftest import real_images
 from fingerspell import extract as ex
 from fingerspell.config import DetectParams
 from fingerspell.hands import HandDetector, Landmarker, Workers, landmark_tracker, parse_retry, zoom_tiles
-from fingerspell.images import read_image
+from fingerspell.images import hand_box, read_image
 
 OLD_LADDER = DetectParams().retries[:-2]  # the ladder before zoom and scan
 
@@ -92,7 +92,7 @@ def far_frames(letters="ADEMQTW", side=90):
                 rgb = read_image(path)
                 hand = det.detect(rgb)
                 if hand is not None:
-                    out.append((path.name, ex.place_on_frame(rgb, ex.hand_box(hand), side, (0.85, 0.2))))
+                    out.append((path.name, ex.place_on_frame(rgb, hand_box(hand), side, (0.85, 0.2))))
     return out
 
 
@@ -242,7 +242,7 @@ def placed(letters, side=144, per_letter=2):
                 rgb = read_image(path)
                 hand = det.detect(rgb)
                 if hand is not None:
-                    out.append((path.name, hand, ex.place_on_frame(rgb, ex.hand_box(hand), side, (0.3, 0.6))))
+                    out.append((path.name, hand, ex.place_on_frame(rgb, hand_box(hand), side, (0.3, 0.6))))
     return out
 
 

@@ -27,7 +27,7 @@ from .config import DetectParams
 from .errors import FrameError
 from .hands import Hand, HandDetector
 from .hand_model import cache_dir, ensure_hand_model, sha256_file
-from .images import read_image
+from .images import hand_box, read_image
 
 log = logging.getLogger(__name__)
 
@@ -276,19 +276,12 @@ FRAME = (640, 480)  # the webcam frame the page sends (width, height)
 SURROUND = 128  # grey around a photo placed on a frame
 
 
-def hand_box(hand: Hand) -> tuple[float, float, float, float]:
-    """The landmarks' bounding box (x0, y0, x1, y1) in the pixels of the image they were found in."""
-    pts = hand.pixel_points()[:, :2]
-    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
-    return float(x0), float(y0), float(x1), float(y1)
-
-
 def place_on_frame(rgb: np.ndarray, box, side: float, where=(0.5, 0.5), frame=FRAME) -> np.ndarray:
     """``rgb`` scaled so that the hand ``box`` has a long side of ``side`` px, on a grey frame.
 
     Args:
         rgb: the photo.
-        box: (x0, y0, x1, y1), the hand in ``rgb``'s pixels (``hand_box``).
+        box: (x0, y0, x1, y1), the hand in ``rgb``'s pixels (``images.hand_box``).
         side: the hand's long side in the frame, in pixels.
         where: the hand's centre as fractions of the room the frame leaves it (0..1 each way), so
             the hand is always wholly inside the frame.

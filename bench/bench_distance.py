@@ -41,10 +41,11 @@ import numpy as np
 from fingerspell import bundle, recognisers
 from fingerspell.config import DetectParams, from_dict, train_params_from_dict
 from fingerspell.dataset import assign_groups, scan, split
-from fingerspell.extract import _decode, _encode, degrade, extract, hand_box, place_on_frame, settings_key
+from fingerspell.extract import decode_hand, encode_hand, extract, settings_key
+from fingerspell.extract.far import degrade, place_on_frame
 from fingerspell.hand_model import cache_dir, ensure_hand_model, sha256_file
 from fingerspell.hands import HandDetector
-from fingerspell.images import read_image
+from fingerspell.images import hand_box, read_image
 from fingerspell.labels import NOTHING
 from fingerspell.predictor import Classifier
 
@@ -99,7 +100,7 @@ def _job(task):
     path, box, side, cond = task
     t = time.perf_counter()
     hand = _det.detect(make_frame(path, box, side, cond))
-    return _encode(hand), time.perf_counter() - t
+    return encode_hand(hand), time.perf_counter() - t
 
 
 class FrameCache:
@@ -128,7 +129,7 @@ def detect_all(photos, boxes, params: DetectParams, model: Path, cache: FrameCac
             key = f"{sha256_file(p)}:{VERSION}:{name}:{skey}"
             row = cache.get(key)
             if row is not None:
-                hands[name][i], secs[name][i] = _decode(row[0]), row[1]
+                hands[name][i], secs[name][i] = decode_hand(row[0]), row[1]
             else:
                 todo.append((key, name, i, (p, b, side, cond)))
     if todo:
@@ -138,7 +139,7 @@ def detect_all(photos, boxes, params: DetectParams, model: Path, cache: FrameCac
         rows, t0 = [], time.time()
         with ctx.Pool(workers, initializer=_init, initargs=(str(model), asdict(params))) as pool:
             for n, ((key, name, i, _), (blob, s)) in enumerate(zip(todo, pool.imap(_job, [t[3] for t in todo], chunksize=4))):
-                hands[name][i], secs[name][i] = _decode(blob), s
+                hands[name][i], secs[name][i] = decode_hand(blob), s
                 rows.append((key, blob, s))
                 if len(rows) >= 200:
                     cache.put(rows)

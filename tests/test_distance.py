@@ -13,8 +13,10 @@ import pytest
 from conftest import real_images
 from fingerspell import extract as ex
 from fingerspell.config import DetectParams
+from fingerspell.extract.far import FRAME, SURROUND, degrade, far_copy, place_on_frame
+from fingerspell.hand_model import sha256_file
 from fingerspell.hands import HandDetector, Landmarker, Workers, landmark_tracker, parse_retry, zoom_tiles
-from fingerspell.images import read_image
+from fingerspell.images import hand_box, read_image
 
 OLD_LADDER = DetectParams().retries[:-2]  # the ladder before zoom and scan
 
@@ -23,36 +25,36 @@ def test_a_photo_is_placed_with_its_hand_box_at_the_asked_size_wholly_inside_the
     rgb = np.zeros((400, 300, 3), np.uint8)
     rgb[100:200, 50:250] = 255  # the "hand": 200 x 100 px
     for side, where in [(144, (0.0, 0.0)), (80, (1.0, 1.0)), (300, (0.5, 0.5))]:
-        frame = ex.place_on_frame(rgb, (50, 100, 250, 200), side, where)
+        frame = place_on_frame(rgb, (50, 100, 250, 200), side, where)
         assert frame.shape == (480, 640, 3)
         ys, xs = np.nonzero(frame[..., 0] > 200)
         assert abs((xs.max() - xs.min() + 1) - side) <= 2 and abs((ys.max() - ys.min() + 1) - side / 2) <= 2
         assert xs.min() >= 0 and xs.max() <= 639 and ys.min() >= 0 and ys.max() <= 479
-    left = ex.place_on_frame(rgb, (50, 100, 250, 200), 144, (0.0, 0.5))
-    right = ex.place_on_frame(rgb, (50, 100, 250, 200), 144, (1.0, 0.5))
+    left = place_on_frame(rgb, (50, 100, 250, 200), 144, (0.0, 0.5))
+    right = place_on_frame(rgb, (50, 100, 250, 200), 144, (1.0, 0.5))
     assert np.nonzero(left[..., 0] > 200)[1].min() <= 1 and np.nonzero(right[..., 0] > 200)[1].max() >= 638
-    assert (left[0, 0] == ex.SURROUND).all()  # grey where the photo does not reach
+    assert (left[0, 0] == SURROUND).all()  # grey where the photo does not reach
 
 
 def test_webcam_conditions_change_the_frame_as_named_and_repeat_with_the_seed(rng):
     frame = rng.integers(60, 200, (120, 160, 3), dtype=np.uint8)
-    assert np.array_equal(ex.degrade(frame), frame)
-    dim = ex.degrade(frame, dim=0.5)
+    assert np.array_equal(degrade(frame), frame)
+    dim = degrade(frame, dim=0.5)
     assert abs(dim.mean() - frame.mean() / 2) < 1
-    blurred = ex.degrade(frame, blur=1.2)
+    blurred = degrade(frame, blur=1.2)
     assert np.abs(np.diff(blurred.astype(int), axis=1)).mean() < 0.5 * np.abs(np.diff(frame.astype(int), axis=1)).mean()
-    noisy = ex.degrade(frame, noise=8, seed=3)
+    noisy = degrade(frame, noise=8, seed=3)
     assert 6 < (noisy.astype(float) - frame).std() < 10
-    assert np.array_equal(noisy, ex.degrade(frame, noise=8, seed=3))
-    assert not np.array_equal(noisy, ex.degrade(frame, noise=8, seed=4))
-    jpeg = ex.degrade(frame, jpeg=60)
+    assert np.array_equal(noisy, degrade(frame, noise=8, seed=3))
+    assert not np.array_equal(noisy, degrade(frame, noise=8, seed=4))
+    jpeg = degrade(frame, jpeg=60)
     assert jpeg.shape == frame.shape and 0 < np.abs(jpeg.astype(int) - frame).mean() < 40
 
 
 def test_far_copies_are_seeded_per_photo_and_copy_within_the_asked_sizes():
-    a = [ex.far_copy("0123456789abcdef", k, (80, 216)) for k in range(50)]
-    assert a == [ex.far_copy("0123456789abcdef", k, (80, 216)) for k in range(50)]
-    assert a[0] != ex.far_copy("fedcba9876543210", 0, (80, 216))
+    a = [far_copy("0123456789abcdef", k, (80, 216)) for k in range(50)]
+    assert a == [far_copy("0123456789abcdef", k, (80, 216)) for k in range(50)]
+    assert a[0] != far_copy("fedcba9876543210", 0, (80, 216))
     assert all(80 <= c["side"] <= 216 and 60 <= c["jpeg"] <= 90 and 0.4 <= c["dim"] <= 1 for c in a)
     assert len({round(c["side"]) for c in a}) > 20  # sizes spread over the range, not one value
 
@@ -92,7 +94,7 @@ def far_frames(letters="ADEMQTW", side=90):
                 rgb = read_image(path)
                 hand = det.detect(rgb)
                 if hand is not None:
-                    out.append((path.name, ex.place_on_frame(rgb, ex.hand_box(hand), side, (0.85, 0.2))))
+                    out.append((path.name, place_on_frame(rgb, hand_box(hand), side, (0.85, 0.2))))
     return out
 
 
@@ -143,8 +145,8 @@ def test_a_longer_ladder_reuses_the_hands_a_shorter_one_found_and_detects_only_t
     assert any(r.hand is not None for r in first)
     # a fake "none" for one image under the short ladder: the long ladder must detect that one again
     store = ex.LandmarkCache(tmp_path)
-    sha = ex.sha256_file(paths[0])
-    store.put_many([(f"{sha}:{ex.settings_key(short, ex.sha256_file(hand_model))}", b"none")])
+    sha = sha256_file(paths[0])
+    store.put_many([(f"{sha}:{ex.settings_key(short, sha256_file(hand_model))}", b"none")])
     store.close()
     second = ex.extract(paths, long, cache=tmp_path, workers=1, progress=False)
     detected = [p for p, r in zip(paths, second) if not r.cached]
@@ -165,7 +167,7 @@ def test_far_copies_are_cached_by_copy_and_size_range(tmp_path, hand_model, capl
     far = ex.extract_far(paths, hands, params, copies=2, cache=tmp_path, workers=1, progress=False)
     assert len(far) == 2 and all(len(f) <= 2 for f in far) and sum(map(len, far)) >= 2
     for h in (h for f in far for h in f):
-        assert h.image_size == ex.FRAME
+        assert h.image_size == FRAME
         side = np.ptp(h.pixel_points()[:, :2], axis=0).max()
         assert 60 < side < 260, f"a far hand {side:.0f} px across, asked 80-216"
 
@@ -242,7 +244,7 @@ def placed(letters, side=144, per_letter=2):
                 rgb = read_image(path)
                 hand = det.detect(rgb)
                 if hand is not None:
-                    out.append((path.name, hand, ex.place_on_frame(rgb, ex.hand_box(hand), side, (0.3, 0.6))))
+                    out.append((path.name, hand, place_on_frame(rgb, hand_box(hand), side, (0.3, 0.6))))
     return out
 
 

@@ -96,23 +96,37 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
-def hand_box(points_xy: np.ndarray, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
-    """Square box (x0, y0, x1, y1) around pixel points, grown by ``margin`` of its side, clipped."""
-    x0, y0 = points_xy.min(axis=0)
-    x1, y1 = points_xy.max(axis=0)
+def hand_box(hand, margin: float | None = None, size: tuple[int, int] | None = None) -> tuple:
+    """The box (x0, y0, x1, y1) of a hand's landmarks, in the pixels of an image of ``size``.
+
+    Args:
+        hand: a ``Hand``; its landmarks are normalised to its ``image_size``.
+        margin: None: the landmarks' own bounding box, in floats (where a far copy places the
+            hand). A number: the CNN's crop, a square around them grown by ``margin`` of its
+            side on each side, at least 16 px, in whole pixels, clipped to the image.
+        size: (width, height) of the image the box is for; by default the one the hand was
+            found in (the same picture at another resolution scales the box).
+    """
+    pts = hand.pixel_points()[:, :2]
+    if size is None:
+        size = hand.image_size
+    else:
+        pts = pts * np.array([size[0] / hand.image_size[0], size[1] / hand.image_size[1]])
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    if margin is None:
+        return float(x0), float(y0), float(x1), float(y1)
     side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     half = max(side / 2, 8)
     box = (int(cx - half), int(cy - half), int(np.ceil(cx + half)), int(np.ceil(cy + half)))
-    return (max(0, box[0]), max(0, box[1]), min(width, box[2]), min(height, box[3]))
+    return (max(0, box[0]), max(0, box[1]), min(size[0], box[2]), min(size[1], box[3]))
 
 
 def crop_resize(rgb: np.ndarray, size: int, hand=None, margin: float = 0.25) -> np.ndarray:
     """The CNN's input: the hand's box (or the whole image without a hand) resized to size x size."""
     if hand is not None:
         h, w = rgb.shape[:2]
-        pts = hand.pixel_points()[:, :2] * np.array([w / hand.image_size[0], h / hand.image_size[1]])
-        x0, y0, x1, y1 = hand_box(pts, w, h, margin)
+        x0, y0, x1, y1 = hand_box(hand, margin, (w, h))
         if x1 - x0 >= 4 and y1 - y0 >= 4:
             rgb = rgb[y0:y1, x0:x1]
     img = Image.fromarray(rgb).resize((size, size), Image.BILINEAR)

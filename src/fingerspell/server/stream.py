@@ -1,56 +1,9 @@
 """``WS /ws``: live video in, one JSON answer per frame out, and the text-editing commands.
 
-* The client sends each video frame as one binary message (JPEG or PNG bytes). The server
-  answers every frame with one JSON message, ``{"type": "prediction", "frame": n, "letter",
-  "confidence", "top", "hand", "timings_ms", "spelling": {"text", "pending", "progress",
-  "committed"}, "mirror"}``, or ``{"type": "error", "error": "...", "frame": n}`` for a frame it
-  cannot read (the socket stays open), or ``{"type": "skipped", "skipped": true, "frame": n}``
-  for a frame that a newer one replaced while the server was busy. The page keeps one frame in
-  flight, so it never sees a skip; a client that sends faster than the server answers gets only
-  its latest frame recognised instead of a growing queue of stale ones.
-* ``spelling`` is the decoder's state, and the page renders it (the server owns the text):
-  ``text`` (written), ``word`` (the word being signed: ``letters`` and each one's
-  ``alternatives``, or null), ``choice`` (the last chosen word: ``signed``, ``chosen``,
-  ``options``, or null), ``pending`` and ``progress`` (the next letter's evidence, 0..1) and
-  ``committed`` (what the frame changed).
-* Hand crops: a client following a hand may send, instead of the whole frame, the part of it
-  around the hand at the camera's full resolution. A text message ``{"type": "region", "x": 600,
-  "y": 180, "w": 300, "h": 300, "frame_w": 1280, "frame_h": 720}`` just before a binary frame says
-  that frame is the ``(x, y, w, h)`` rectangle (camera pixels) of a ``frame_w`` x ``frame_h``
-  camera frame, at any scale that keeps its shape (the page sends at most 512x512). It applies to
-  the next binary frame only and is not answered by itself (``NOTICES``): that frame's answer has
-  the hand's landmarks normalised to the whole camera frame, as for a whole frame, and the stream
-  keeps following the hand as the crop moves. A rectangle up to half a pixel past the frame's
-  right or bottom edge (a client's rounding) is moved back inside it. A frame after a region that
-  is not valid (numbers not finite or too large for a float, a rectangle not inside the frame, a
-  side under 8 px or a frame side over 16384, an image not of the region's shape) is answered
-  ``{"type": "error", "error": "region: ...", "frame": n}`` and the socket stays open. A frame
-  with no region message before it is a whole frame.
-* Text messages are JSON commands (``COMMANDS``): ``{"type": "backspace"}``, ``{"type": "space"}``
-  (end the word now, or add one space), ``{"type": "clear"}``, ``{"type": "set_text", "text":
-  "..."}`` (the page restoring its text after a reload or reconnect), ``{"type": "pick", "option":
-  "..."}`` (switch the last chosen word to one of its ``options``: the letters as signed or
-  another candidate), ``{"type": "vocab", "words": ["..."]}`` (the user's own words for this
-  stream: names and places of at most 64 letters, at most 1,000 a stream with the server's
-  ``--vocab`` words; what is not letters A-Z is skipped, and a word too long or a word past the
-  1,000th refuses the whole command with ``{"type": "error", "error": "vocab: ..."}``),
-  ``{"type": "config", "mirror": true}``. Each is answered with ``{"type": "state",
-  "spelling": {...}, "mirror": bool}``.
-* Mirroring: with ``mirror`` on, frames are recognised flipped left to right, and the landmarks
-  are given back in the frame the client sent (``_Connection._recognise``, the one place).
-* Frame errors: whatever goes wrong with one frame is that frame's ``{"type": "error", ...}``
-  answer, and the socket stays open: a bad image (empty, not JPEG or PNG, truncated, over
-  ``max_pixels``, a JPEG of over 100 scans), a bad region, and even a server fault on the frame's
-  path (answered "a server fault", logged as one WARNING line a stream).
-* Idle streams: a stream that sends no frame and no message for ``stream_idle_s`` (300 s by
-  default) is closed with 1001 ("going away") and the reason ``idle: no frame or command for
-  300 s``, so that clients that only answer pings cannot hold the ``max_connections`` slots. The
-  page reconnects by itself.
-* Close codes: 1001 for an idle stream, 1009 for a message over ``max_message_bytes``, 1013 when
-  ``max_connections`` streams are already open, 1008 for a page from another origin (see
-  ``cors_origins``), 1007 for a text message that is not UTF-8 (``transport.py``), 1011 for a
-  server fault outside a frame's path (logged with its traceback). A handshake whose ``Host`` is
-  not an allowed host is refused with 421 before the upgrade (``security.py``).
+The protocol (messages, hand crops, commands, errors, close codes) is ``docs/protocol.md``.
+Here: one ``_Connection`` per socket (a reader task, a worker task that recognises the newest
+frame in a thread, the decoder in its own thread), and the route that admits streams within
+``max_connections``. The commands themselves are ``commands.py``.
 """
 
 from __future__ import annotations
@@ -70,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..decoding import Loading, make_decoder
 from ..errors import FrameError
 from ..hand import Region
+from .commands import COMMANDS, NOTICES
 from ..predictor import Prediction, Predictor
 from .deps import get_predictor, get_settings, get_workers
 from .security import origin_allowed
@@ -77,7 +31,6 @@ from .settings import SERVE_FORMATS, Settings
 
 log = logging.getLogger(__name__)
 
-MAX_VOCAB = 1000  # words one vocab command may carry (a stream keeps at most MAX_USER_WORDS, 64 letters each)
 # Close codes (RFC 6455 and the IANA registry).
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -100,76 +53,6 @@ class Streams:
         self.alive = 0
         self.opened = 0  # ever: each stream's number in the log
         self.put_away = anyio.Event()  # set, and replaced, whenever a stream is put away
-
-
-# --------------------------------------------------------------------------- commands
-# Each takes the connection and the command's JSON object; it returns an error message or None.
-
-
-def _backspace(conn: "_Connection", doc: dict) -> str | None:
-    conn.decoder.backspace()
-
-
-def _space(conn: "_Connection", doc: dict) -> str | None:
-    conn.decoder.space()
-
-
-def _clear(conn: "_Connection", doc: dict) -> str | None:
-    conn.decoder.clear()
-
-
-def _set_text(conn: "_Connection", doc: dict) -> str | None:
-    if not isinstance(doc.get("text"), str):
-        return 'set_text needs "text": a string'
-    conn.decoder.set_text(doc["text"])
-
-
-def _pick(conn: "_Connection", doc: dict) -> str | None:
-    if not isinstance(doc.get("option"), str) or not conn.decoder.pick(doc["option"]):
-        return 'pick needs "option": one of spelling.choice.options'
-
-
-def _vocab(conn: "_Connection", doc: dict) -> str | None:
-    words = doc.get("words")
-    if not isinstance(words, list) or len(words) > MAX_VOCAB or not all(isinstance(w, str) for w in words):
-        return f'vocab needs "words": a list of at most {MAX_VOCAB} strings'
-    error = conn.decoder.check_words(words)  # all or nothing: a refused command adds no word
-    if error is not None:
-        return f"vocab: {error}"
-    conn.decoder.add_words(words)
-
-
-def _config(conn: "_Connection", doc: dict) -> str | None:
-    if "mirror" in doc:
-        if not isinstance(doc["mirror"], bool):
-            return 'config "mirror" must be true or false'
-        conn.mirror = doc["mirror"]
-
-
-COMMANDS: dict[str, Callable[["_Connection", dict], str | None]] = {
-    "backspace": _backspace, "space": _space, "clear": _clear, "set_text": _set_text, "pick": _pick,
-    "vocab": _vocab, "config": _config,
-}
-
-# Messages about the next frame: not answered by themselves; what is wrong with one is that
-# frame's error. Each takes the connection and the message's JSON object.
-
-REGION_FIELDS = ("x", "y", "w", "h", "frame_w", "frame_h")
-
-
-def _region(conn: "_Connection", doc: dict) -> None:
-    """The next frame is the region's part of the camera frame (or, if it is not valid, an error)."""
-    missing = [k for k in REGION_FIELDS if k not in doc]
-    if missing:
-        conn.region = f"missing {', '.join(missing)}: a region message has {', '.join(REGION_FIELDS)} (camera pixels)"
-        return
-    try:
-        conn.region = Region(*(doc[k] for k in REGION_FIELDS))
-    except ValueError as exc:
-        conn.region = str(exc)
-
-
-NOTICES: dict[str, Callable[["_Connection", dict], None]] = {"region": _region}
 
 
 # --------------------------------------------------------------------------- one stream

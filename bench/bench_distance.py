@@ -43,7 +43,7 @@ from fingerspell.config import DetectParams, from_dict, train_params_from_dict
 from fingerspell.dataset import assign_groups, scan, split
 from fingerspell.extract import decode_hand, encode_hand, extract, settings_key
 from fingerspell.extract.far import degrade, place_on_frame
-from fingerspell.hand_model import cache_dir, ensure_hand_model, sha256_file
+from fingerspell.hands.model import cache_dir, ensure_hand_model, sha256_file
 from fingerspell.hands import HandDetector
 from fingerspell.images import hand_box, read_image
 from fingerspell.labels import NOTHING

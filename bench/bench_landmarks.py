@@ -33,7 +33,7 @@ from fingerspell.bundle import DEFAULT_BUNDLE, TFLITE
 from fingerspell.config import DetectParams
 from fingerspell.dataset import scan
 from fingerspell.extract import extract
-from fingerspell.hand_model import TASK_NAME, ensure_hand_model
+from fingerspell.hands.model import TASK_NAME, ensure_hand_model
 from fingerspell.images import read_image
 from fingerspell.predictor import Classifier, Predictor
 

@@ -48,7 +48,7 @@ def tool_stores_under_pytest_tmp(tmp_path_factory):
 @pytest.fixture(scope="session")
 def hand_model() -> Path:
     """The verified MediaPipe hand model (obtained once per machine, then cached)."""
-    from fingerspell.hand_model import ensure_hand_model
+    from fingerspell.hands.model import ensure_hand_model
 
     return ensure_hand_model()
 

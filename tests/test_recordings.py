@@ -14,7 +14,7 @@ from conftest import DATA, ROBOFLOW, TEMPLATE, need_data
 from fingerspell import records
 from fingerspell.bundle import DEFAULT_BUNDLE
 from fingerspell.cli import main
-from fingerspell.hand import Hand
+from fingerspell.hands import Hand
 from test_video import FPS, _confident_photo, _frames_of, _write_video
 
 STATIC = DATA / "landmarks_tresajoby" / "static"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from conftest import TEMPLATE
 from fingerspell import records
 from fingerspell.errors import DatasetError
-from fingerspell.hand import Hand
+from fingerspell.hands import Hand
 
 
 def _hand(handedness="Right", size=(640, 480)) -> Hand:

@@ -19,7 +19,7 @@ import pytest
 from conftest import KAGGLE, ROBOFLOW, need_data
 from fingerspell.dataset import ROBOFLOW as ROBOFLOW_NAME
 from fingerspell.dataset import scan
-from fingerspell.hand_model import TASK_SHA256
+from fingerspell.hands.model import TASK_SHA256
 from fingerspell.labels import DEFAULT_LABELS
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 
 def cmd_setup(args):
-    from .hand_model import ensure_hand_model, sha256_file
+    from .hands import ensure_hand_model, sha256_file
 
     path = ensure_hand_model(args.cache_dir)
     print(f"hand model ready: {path} (sha256 {sha256_file(path)})")

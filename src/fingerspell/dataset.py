@@ -22,7 +22,7 @@ import numpy as np
 from . import records
 from .config import SplitParams
 from .errors import DatasetError
-from .hand import Hand
+from .hands import Hand
 from .images import is_image_name
 from .labels import normalize_label, sort_labels
 

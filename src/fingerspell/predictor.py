@@ -21,8 +21,7 @@ from . import recognisers
 from .config import DetectParams, from_dict
 from .decoding.base import Position
 from .errors import BundleError, FrameError
-from .hands import Following, Hand, HandFinder, Pool, Region, Workers
-from .hand_model import ensure_hand_model, sha256_file
+from .hands import Following, Hand, HandFinder, Pool, Region, Workers, ensure_hand_model, sha256_file
 from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from .labels import NOTHING
 from .recognisers import Pixels, Seen

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatasetError
-from .hand import Hand
+from .hands import Hand
 
 FORMAT = "fingerspell-landmarks"
 VERSION = 1

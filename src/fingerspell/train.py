@@ -25,7 +25,7 @@ from .config import TrainParams, to_dict
 from .dataset import Dataset, assign_groups, describe_split, scan, split
 from .errors import FingerspellError
 from .extract import Extracted, extract, extract_far
-from .hand_model import sha256_file, ensure_hand_model
+from .hands import ensure_hand_model, sha256_file
 from .images import read_image
 from .labels import NOTHING
 from .metrics import brief, summarize

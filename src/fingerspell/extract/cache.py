@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DetectParams
-from ..hand import Hand
+from ..hands import Hand
 
 log = logging.getLogger(__name__)
 

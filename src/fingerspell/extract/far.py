@@ -11,8 +11,7 @@ from functools import partial
 import numpy as np
 
 from ..config import DetectParams
-from ..hand import Hand
-from ..hand_model import cache_dir, ensure_hand_model, sha256_file
+from ..hands import Hand, cache_dir, ensure_hand_model, sha256_file
 from ..images import hand_box
 from .cache import LandmarkCache, decode_hand, record_key, settings_key, shorter_ladders
 from .pool import Extracted, detect_many

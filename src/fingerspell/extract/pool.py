@@ -18,9 +18,7 @@ from tqdm.auto import tqdm
 
 from ..config import DetectParams
 from ..errors import FrameError
-from ..hand import Hand
-from ..hand_model import cache_dir, ensure_hand_model, sha256_file
-from ..hands import HandDetector
+from ..hands import Hand, HandDetector, cache_dir, ensure_hand_model, sha256_file
 from ..images import read_image
 from .cache import LandmarkCache, decode_hand, encode_hand, record_key, settings_key, shorter_ladders
 

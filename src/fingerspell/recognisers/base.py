@@ -20,7 +20,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..hand import Hand
+from ..hands import Hand
 
 
 class Seen(NamedTuple):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..hand import Region
+from ..hands import Region
 
 MAX_VOCAB = 1000  # words one vocab command may carry (a stream keeps at most MAX_USER_WORDS, 64 letters each)
 

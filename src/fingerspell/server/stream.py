@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..decoding import Loading, make_decoder
 from ..errors import FrameError
-from ..hand import Region
+from ..hands import Region
 from .commands import COMMANDS, NOTICES
 from ..predictor import Prediction, Predictor
 from .deps import get_predictor, get_settings, get_workers

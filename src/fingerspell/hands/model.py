@@ -21,7 +21,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from .errors import HandModelError
+from ..errors import HandModelError
 
 log = logging.getLogger(__name__)
 

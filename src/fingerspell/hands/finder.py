@@ -6,7 +6,7 @@ that ``follow`` takes and returns. ``HandDetector`` is the same with its own wor
 ``Following``, for callers that want one object (the CLI's extraction, the benchmarks).
 
 The networks come from ``workers``; the retries from ``retries``; the hand model file from
-``hand_model``.
+``model``.
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from . import retries as ladder
-from .config import DetectParams
+from ..config import DetectParams
 from .hand import Hand, Region
-from .hand_model import ensure_hand_model
+from .model import ensure_hand_model
 from .retries import RETRY_KINDS, parse_retry, retry_image, zoom_tiles
 from .tracking import landmark_tracker
 from .workers import Landmarker, Pool, Workers, mediapipe_tasks
-
-__all__ = ["Hand", "Region", "Following", "HandFinder", "HandDetector", "Landmarker", "Pool", "Workers",
-           "RETRY_KINDS", "landmark_tracker", "mediapipe_tasks", "parse_retry", "retry_image", "zoom_tiles"]
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DetectParams
-from .errors import HandModelError
+from ..config import DetectParams
+from ..errors import HandModelError
 
 LANDMARK_MEMBER = "hand_landmarks_detector.tflite"  # inside the .task bundle
 _NORMALIZE_Z = 0.4  # MediaPipe's kLandmarksNormalizeZ for the hand network

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .config import DetectParams
+from ..config import DetectParams
 from .hand import Hand
 from .tracking import Roi, roi_from_landmarks
 from .workers import Workers

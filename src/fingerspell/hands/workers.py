@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DetectParams
-from .errors import HandModelError
+from ..config import DetectParams
+from ..errors import HandModelError
 from .tracking import landmark_tracker
 
 _mp = None

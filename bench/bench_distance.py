@@ -153,14 +153,12 @@ class Model:
     def __init__(self, folder: str):
         self.path = bundle.resolve(folder)
         self.meta = bundle.load_meta(self.path)
-        self.labels = list(self.meta["labels"])
-        self.runtime = recognisers.get(self.meta["kind"]).Runtime.from_record(self.meta.get("preprocessing", {}))
+        self.labels = list(self.meta.labels)
+        self.runtime = recognisers.get(self.meta.kind).Runtime.from_record(self.meta.preprocessing)
         self.clf = Classifier(self.path / bundle.TFLITE)
 
     def detect_params(self) -> DetectParams:
-        detect = dict(self.meta.get("config", {}).get("detect") or {})
-        detect.setdefault("refine", 0)  # as Predictor.from_bundle reads a bundle
-        return from_dict(DetectParams, detect)
+        return self.meta.detect  # as Predictor.from_bundle reads a bundle
 
     def label(self, hand) -> str:
         x = self.runtime.inputs([recognisers.Seen(0, hand)], None)
@@ -169,15 +167,15 @@ class Model:
 
 def held_out_photos(model: Model, roboflow: Path, kaggle: Path) -> list:
     """The Roboflow samples of the validation side of ``model``'s recorded split, counts checked."""
-    cfg = train_params_from_dict(model.meta["config"])
-    folders = [str(Path(f)) for f in model.meta.get("data", {}).get("folders", [])]
+    cfg = train_params_from_dict(model.meta.config)
+    folders = [str(Path(f)) for f in (model.meta.data or {}).get("folders", [])]
     names = [Path(f).name for f in folders]
     if sorted(names) != sorted([kaggle.name, roboflow.name]):
         sys.exit(f"{model.path} was trained on {names}; give the default recipe's bundle (Kaggle + Roboflow)")
     ds = assign_groups(scan([str(kaggle) if n == kaggle.name else str(roboflow) for n in names],
                             limit_per_class=cfg.limit_per_class), cfg.split)
     sides = split(ds, cfg.split)
-    recorded = model.meta.get("split", {}).get("images", {})
+    recorded = (model.meta.split or {}).get("images", {})
     got = {k: len(v) for k, v in sides.items()}
     if recorded and any(recorded.get(k) != got[k] for k in got):
         sys.exit(f"re-splitting gives {got}, but {model.path} records {recorded}: the data or the split code changed")
@@ -278,7 +276,7 @@ def main():
         base_detect = from_dict(DetectParams, {**asdict(base_detect), **json.loads(args.base_detect)})
     pipelines = [("today", base, base_detect), ("new", new, new_detect)]
     for _, models, _ in pipelines:
-        if models[1].meta.get("data", {}).get("per_source", {}).keys() != {kaggle.name}:
+        if (models[1].meta.data or {}).get("per_source", {}).keys() != {kaggle.name}:
             sys.exit(f"{models[1].path} must be trained on {kaggle.name} only (leave-one-source-out)")
 
     samples = held_out_photos(base[0], roboflow, kaggle)

@@ -112,12 +112,12 @@ def pools(protocol: str, data: Path, both_model: Path) -> tuple[dict[str, list[s
             out[s.label].append(s.path)
         return dict(out), f"every Roboflow photo ({len(samples)}), unseen by a model trained on the Kaggle sample only"
     meta = bundle_io.load_meta(both_model)
-    params = train_params_from_dict(meta["config"])
-    ds = assign_groups(scan(meta["data"]["folders"]), params.split)
+    params = train_params_from_dict(meta.config)
+    ds = assign_groups(scan(meta.data["folders"]), params.split)
     sides = split(ds, params.split)
     counts = {k: len(v) for k, v in sides.items()}
-    if counts != meta["split"]["images"]:
-        sys.exit(f"the split of {both_model} cannot be recovered ({counts} != {meta['split']['images']}); retrain it")
+    if counts != meta.split["images"]:
+        sys.exit(f"the split of {both_model} cannot be recovered ({counts} != {meta.split['images']}); retrain it")
     out = defaultdict(list)
     for i in sides["val"]:
         s = ds.samples[i]

@@ -390,7 +390,7 @@ def main(argv=None) -> int:
     frames = load_frames(args.data, args.photos)
     mode = f"{args.fps:g} fps each" if args.fps > 0 else "one frame in flight (full speed)"
     print(f"load: {args.ws_clients} stream(s) at {mode}, {args.predict_clients} /predict client(s), "
-          f"{args.duration:g} s; model {resolve(model)} ({meta['kind']}, {len(meta['labels'])} labels); "
+          f"{args.duration:g} s; model {resolve(model)} ({meta.kind}, {len(meta.labels)} labels); "
           f"{len(frames)} photos as 640x480 JPEG (mean {statistics.mean(map(len, frames)) / 1024:.0f} KiB), "
           f"{args.hold} frames per photo; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     server = ServerProcess(model, startup_timeout=120)

@@ -105,7 +105,7 @@ def test_a_model_that_reads_pixels_refuses_hands_without_them(tmp_path, hand_mod
 def test_every_registered_kind_has_the_declared_surface(kind):
     module = recognisers.get(kind)
     check_kind(module)
-    runtime = module.Runtime.from_record({})
+    runtime = module.Runtime.from_record(module.preprocessing(TrainParams()))
     assert isinstance(runtime, recognisers.Runtime) and runtime.frames >= 1
 
 

@@ -421,14 +421,14 @@ def test_training_interrupted_or_killed_mid_run_keeps_the_previous_bundle_and_th
         else:
             assert proc.returncode == -signal.SIGKILL
         assert snapshot(out) == before, f"{how}: the previous bundle changed"
-        assert bundle.load_meta(out)["labels"] == bundle.load_meta(tiny_bundle)["labels"]
+        assert bundle.load_meta(out).labels == bundle.load_meta(tiny_bundle).labels
         assert leftovers(out.parent) == [], f"{how}: left {leftovers(out.parent)}"
 
     root, out = runs["SIGKILL"][0], runs["SIGKILL"][1]
     later = subprocess.run(train_cmd(real_slice, out, 2), capture_output=True, text=True,
                            env=clean_env(root, hand_model), timeout=400)
     assert later.returncode == 0, later.stderr[-3000:]
-    assert bundle.load_meta(out)["labels"] == ["A", "B", "C"]
+    assert bundle.load_meta(out).labels == ["A", "B", "C"]
     assert leftovers(out.parent) == []
 
 

@@ -152,7 +152,7 @@ def test_replacing_a_bundle_keeps_an_empty_folders_mode(tmp_path, tiny_bundle):
     meta = json.loads((tiny_bundle / bundle.META).read_text())
     bundle.write_bundle(out, meta, {bundle.TFLITE: (tiny_bundle / bundle.TFLITE).read_bytes()})
     assert out.stat().st_mode & 0o7777 == 0o2775
-    assert bundle.load_meta(out)["labels"] == meta["labels"]
+    assert bundle.load_meta(out).labels == meta["labels"]
 
 
 def test_report_folder_may_be_rewritten_only_while_it_holds_just_its_own_files(tmp_path):

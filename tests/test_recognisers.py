@@ -64,7 +64,7 @@ def test_a_cnn_is_served_the_crop_it_was_trained_on(fake_hands, tmp_path, hand_m
                          cnn=CnnParams(image_size=16, epochs=1, crop_to_hand=crop, augment=False))
     out = tmp_path / "cnn"
     fake_hands.train([data], out, params, progress=False)
-    assert bundle.load_meta(out)["preprocessing"]["crop_to_hand"] is crop
+    assert bundle.load_meta(out).preprocessing["crop_to_hand"] is crop
 
     photo = textured(tmp_path / "new.png", 7)
     image = np.asarray(Image.open(photo).convert("RGB"))

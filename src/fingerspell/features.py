@@ -48,12 +48,19 @@ PREPROCESSING = {
 
 
 VERSION = 2
+VERSIONS = {"fingerspell.features.v1": 1, PREPROCESSING["features"]: VERSION}  # the names bundles record
 
 
 def version_of(record: dict) -> int:
-    """The feature version a bundle's preprocessing record names (1 for ``...features.v1``)."""
-    name = str(record.get("features", PREPROCESSING["features"]))
-    return 1 if name.endswith(".v1") else VERSION
+    """The feature version a bundle's preprocessing record names (1 for ``...features.v1``).
+
+    Raises:
+        KeyError: the record names none. ValueError: it names one this version does not know.
+    """
+    name = record["features"]
+    if name not in VERSIONS:
+        raise ValueError(f"features {name!r} are not a version this fingerspell computes ({', '.join(VERSIONS)})")
+    return VERSIONS[name]
 
 
 def canonical(points: np.ndarray, is_left: np.ndarray | bool, planar_size: bool = False) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import bundle as bundle_io
 from . import recognisers
-from .config import DetectParams, from_dict
+from .config import DetectParams
 from .decoding.base import Position
 from .errors import BundleError, FrameError
 from .hands import Following, Hand, HandFinder, Pool, Region, Workers, ensure_hand_model, sha256_file
@@ -237,16 +237,16 @@ class Stream:
 class Predictor:
     """A loaded bundle, ready to recognise images (IMAGE mode) or to open video streams."""
 
-    def __init__(self, path: Path, meta: dict, hand_model: Path, detect_params: DetectParams):
+    def __init__(self, path: Path, meta: bundle_io.BundleMeta, hand_model: Path, detect_params: DetectParams):
         self.path = path
         self.meta = meta
-        self.kind: str = meta["kind"]
-        self.labels: list[str] = list(meta["labels"])
+        self.kind: str = meta.kind
+        self.labels: list[str] = list(meta.labels)
         self.hand_model = hand_model
         self.hand_model_sha256 = sha256_file(hand_model)
         self.detect_params = detect_params
         # The recogniser's runtime half: the bundle's inputs made as they were in training.
-        self.runtime = recognisers.get(self.kind, BundleError).Runtime.from_record(meta.get("preprocessing", {}))
+        self.runtime = recognisers.get(self.kind, BundleError).Runtime.from_record(meta.preprocessing)
         # One pool of workers for predict() and every stream, at most one of each kind per core
         # (the work is CPU-bound): a stream's own state is only the hand it follows and its history.
         size = min(4, os.cpu_count() or 1)
@@ -276,16 +276,9 @@ class Predictor:
             HandModelError: the hand model cannot be obtained or loaded.
         """
         folder = bundle_io.resolve(path)
-        meta = bundle_io.load_meta(folder)
-        detect = dict(meta.get("config", {}).get("detect") or {})
-        if detect:
-            detect.setdefault("refine", 0)  # bundles from before refinement were made without it
-        try:
-            params = from_dict(DetectParams, detect)
-        except Exception as exc:  # noqa: BLE001 - a bundle from a newer version
-            raise BundleError(f"{folder / bundle_io.META}: detect settings not understood ({exc})") from None
+        meta = bundle_io.load_meta(folder)  # today's schema, validated: detection settings included
         model = Path(hand_model) if hand_model else ensure_hand_model(cache_dir)
-        return cls(folder, meta, model, params)
+        return cls(folder, meta, model, meta.detect)
 
     def predict(self, rgb: np.ndarray) -> Prediction:
         """Recognise the letter in one RGB uint8 image (H, W, 3). Thread-safe."""
@@ -337,7 +330,7 @@ class Predictor:
             "labels": self.labels,
             "bundle": str(self.path),
             "hand_model_sha256": self.hand_model_sha256,
-            "metrics": self.meta.get("metrics", {}),
+            "metrics": self.meta.metrics,
         }
 
     def close(self):

@@ -88,7 +88,7 @@ def prepare(folders: list[str], ds: Dataset, params: TrainParams, *, cache=None,
     hand_model = ensure_hand_model(cache)
     rec = recognisers.get(params.kind)
     recorded = [i for i, s in enumerate(ds.samples) if s.recorded]
-    if recorded and rec.Runtime.from_record({}).reads_pixels:
+    if recorded and rec.Runtime.reads_pixels:
         raise FingerspellError(f"a {params.kind} model learns from images, and {ds.samples[recorded[0]].path} is a "
                                "recorded hand without one: train --kind landmarks on landmark records")
     # Recorded hands come with their hand; images have theirs detected (cached).

@@ -109,6 +109,8 @@ def check_kind(module) -> None:
                if not hasattr(module, name)]
     if missing:
         raise TypeError(f"{module.__name__} is not a recogniser kind: it lacks {', '.join(missing)}")
-    runtime = module.Runtime.from_record({})  # an empty record: the defaults of the oldest bundles
+    from ..config import TrainParams
+
+    runtime = module.Runtime.from_record(module.preprocessing(TrainParams()))
     if not isinstance(runtime, Runtime):
         raise TypeError(f"{module.__name__}.Runtime does not satisfy recognisers.base.Runtime")

@@ -38,15 +38,23 @@ class Runtime:
     """A hand and its image -> the classifier's input, as the bundle was trained."""
 
     image_size: int = 64
-    crop_to_hand: bool = True  # bundles from before the option always cropped
+    crop_to_hand: bool = True  # crop to the hand where one is found (else the whole image)
     crop_margin: float = 0.25
     reads_pixels = True  # every image is read and cropped, hand or not
     frames = 1  # a static kind: the newest frame
 
     @classmethod
     def from_record(cls, record: dict) -> "Runtime":
-        return cls(image_size=int(record.get("image_size", 64)), crop_to_hand=bool(record.get("crop_to_hand", True)),
-                   crop_margin=float(record.get("crop_margin", 0.25)))
+        """The runtime a preprocessing record of today's schema asks for (bundle/meta.py upgrades older ones).
+
+        Raises:
+            KeyError: a field is missing. ValueError, TypeError: a field is not understood.
+        """
+        size, crop, margin = record["image_size"], record["crop_to_hand"], float(record["crop_margin"])
+        if not (isinstance(size, int) and size > 0 and isinstance(crop, bool) and margin >= 0):
+            raise ValueError(f"image_size must be a positive whole number, crop_to_hand true or false and "
+                             f"crop_margin 0 or more, not {size!r}, {crop!r}, {margin!r}")
+        return cls(image_size=size, crop_to_hand=crop, crop_margin=margin)
 
     def crop(self, hand, image) -> np.ndarray:
         """The uint8 (size, size, 3) picture the CNN sees; ``image`` is a callable giving the RGB image."""

@@ -37,14 +37,21 @@ def preprocessing(params) -> dict:
 class Runtime:
     """A hand -> the classifier's input, as the bundle was trained."""
 
-    depth: bool = True  # bundles from before the option used z
+    depth: bool = True  # use MediaPipe's z (the record says; see features.py)
     version: int = features.VERSION  # the feature version the bundle records
     reads_pixels = False  # only the hand's landmarks are needed, never the image
     frames = 1  # a static kind: the newest frame's hand
 
     @classmethod
     def from_record(cls, record: dict) -> "Runtime":
-        return cls(depth=bool(record.get("depth", True)), version=features.version_of(record))
+        """The runtime a preprocessing record of today's schema asks for (bundle/meta.py upgrades older ones).
+
+        Raises:
+            KeyError: a field is missing. ValueError: a field is not understood.
+        """
+        if not isinstance(record["depth"], bool):
+            raise ValueError(f"depth must be true or false, not {record['depth']!r}")
+        return cls(depth=record["depth"], version=features.version_of(record))
 
     def inputs(self, window, pixels=None) -> np.ndarray | None:
         """The feature vector of the newest hand; None where there is no hand (the answer is "nothing")."""

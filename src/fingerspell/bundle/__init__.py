@@ -1,102 +1,54 @@
-"""Save and load model bundles. The only code that knows a bundle's file names.
+"""Save and load model bundles. The only code that knows a bundle's files (``meta.py``: its schema
+and older versions).
 
 A bundle is one self-describing folder::
 
     bundle.json     format version, kind, labels in output order, preprocessing, hand-model
-                    sha256, resolved config, metrics summary, source commit
+                    sha256, resolved config, metrics summary, source commit (``BundleMeta``)
     model.keras     the Keras model, for retraining (optional for serving)
     model.tflite    the serving export, run with LiteRT - no TensorFlow needed
     metrics.json    full evaluation figures
     plots/*.png     training curves, confusion matrix
     MODEL_CARD.md   data, splits and figures in prose
+    KIND.tflite     a second recogniser's serving export, KIND.keras beside it optional
+                    (``BundleMeta.extra``; meta.py says how a second recogniser is carried)
 
-A bundle is written only into a new or empty folder, or over a bundle that holds nothing but a
-bundle's files (``check_target``): never over anything else. Bundles are written to a temporary
-sibling folder and moved into place, so an interrupted save leaves the previous bundle intact (a writer killed between moving the old bundle aside and
-the new one in leaves the old one at ``.NAME.old-PID``; loading puts it back). No pickle anywhere.
+``load_meta`` reads bundle.json into a ``BundleMeta`` of today's schema, an older bundle
+upgraded, every field validated. A bundle is written only into a new or empty folder, or over a
+bundle that holds nothing but a bundle's files (``check_target``): never over anything else.
+Bundles are written to a temporary sibling folder and moved into place, so an interrupted save
+leaves the previous bundle intact (a writer killed between moving the old bundle aside and the
+new one in leaves the old one at ``.NAME.old-PID``; loading puts it back). No pickle anywhere.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BundleError, OutputFolderError
-from .metrics import brief
-from .outputs import check_folder
-from .recognisers import KINDS
+from ..errors import BundleError, OutputFolderError
+from ..outputs import check_folder
+from .meta import EXTRA_SUFFIXES, FORMAT_VERSION, BundleMeta, ExtraModel, extra_names
 
-FORMAT_VERSION = 1
+__all__ = ["FORMAT_VERSION", "EXTRA_SUFFIXES", "BundleMeta", "ExtraModel", "extra_names", "META", "KERAS",
+           "TFLITE", "METRICS", "CARD", "PLOTS", "NAMES", "DEFAULT_BUNDLE", "resolve", "load_meta",
+           "check_target", "write_bundle", "read_json"]
+
 META = "bundle.json"
 KERAS = "model.keras"
 TFLITE = "model.tflite"
 METRICS = "metrics.json"
 CARD = "MODEL_CARD.md"
 PLOTS = "plots"
-NAMES = (META, KERAS, TFLITE, METRICS, CARD, PLOTS)  # everything a bundle folder may hold
-DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
+NAMES = (META, KERAS, TFLITE, METRICS, CARD, PLOTS)  # what a bundle folder may hold, besides extra_names()
+DEFAULT_BUNDLE = Path(__file__).parents[1] / "models" / "default"
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BundleMeta:
-    """What ``bundle.json`` holds: the schema, in one place. ``to_json`` is what is written."""
-
-    kind: str  # a recogniser kind (recognisers/registry.py)
-    labels: list[str]  # in the model's output order
-    preprocessing: dict  # the recogniser's record: how inputs are made (``Runtime.from_record``)
-    hand_model_sha256: str | None = None  # the hand model the landmarks came from
-    config: dict = field(default_factory=dict)  # the resolved TrainParams
-    metrics: dict = field(default_factory=dict)  # summary per held-out side; metrics.json has the rest
-    split: dict | None = None  # grouping, seed, images and groups per side
-    data: dict | None = None  # folders, images per source, skipped files
-    source_commit: str | None = None
-    created: str | None = None  # ISO 8601, UTC
-    versions: dict = field(default_factory=dict)  # fingerspell, tensorflow, keras, python
-
-    def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        d = {"format_version": FORMAT_VERSION, "kind": d.pop("kind"), "labels": d.pop("labels"),
-             "num_outputs": len(self.labels), **d}
-        return {k: v for k, v in d.items() if v is not None}
-
-    def model_card(self, metrics: dict) -> str:
-        """A short human-readable account of the model: data, split, figures, limits."""
-        lines = [f"# fingerspell model card: {self.kind}", "",
-                 f"Created {self.created} from commit {self.source_commit or 'unknown'} "
-                 f"with fingerspell {self.versions.get('fingerspell')}.", "",
-                 "## Data", ""]
-        for src, n in metrics["data"]["per_source"].items():
-            lines.append(f"- `{src}`: {n:,} images")
-        lines += [f"- skipped files: {metrics['data']['skipped']}", f"- labels ({len(self.labels)}): {' '.join(self.labels)}",
-                  "", "## Split", "",
-                  f"Grouping `{metrics['split']['grouping']}` ({', '.join(f'{k}: {v:,}' for k, v in metrics['split']['rules'].items())}), "
-                  f"seed {metrics['split']['seed']}; images per side {metrics['split']['images']}, groups per side {metrics['split']['groups']}."]
-        if "warning" in metrics["split"]:
-            lines += ["", f"**Warning:** {metrics['split']['warning']}."]
-        lines += ["", "## Figures (no hand counted as a prediction of `nothing`)", ""]
-        for side in ("val", "test"):
-            if side in metrics:
-                lines.append(f"- {side}: {brief(metrics[side])}")
-                for src, m in metrics[side].get("per_source", {}).items():
-                    lines.append(f"  - {src}: {m['top1']:.1%} top-1, no hand {m['no_hand_rate']:.1%} (n={m['n']:,})")
-        lines += ["", "Held-out splits share people and rooms with training (same sources): they measure new "
-                  "images of familiar settings. For people the model has never seen, see the "
-                  "leave-one-source-out figures in the project README.", "", "## Detection", ""]
-        for src, d in metrics["detection"].items():
-            lines.append(f"- {src}: no hand in {d['no_hand_rate']:.1%} of {d['hand_images']:,} hand images; found by {d['found_by']}")
-        lines += ["", "## Limits", "", "Static handshapes only: J and Z are motion letters and are recognised from a "
-                  "single frame only as well as their still frames allow. `space` and `del` are hand shapes of the "
-                  "Kaggle dataset, not ASL letters.", ""]
-        return "\n".join(lines)
 
 
 def resolve(path: str | os.PathLike | None) -> Path:
@@ -104,12 +56,12 @@ def resolve(path: str | os.PathLike | None) -> Path:
     return Path(path).expanduser() if path else DEFAULT_BUNDLE
 
 
-def load_meta(path: str | os.PathLike | None) -> dict:
-    """Read and validate ``bundle.json``.
+def load_meta(path: str | os.PathLike | None) -> BundleMeta:
+    """Read ``bundle.json``: upgraded to today's schema and validated (``BundleMeta.from_json``).
 
     Raises:
-        BundleError: missing folder or file, bad JSON, other format version, unknown kind,
-            or labels that do not match the model's output size.
+        BundleError: missing folder or file, bad JSON, any field ``BundleMeta.from_json``
+            refuses, or a serving export (the model's or an extra recogniser's) missing.
     """
     folder = resolve(path)
     meta_path = folder / META
@@ -118,32 +70,18 @@ def load_meta(path: str | os.PathLike | None) -> dict:
     if not folder.is_dir():
         raise BundleError(f"model bundle {folder} does not exist (give --model a folder written by `fingerspell train`)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        doc = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BundleError(f"{meta_path} is missing: {folder} is not a model bundle") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{meta_path} is corrupt ({exc}); retrain or restore the bundle") from None
-    if not isinstance(meta, dict):
-        raise BundleError(f"{meta_path} is corrupt: expected a JSON object")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BundleError(
-            f"{meta_path} has format version {version!r}; this fingerspell reads version {FORMAT_VERSION}. "
-            "Retrain the model with this version, or use the fingerspell that wrote it"
-        )
-    if meta.get("kind") not in KINDS:
-        raise BundleError(f"{meta_path}: unknown model kind {meta.get('kind')!r} (known: {', '.join(KINDS)})")
-    labels = meta.get("labels")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise BundleError(f"{meta_path}: 'labels' must be a non-empty list of names")
-    if len(set(labels)) != len(labels):
-        raise BundleError(f"{meta_path}: 'labels' has duplicates")
-    if meta.get("num_outputs") != len(labels):
-        raise BundleError(
-            f"{meta_path}: {len(labels)} labels but the model has {meta.get('num_outputs')} outputs"
-        )
+    meta = BundleMeta.from_json(doc, meta_path)
     if not (folder / TFLITE).is_file():
         raise BundleError(f"{folder / TFLITE} is missing: the bundle has no serving export")
+    for i, entry in enumerate(meta.extra):
+        if not (folder / entry.file).is_file():
+            raise BundleError(f"{folder / entry.file} is missing: {meta_path} extra[{i}] names it as the "
+                              f"{entry.kind} recogniser's export")
     return meta
 
 
@@ -171,12 +109,18 @@ def _recover(folder: Path) -> None:
         return
 
 
-def _written_by_us(folder: Path) -> bool:
+def _own_names(folder: Path) -> set[str] | None:
+    """The names a bundle at ``folder`` may hold (its extra recognisers' files too), or None where
+    its ``bundle.json`` is not one fingerspell wrote. Read leniently: a bundle this version
+    would refuse to load (a newer one) may still be replaced."""
     try:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(meta, dict) and isinstance(meta.get("format_version"), int) and {"kind", "labels"} <= set(meta)
+        return None
+    if not (isinstance(meta, dict) and isinstance(meta.get("format_version"), int) and {"kind", "labels"} <= set(meta)):
+        return None
+    extra = meta.get("extra") if isinstance(meta.get("extra"), list) else []
+    return set(NAMES).union(*(extra_names(e.get("kind")) for e in extra if isinstance(e, dict)))
 
 
 def check_target(out: str | os.PathLike) -> Path:
@@ -192,12 +136,13 @@ def check_target(out: str | os.PathLike) -> Path:
     """
     shown = str(out)
     path = Path(out).expanduser().resolve()
-    if path.is_dir() and any(path.iterdir()) and not _written_by_us(path):
+    own = _own_names(path) if path.is_dir() else None
+    if path.is_dir() and any(path.iterdir()) and own is None:
         check_folder(out, (), "bundle", protected_only=True)  # root, home and current: say so
         held = ", ".join(sorted(p.name for p in path.iterdir())[:3])
         raise OutputFolderError(f"{shown} is not empty and not a fingerspell bundle (it holds {held}); give a new "
                                 "or empty folder for the bundle")
-    check_folder(out, NAMES, "bundle")
+    check_folder(out, own or NAMES, "bundle")
     plots = path / PLOTS
     if plots.is_dir():
         extra = sorted(p.name for p in plots.iterdir() if not (p.is_file() and p.suffix == ".png"))
@@ -210,7 +155,7 @@ def check_target(out: str | os.PathLike) -> Path:
 def _remove_bundle(folder: Path) -> None:
     """Delete a bundle moved aside, file by known file: never a file a bundle does not have."""
     try:
-        for name in NAMES:
+        for name in sorted(_own_names(folder) or NAMES):
             p = folder / name
             if p.is_dir() and not p.is_symlink():
                 for png in p.glob("*.png"):
@@ -230,10 +175,12 @@ def write_bundle(out: str | os.PathLike, meta: BundleMeta | dict, files: dict[st
         out: destination folder: new, empty, or a bundle (``check_target``), which is replaced
             only once the new one is complete.
         meta: bundle.json content (a ``BundleMeta``, or its JSON); ``format_version`` is set here.
-        files: relative name -> bytes, text, or a path to copy (``plots/x.png`` allowed).
+        files: relative name -> bytes, text, or a path to copy (``plots/x.png`` allowed; an
+            extra recogniser's export as its entry's ``file``).
 
     Raises:
         OutputFolderError: ``out`` is not a place a bundle may be written (``check_target``).
+        BundleError: the bundle written would not load (``load_meta``): the old one is then kept.
     """
     out = check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fingerspell.config import ConfigError, DecoderParams
 from fingerspell.decoding import LetterDecoder, Lexicon, Position, WordDecoder, make_decoder, read_words
-from fingerspell.spelling import spell
+from fingerspell.decoding.rules import spell
 
 STEP = 33  # ms between frames: a 30 frames/s camera
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"

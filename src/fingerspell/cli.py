@@ -64,7 +64,9 @@ def _add_cache(p):
 
 
 def _add_decoder(p):
-    p.add_argument("--decoder", choices=("words", "letters"),
+    from .decoding import KINDS as DECODERS
+
+    p.add_argument("--decoder", choices=DECODERS,
                    help="words: letters from segments, then words from a lexicon (default); letters: the old "
                         "hold-and-release rules, one letter at a time")
     p.add_argument("--no-lexicon", action="store_true", help="write the letters as signed, never a dictionary word")

@@ -60,7 +60,7 @@ def _decoder_settings(args):
     from .config import DecoderParams
     from .decoding import read_words
 
-    decoding = DecoderParams(kind=args.decoder or "words", lexicon=not args.no_lexicon)
+    decoding = DecoderParams(kind=args.decoder or DecoderParams.kind, lexicon=not args.no_lexicon)
     return decoding, read_words(args.vocab) if args.vocab else ()
 
 

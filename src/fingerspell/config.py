@@ -162,7 +162,7 @@ class TrainParams:
 class DecoderParams:
     """How per-frame predictions become text (``fingerspell.decoding``); times in milliseconds."""
 
-    kind: str = "words"  # words: segments + lexicon (the default); letters: the hold-and-release rules of spelling.py
+    kind: str = "words"  # a decoding.KINDS: words (segments + lexicon, the default) or letters (hold-and-release rules)
     lexicon: bool = True  # words only: choose among dictionary words; False writes the letters as signed
     min_letter_ms: float = 80.0  # evidence (sum of frame time x top probability) that writes a letter: ~2 clear frames
     special_ms: float = 300.0  # the space and del signs act on the text: they need a longer, deliberate hold
@@ -188,8 +188,10 @@ class DecoderParams:
     max_word: int = 40  # letters in one word; longer is not a word and is written as signed
 
     def __post_init__(self) -> None:
-        if self.kind not in DECODER_KINDS:
-            raise ConfigError(f"decoder kind {self.kind!r} is not known; choose one of {', '.join(DECODER_KINDS)}")
+        from .decoding import KINDS  # the decoders import this module: the list is theirs
+
+        if self.kind not in KINDS:
+            raise ConfigError(f"decoder kind {self.kind!r} is not known; choose one of {', '.join(KINDS)}")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             # `not value >= 0` also refuses NaN, which would make every comparison false.
@@ -202,8 +204,6 @@ class DecoderParams:
         if not self.adapt_to > self.adapt_from:
             raise ConfigError(f"decoder adapt_to ({self.adapt_to}) must be more than adapt_from ({self.adapt_from})")
 
-
-DECODER_KINDS = ("words", "letters")
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,7 @@ class ServeParams:
     send_timeout_s: float = 10.0  # a client that reads nothing for this long is disconnected (its slot freed)
     close_timeout_s: float = 5.0  # a close the client does not complete in this long becomes an abort
     stream_idle_s: float = 300.0  # a stream with no frame and no command for this long is closed (1001), its slot freed
-    decoder: str = "words"  # words (segments + lexicon) or letters (the old hold-and-release rules)
+    decoder: str = DecoderParams.kind  # which decoder (DecoderParams.kind)
     lexicon: bool = True  # choose dictionary words when a word ends; False writes what was signed
     vocab: str | None = None  # a text file of extra words (names, places), one a line, for every stream
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, ServeParams
-from .spelling import SpellingParams
+from .decoding import SpellingParams
 
 log = logging.getLogger(__name__)
 

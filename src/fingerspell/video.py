@@ -18,7 +18,7 @@ from .decoding import make_decoder
 from .errors import DatasetError, FrameError
 from .predictor import Predictor, Prediction, Stream
 from .records import Record
-from .spelling import SpellingParams
+from .decoding import SpellingParams
 
 
 def video_frames(path: str | os.PathLike) -> Iterator[tuple[int, np.ndarray]]:

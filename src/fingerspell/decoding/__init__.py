@@ -2,19 +2,23 @@
 
 ``make_decoder(params, lexicon, vocab)`` builds the decoder that ``params.kind`` names:
 ``words`` (segments over the whole distribution, then words from a lexicon; the default) or
-``letters`` (the hold-and-release rules of ``spelling.py``; the baseline).
+``letters`` (the hold-and-release rules of ``rules.py``; the baseline). ``KINDS`` is the only
+list of kinds: the settings, the CLI and the server take it from here. The text's rules that
+every decoder keeps (one cap, never two spaces) are in ``base.py``.
 """
 
 from __future__ import annotations
 
 from ..config import DecoderParams
-from .base import Decoder, Position, frame_top
+from .base import MAX_TEXT, Decoder, Position, frame_top
 from .letters import LetterDecoder
 from .lexicon import Choice, Lexicon, Loading, english, read_words
+from .rules import SpellingParams
 from .words import WordDecoder
 
-__all__ = ["Choice", "Decoder", "DecoderParams", "LetterDecoder", "Lexicon", "Loading", "Position",
-           "WordDecoder", "english", "frame_top", "make_decoder", "read_words", "wants_lexicon"]
+__all__ = ["KINDS", "MAX_TEXT", "Choice", "Decoder", "DecoderParams", "LetterDecoder", "Lexicon", "Loading",
+           "Position", "SpellingParams", "WordDecoder", "english", "frame_top", "make_decoder", "read_words",
+           "wants_lexicon"]
 
 
 def _words(params: DecoderParams, lexicon, vocab, spelling) -> Decoder:
@@ -25,9 +29,9 @@ def _letters(params: DecoderParams, lexicon, vocab, spelling) -> Decoder:
     return LetterDecoder(spelling)
 
 
-# The decoder kinds (config.DECODER_KINDS names them for the settings): each builds one stream's
-# decoder, and says whether it reads the shared word list.
+# The decoder kinds: each builds one stream's decoder, and says whether it reads the shared word list.
 _BUILDERS = {"words": (_words, True), "letters": (_letters, False)}
+KINDS = tuple(_BUILDERS)  # the first is the default
 
 
 def wants_lexicon(params: DecoderParams | None = None) -> bool:

@@ -16,6 +16,19 @@ from ..labels import NOTHING
 from .lexicon import check_user_words
 
 
+MAX_TEXT = 10000  # the page and the socket carry the whole text; the oldest characters go first
+
+
+def capped(text: str) -> str:
+    """``text`` within ``MAX_TEXT``: the oldest characters dropped, and any space that would then lead it."""
+    return text[-MAX_TEXT:].lstrip(" ") if len(text) > MAX_TEXT else text
+
+
+def needs_space(text: str) -> bool:
+    """Whether a space may follow ``text``: never two in a row, never at the start (every decoder's rule)."""
+    return bool(text) and not text.endswith(" ")
+
+
 @dataclass(frozen=True)
 class Position:
     """Where the hand is in a frame: its centre and size as fractions of the frame's width."""

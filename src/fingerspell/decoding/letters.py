@@ -1,4 +1,4 @@
-"""The baseline: today's hold-and-release rules (``spelling.SpellingDecoder``) behind the interface.
+"""The baseline: the hold-and-release rules (``rules.SpellingDecoder``) behind the interface.
 
 It looks only at each frame's top letter and its confidence; kept as an option and as the
 benchmark's baseline.
@@ -6,8 +6,8 @@ benchmark's baseline.
 
 from __future__ import annotations
 
-from ..spelling import SpellingDecoder, SpellingParams
-from .base import Decoder, Position, frame_top
+from .base import Decoder, Position, frame_top, needs_space
+from .rules import SpellingDecoder, SpellingParams
 
 
 class LetterDecoder(Decoder):
@@ -38,11 +38,9 @@ class LetterDecoder(Decoder):
         return self.rules.backspace()
 
     def space(self) -> None:
-        # The page's Space button: one space, never two, never at the start (the rule the page
-        # used to repeat in JavaScript).
-        text = self.rules.text
-        if text and not text.endswith(" "):
-            self.rules.set_text(text + " ")
+        # The page's Space button: one space, never two, never at the start.
+        if needs_space(self.rules.text):
+            self.rules.set_text(self.rules.text + " ")
 
     def set_text(self, text: str) -> None:
         self.rules.set_text(text)

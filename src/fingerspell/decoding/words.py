@@ -16,11 +16,10 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..config import DecoderParams
-from .base import Decoder, Position, frame_top
+from .base import MAX_TEXT, Decoder, Position, capped, frame_top, needs_space
 from .lexicon import MAX_USER_WORDS, Choice, Evidence, Lexicon, UserWords, check_user_words, choose, user_word
 from .segment import Segment, Segmenter
 
-MAX_TEXT = 10000  # the page and the socket carry the whole text; the oldest characters go first
 LENGTHS = 12  # letter durations kept for the signer's typical letter length
 
 
@@ -140,7 +139,7 @@ class WordDecoder(Decoder):
     def space(self) -> None:
         if self.word:
             self._end_word(self._t, space=True)
-        elif self._text and not self._text.endswith(" "):
+        elif needs_space(self._text):
             self._set(self._text + " ")
 
     def set_text(self, text: str) -> None:
@@ -177,7 +176,7 @@ class WordDecoder(Decoder):
 
     def _set(self, text: str) -> None:
         """The user edited the text: the last choice can no longer be switched."""
-        self._text = text[-MAX_TEXT:].lstrip(" ") if len(text) > MAX_TEXT else text
+        self._text = capped(text)
         self.choice, self._choice_at = None, None
 
     def _close_last(self) -> None:
@@ -186,7 +185,7 @@ class WordDecoder(Decoder):
 
     def _end_word(self, t_ms, space: bool = False, pause: bool = False) -> list[dict]:
         if not self.word:
-            if space and self._text and not self._text.endswith(" "):
+            if space and needs_space(self._text):
                 self._set(self._text + " ")
                 return [{"kind": "space", "text": " ", "t_ms": t_ms}]
             return []
@@ -200,7 +199,7 @@ class WordDecoder(Decoder):
             text = self._text[:at]
         else:
             text = self._text
-            if text and not text.endswith(" "):
+            if needs_space(text):
                 text += " "
             at = len(text)
         self._set(text + choice.chosen + " ")

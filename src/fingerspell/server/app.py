@@ -24,7 +24,7 @@ from .. import __version__
 from ..config import DecoderParams, ServeParams
 from ..decoding import Loading
 from ..predictor import Predictor
-from ..spelling import SpellingParams
+from ..decoding import SpellingParams
 from . import http, stream
 from .security import HostAllowList, SecurityHeaders
 from .settings import model_from_env, resolve

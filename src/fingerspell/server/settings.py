@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..config import ConfigError, DecoderParams, ServeParams
 from ..decoding import read_words, wants_lexicon
-from ..spelling import SpellingParams
+from ..decoding import SpellingParams
 from .security import resolve_allowed_hosts
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Per-frame predictions -> committed text: the temporal decoder.
+"""Per-frame predictions -> committed text: the hold-and-release rules (the ``letters`` decoder).
 
 A recogniser says, for every video frame, which sign it sees and how sure it is. Those answers
 flicker, and a signer holds each letter for a moment, so text is committed by time, not by frame:
@@ -31,7 +31,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .labels import DELETE, NOTHING, SPACE
+from ..labels import DELETE, NOTHING, SPACE
+from .base import capped, needs_space
 
 #: Event kinds: a label's text appended, the space sign, the del sign, a pause's word break.
 LETTER = "letter"
@@ -49,7 +50,6 @@ class SpellingParams:
     release_ms: float = 150.0  # a double letter needs this long without the sign between the two
     pause_space_ms: float = 1500.0  # longer than the hand drop between letters, shorter than a wait between words
     flicker_ms: float = 100.0  # 2-3 frames at 30 fps: a misread or lost-hand blip shorter than this keeps the hold
-    max_text: int = 10000  # the page and the socket carry the whole text; the oldest characters go first
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_confidence <= 1.0:
@@ -59,8 +59,6 @@ class SpellingParams:
             # `not value >= 0` also refuses NaN, which would make every comparison false.
             if not value >= 0:
                 raise ValueError(f"{name} must be 0 or more milliseconds, got {value}")
-        if self.max_text < 1:
-            raise ValueError(f"max_text must be at least 1 character, got {self.max_text}")
 
 
 @dataclass(frozen=True)
@@ -200,7 +198,7 @@ class SpellingDecoder:
         self.set_text("")
 
     def set_text(self, text: str) -> None:
-        """Replace the text (the page's edits), capped at ``max_text`` like committed text.
+        """Replace the text (the page's edits), capped at ``base.MAX_TEXT`` like committed text.
 
         Args:
             text: the new text, kept as given apart from the cap.
@@ -287,17 +285,13 @@ class SpellingDecoder:
 
     def _append_space(self) -> bool:
         """Append one space unless the text is empty or already ends with one."""
-        if not self._text or self._text.endswith(" "):
+        if not needs_space(self._text):
             return False
         self._append(" ")
         return True
 
     def _append(self, chars: str) -> None:
-        text = self._text + chars
-        if len(text) > self.params.max_text:
-            # Drop the oldest characters, and any space that would then lead the text.
-            text = text[-self.params.max_text :].lstrip(" ")
-        self._text = text
+        self._text = capped(self._text + chars)
 
 
 def spell(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fingerspell.labels import DEFAULT_LABELS, DELETE, NOTHING, SPACE
-from fingerspell.spelling import Event, SpellingDecoder, SpellingParams, spell
+from fingerspell.decoding import base
+from fingerspell.decoding.rules import Event, SpellingDecoder, SpellingParams, spell
 
 STEP = 20  # ms between frames: 50 frames/s keeps every default time a whole number of frames
 
@@ -223,10 +225,11 @@ def test_set_text_is_continued_by_the_next_letter_and_not_followed_by_a_word_bre
     assert decoder.text == "HELLO"
 
 
-def test_text_beyond_max_text_drops_the_oldest_characters_and_a_leading_space():
-    params = SpellingParams(max_text=3)
-    assert spell(timeline(*[(c, 400) for c in "ABCDE"]), params) == "CDE"
-    assert spell(timeline(("A", 400), (SPACE, 400), ("B", 400)), SpellingParams(max_text=2)) == "B"
+def test_text_beyond_max_text_drops_the_oldest_characters_and_a_leading_space(monkeypatch):
+    monkeypatch.setattr(base, "MAX_TEXT", 3)  # the one cap every decoder keeps
+    assert spell(timeline(*[(c, 400) for c in "ABCDE"])) == "CDE"
+    monkeypatch.setattr(base, "MAX_TEXT", 2)
+    assert spell(timeline(("A", 400), (SPACE, 400), ("B", 400))) == "B"
 
 
 # -- time ---------------------------------------------------------------------------------------
@@ -271,7 +274,6 @@ def test_state_reports_the_pending_letter_its_progress_and_the_last_commits():
         ("min_confidence", 1.5, "min_confidence must be between 0 and 1"),
         ("hold_ms", -1.0, "hold_ms must be 0 or more"),
         ("flicker_ms", math.nan, "flicker_ms must be 0 or more"),
-        ("max_text", 0, "max_text must be at least 1"),
     ],
 )
 def test_params_out_of_range_are_refused_with_what_to_fix(field, value, match):
@@ -284,8 +286,8 @@ def test_params_out_of_range_are_refused_with_what_to_fix(field, value, match):
 LABELS = st.sampled_from([*DEFAULT_LABELS, None])
 # Short times so that random streams commit often enough to exercise every rule.
 QUICK = SpellingParams(hold_ms=60, release_ms=40, pause_space_ms=100, flicker_ms=20)
-# Every time zero and a one-character cap: the edges where a division or a slice could fail.
-ZERO = SpellingParams(min_confidence=0.0, hold_ms=0.0, release_ms=0.0, pause_space_ms=0.0, flicker_ms=0.0, max_text=1)
+# Every time zero (with a one-character cap, below): the edges where a division or a slice could fail.
+ZERO = SpellingParams(min_confidence=0.0, hold_ms=0.0, release_ms=0.0, pause_space_ms=0.0, flicker_ms=0.0)
 
 
 @st.composite
@@ -358,10 +360,12 @@ def test_one_letter_held_any_length_commits_exactly_once_iff_held_for_hold_ms(st
     params=st.sampled_from([SpellingParams(), QUICK, ZERO]),
 )
 def test_decoder_never_raises_and_its_state_stays_in_range(frames, params):
-    decoder = SpellingDecoder(params)
-    for t, label, confidence in frames:
-        decoder.update(label, confidence, t)
-        state = decoder.state()
-        assert 0.0 <= state["progress"] <= 1.0
-        assert len(state["text"]) <= params.max_text
-    json.dumps(decoder.state())
+    cap = 1 if params is ZERO else base.MAX_TEXT
+    with mock.patch.object(base, "MAX_TEXT", cap):
+        decoder = SpellingDecoder(params)
+        for t, label, confidence in frames:
+            decoder.update(label, confidence, t)
+            state = decoder.state()
+            assert 0.0 <= state["progress"] <= 1.0
+            assert len(state["text"]) <= cap
+        json.dumps(decoder.state())

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import fake_extract
 from fingerspell import bundle, features
-from fingerspell.cli_train import ctrl_c_asks_to_stop
+from fingerspell.cli.training import ctrl_c_asks_to_stop
 from fingerspell.config import DetectParams, LandmarkParams, SplitParams, TrainParams
 from fingerspell.errors import BundleError, OutputFolderError
 from fingerspell.extract import Extracted

@@ -594,7 +594,7 @@ def test_evaluate_on_a_wrapper_of_one_unlabelled_folder_says_which_layout_is_exp
 @pytest.mark.parametrize("command", ["train", "crossval"])
 def test_the_config_file_beats_the_defaults_and_a_flag_given_beats_the_file(command, tmp_path):
     from fingerspell.cli import _parser
-    from fingerspell.cli_train import train_params
+    from fingerspell.cli.training import train_params
     from fingerspell.config import TrainParams
 
     config = config_file(tmp_path, {"kind": "cnn", "seed": 7, "split": {"val_fraction": 0.3, "grouping": "signer"},

@@ -815,7 +815,7 @@ def test_on_another_bind_the_named_hosts_and_this_machines_names_are_allowed(mon
 
 def test_serve_passes_allowed_hosts_to_the_server(monkeypatch):
     from fingerspell.cli import _parser
-    from fingerspell.cli_serve import cmd_serve
+    from fingerspell.cli.serving import cmd_serve
 
     calls = []
     monkeypatch.setattr(serve, "run", lambda **kw: calls.append(kw))

@@ -19,7 +19,7 @@ def tf_keras():
 
 
 def raise_if_stopped(stop: threading.Event | None) -> None:
-    """KeyboardInterrupt, from plain Python, once ``stop`` is set (see ``cli_train.ctrl_c_asks_to_stop``)."""
+    """KeyboardInterrupt, from plain Python, once ``stop`` is set (see ``cli.training.ctrl_c_asks_to_stop``)."""
     if stop is not None and stop.is_set():
         raise KeyboardInterrupt
 

@@ -1,6 +1,6 @@
 """The commands of the serving install: setup, predict, serve.
 
-None of them needs TensorFlow; the parser and the error-to-exit-code handling are in ``cli.py``.
+None of them needs TensorFlow; the parser and the error-to-exit-code handling are in ``cli/__init__.py``.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import FingerspellError
+from ..errors import FingerspellError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
 def cmd_setup(args):
-    from .hands import ensure_hand_model, sha256_file
+    from ..hands import ensure_hand_model, sha256_file
 
     path = ensure_hand_model(args.cache_dir)
     print(f"hand model ready: {path} (sha256 {sha256_file(path)})")
@@ -29,8 +29,8 @@ def _expand(paths):
     A missing path is not an error here: it is reported with the inputs that cannot be read, and
     the others are still predicted.
     """
-    from .images import is_image_name
-    from .records import is_records_file
+    from ..images import is_image_name
+    from ..records import is_records_file
 
     images, recordings, missing = [], [], set()
     for raw in paths:
@@ -57,22 +57,22 @@ def _decoder_settings(args):
     Raises:
         ConfigError: --vocab cannot be read (or a decoder setting is refused).
     """
-    from .config import DecoderParams
-    from .decoding import read_words
+    from ..config import DecoderParams
+    from ..decoding import read_words
 
     decoding = DecoderParams(kind=args.decoder or DecoderParams.kind, lexicon=not args.no_lexicon)
     return decoding, read_words(args.vocab) if args.vocab else ()
 
 
 def cmd_predict(args):
-    from .errors import FrameError
-    from .images import read_image
+    from ..errors import FrameError
+    from ..images import read_image
 
     decoding, vocab = _decoder_settings(args)
     images, recordings, missing = _expand(args.paths)
     predictor = None
     if len(missing) < len(images) or recordings:  # a model is loaded only where there is something to read
-        from .predictor import Predictor
+        from ..predictor import Predictor
 
         predictor = Predictor.from_bundle(args.model, cache_dir=args.cache_dir)
     results, failed = [], 0
@@ -97,10 +97,10 @@ def cmd_predict(args):
             top = "  ".join(f"{k} {v:.2f}" for k, v in pred.top)
             print(f"{path}: {pred.letter} ({pred.score:.2f})  top-3: {top}")
     if recordings:
-        from .decoding import english, wants_lexicon
-        from .errors import DatasetError
-        from .records import read
-        from .video import spell_records, spell_video
+        from ..decoding import english, wants_lexicon
+        from ..errors import DatasetError
+        from ..records import read
+        from ..video import spell_records, spell_video
 
         lexicon = english() if wants_lexicon(decoding) else None
     for path, kind in recordings:
@@ -127,20 +127,20 @@ def cmd_predict(args):
 
 def _records_of(source: str, predictor, args) -> list:
     """The landmark records of one input of ``fingerspell landmarks``."""
-    from . import records
+    from .. import records
 
     path = Path(source)
     if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-        from .video import video_hands
+        from ..video import video_hands
 
         return [records.Record(pred.hand, t_ms) for t_ms, pred in video_hands(predictor, path)]
     if records.is_records_file(path):
         return records.read(path)
     if records.is_arrays_folder(path):
         return records.read_arrays(path)
-    from .config import SplitParams
-    from .dataset import assign_groups, scan
-    from .extract import extract
+    from ..config import SplitParams
+    from ..dataset import assign_groups, scan
+    from ..extract import extract
 
     ds = assign_groups(scan([source]), SplitParams())
     found = extract([s.path for s in ds.samples], predictor.detect_params, workers=args.workers,
@@ -150,9 +150,9 @@ def _records_of(source: str, predictor, args) -> list:
 
 
 def cmd_landmarks(args):
-    from . import records
-    from .outputs import check_new_file
-    from .predictor import Predictor
+    from .. import records
+    from ..outputs import check_new_file
+    from ..predictor import Predictor
 
     out = check_new_file(args.out, "landmark records")
     for source in args.inputs:
@@ -171,8 +171,8 @@ def cmd_landmarks(args):
 
 
 def cmd_serve(args):
-    from .serve import run
-    from .server import params_from_env
+    from ..serve import run
+    from ..server import params_from_env
 
     changes = {k: v for k, v in (("decoder", args.decoder), ("vocab", args.vocab)) if v is not None}
     if args.no_lexicon:

@@ -1,8 +1,8 @@
 """The ``fingerspell`` command: setup | download | train | crossval | evaluate | predict | landmarks | serve.
 
 Thin over the library: it parses flags, configures logging, and turns typed errors into one
-line on stderr and an exit code. The commands themselves are in ``cli_train.py`` (those of the
-training install) and ``cli_serve.py`` (those of the serving install).
+line on stderr and an exit code. The commands themselves are in ``training.py`` (those of the
+training install) and ``serving.py`` (those of the serving install).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import logging
 import os
 import sys
 
-from . import __version__
-from .cli_serve import cmd_landmarks, cmd_predict, cmd_serve, cmd_setup
-from .cli_train import cmd_crossval, cmd_download, cmd_evaluate, cmd_train
-from .config import SplitParams
-from .errors import FingerspellError
+from .. import __version__
+from .serving import cmd_landmarks, cmd_predict, cmd_serve, cmd_setup
+from .training import cmd_crossval, cmd_download, cmd_evaluate, cmd_train
+from ..config import SplitParams
+from ..errors import FingerspellError
 
 log = logging.getLogger("fingerspell")
 # The README's "Exit codes" table says the same, line for line (tests/test_cli.py compares them).
@@ -64,7 +64,7 @@ def _add_cache(p):
 
 
 def _add_decoder(p):
-    from .decoding import KINDS as DECODERS
+    from ..decoding import KINDS as DECODERS
 
     p.add_argument("--decoder", choices=DECODERS,
                    help="words: letters from segments, then words from a lexicon (default); letters: the old "
@@ -79,8 +79,8 @@ def _add_recipe(p):
     Their parser defaults are None: a flag left out lets the --config file's value, or else
     TrainParams' default (shown in the help), stand.
     """
-    from .config import TrainParams
-    from .recognisers import KINDS
+    from ..config import TrainParams
+    from ..recognisers import KINDS
 
     d = TrainParams()
     p.add_argument("--data", action="append", required=True, metavar="DIR",

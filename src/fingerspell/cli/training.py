@@ -2,7 +2,7 @@
 
 Each checks what it can before anything slow, in this order: the flags and settings (exit 2), the
 output folder (7), the data folders (3), the installed modules; then it runs the library and
-prints a summary. The parser and the error-to-exit-code handling are in ``cli.py``.
+prints a summary. The parser and the error-to-exit-code handling are in ``cli/__init__.py``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import sys
 import threading
 from pathlib import Path
 
-from .config import ConfigError
-from .errors import FingerspellError
+from ..config import ConfigError
+from ..errors import FingerspellError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _install_hint(extra: str) -> str:
         python = rel if not rel.startswith("..") else python
     except ValueError:
         pass
-    checkout = Path(__file__).resolve().parents[2]
+    checkout = Path(__file__).resolve().parents[3]
     if (checkout / "pyproject.toml").is_file():  # a source checkout, installed with -e
         where = "." if checkout == Path.cwd().resolve() else str(checkout)
         return f"{python} -m pip install -e '{where}[{extra}]'"
@@ -56,8 +56,8 @@ def _require(modules: dict[str, str], command: str) -> None:
 
 def _check_data(sources) -> None:
     """Each ``--data``: a folder of class folders, a landmark records file or a folder of landmark arrays."""
-    from .dataset import resolve_root
-    from .records import is_arrays_folder, is_records_file
+    from ..dataset import resolve_root
+    from ..records import is_arrays_folder, is_records_file
 
     for source in sources:
         if not (is_records_file(source) or is_arrays_folder(source)):
@@ -68,13 +68,13 @@ def _report_folder(args) -> Path | None:
     """``--out`` of crossval and evaluate: new, empty, or a report this command wrote before."""
     if not args.out:
         return None
-    from .outputs import check_folder
+    from ..outputs import check_folder
 
     return check_folder(args.out, REPORT_FILES[args.command], "report")
 
 
 def _write_report(args, report: dict, confusion: dict, title: str) -> None:
-    from .plots import confusion_png
+    from ..plots import confusion_png
 
     out = _report_folder(args)  # again: the folder may have changed while the work ran
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +139,7 @@ def train_params(args):
         ConfigError: the file cannot be read, has unknown keys, or a setting is out of range
             (the message names the flag, or the file's field where the value came from the file).
     """
-    from .config import TrainParams, train_params_from_dict
+    from ..config import TrainParams, train_params_from_dict
 
     params, from_file = TrainParams(), {}
     if args.config:
@@ -169,8 +169,8 @@ def _fraction(value) -> bool:
 
 def _check_recipe(params, args, from_file: dict) -> None:
     """Refuse a recipe setting out of range, naming what the user wrote: the flag, or the file's field."""
-    from .dataset import GROUPINGS
-    from .recognisers import KINDS
+    from ..dataset import GROUPINGS
+    from ..recognisers import KINDS
 
     def name(path: str) -> str:
         for dest, (flag, paths) in RECIPE_FLAGS.items():
@@ -246,7 +246,7 @@ def ctrl_c_asks_to_stop():
 
 
 def cmd_download(args):
-    from .download import check_dest, download_kaggle
+    from ..download import check_dest, download_kaggle
 
     check_dest(args.dest)
     _require({"kaggle": "the kaggle client"}, "download")
@@ -255,14 +255,14 @@ def cmd_download(args):
 
 
 def cmd_train(args):
-    from .bundle import check_target
+    from ..bundle import check_target
 
     params = train_params(args)
     check_target(args.out)  # before anything slow: never train for minutes, then refuse
     _check_data(args.data)
     _require(TRAIN_MODULES, "training")
-    from .metrics import brief
-    from .train import train
+    from ..metrics import brief
+    from ..train import train
 
     with ctrl_c_asks_to_stop() as stop:
         metrics = train(args.data, args.out, params, cache=args.cache_dir, progress=not args.quiet, stop=stop)
@@ -282,8 +282,8 @@ def cmd_crossval(args):
     _report_folder(args)
     _check_data(args.data)
     _require(TRAIN_MODULES, "cross-validation")
-    from .crossval import cross_validate
-    from .metrics import brief
+    from ..crossval import cross_validate
+    from ..metrics import brief
 
     with ctrl_c_asks_to_stop() as stop:
         report = cross_validate(args.data, params, args.folds, cache=args.cache_dir, progress=not args.quiet,
@@ -312,9 +312,9 @@ def cmd_evaluate(args):
     _report_folder(args)
     _check_data(args.data)
     _require(EVALUATE_MODULES, "evaluation")
-    from .evaluate import evaluate
-    from .metrics import brief
-    from .predictor import Predictor
+    from ..evaluate import evaluate
+    from ..metrics import brief
+    from ..predictor import Predictor
 
     predictor = Predictor.from_bundle(args.model, cache_dir=args.cache_dir)
     m = evaluate(predictor, args.data, workers=args.workers, cache=args.cache_dir, progress=not args.quiet)

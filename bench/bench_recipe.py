@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fingerspell import features, train
+from fingerspell import features
+from fingerspell.training import train
 from fingerspell.config import TrainParams
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

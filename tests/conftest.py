@@ -59,7 +59,7 @@ def make_tiny_bundle(out: Path, labels=None, kind: str = "landmarks", seed: int 
 
     from fingerspell import bundle, features
     from fingerspell.labels import DEFAULT_LABELS
-    from fingerspell.train import export_tflite
+    from fingerspell.training.train import export_tflite
 
     labels = list(labels or DEFAULT_LABELS)
     keras.utils.set_random_seed(seed)
@@ -134,7 +134,7 @@ def fake_extract(paths, params=None, **kwargs):
 
 @pytest.fixture
 def fake_hands(monkeypatch, hand_model):
-    from fingerspell import train as train_mod
+    from fingerspell.training import train as train_mod
 
     monkeypatch.setattr(train_mod, "extract", fake_extract)
     # far copies of drawn images hold no hand worth detecting: none, as where every copy failed

@@ -442,7 +442,8 @@ def run_main(argv, capsys) -> tuple[int, str]:
 def no_work(monkeypatch):
     """Every door to real work fails the test if opened: reading a data folder (every image list
     starts at resolve_root), loading a model, fetching the hand model, serving, downloading."""
-    from fingerspell import dataset, download, hands, predictor, serve, train
+    from fingerspell import dataset, hands, predictor, serve
+    from fingerspell.training import download, train
 
     def tripwire(what):
         def fail(*args, **kwargs):
@@ -614,7 +615,7 @@ def test_the_config_file_beats_the_defaults_and_a_flag_given_beats_the_file(comm
 
 @pytest.mark.parametrize("command", ["train", "crossval"])
 def test_the_config_file_reaches_the_library_through_the_command(command, tmp_path, monkeypatch, capsys):
-    from fingerspell import crossval, train
+    from fingerspell.training import crossval, train
 
     seen = {}
     monkeypatch.setattr(train, "train", lambda data, out, params, **kw: seen.update(params=params) or {"split": {}})

@@ -24,7 +24,7 @@ QUICK = TrainParams(split=SplitParams(grouping="random"), workers=1,
 @given(st.lists(st.tuples(st.integers(0, 11), st.sampled_from("ABC")), min_size=8, max_size=60),
        st.integers(2, 4), st.integers(0, 2**16))
 def test_folds_hold_out_every_sample_once_and_never_split_a_group(rows, folds, seed):
-    from fingerspell.crossval import fold_sides
+    from fingerspell.training.crossval import fold_sides
 
     groups = [f"g{g}" for g, _ in rows]
     labels = [label for _, label in rows]
@@ -45,7 +45,7 @@ def test_folds_hold_out_every_sample_once_and_never_split_a_group(rows, folds, s
 
 
 def test_fewer_than_two_folds_or_more_folds_than_any_class_has_images_are_refused():
-    from fingerspell.crossval import fold_sides
+    from fingerspell.training.crossval import fold_sides
 
     with pytest.raises(FingerspellError, match="at least 2"):
         fold_sides(["a", "b", "c"], ["A", "B", "C"], 1, 0)
@@ -56,7 +56,7 @@ def test_fewer_than_two_folds_or_more_folds_than_any_class_has_images_are_refuse
 @pytest.mark.slow  # a Keras fit
 def test_cross_validation_scores_every_image_once_from_a_model_that_never_saw_it(
         fake_hands, synthetic_data, monkeypatch, caplog):
-    from fingerspell import crossval
+    from fingerspell.training import crossval
 
     fitted = []
     real_fit = crossval.fit_recipe
@@ -86,7 +86,7 @@ def test_cross_validation_scores_every_image_once_from_a_model_that_never_saw_it
 
 
 def test_more_folds_than_groups_fail_before_detecting_any_hand(fake_hands, synthetic_data, monkeypatch):
-    from fingerspell import crossval
+    from fingerspell.training import crossval
 
     monkeypatch.setattr(fake_hands, "extract", lambda *a, **k: pytest.fail("detected hands for nothing"))
     with pytest.raises(FingerspellError, match="at least 2"):
@@ -127,7 +127,8 @@ def test_crossval_mistakes_print_one_line_and_exit_non_zero(argv, message, fake_
 
 
 def test_recipe_flags_reach_cross_validation(monkeypatch, synthetic_data):
-    from fingerspell import cli, crossval
+    from fingerspell import cli
+    from fingerspell.training import crossval
 
     seen = {}
 

@@ -220,7 +220,7 @@ def test_training_learns_from_far_copies_of_training_photos_only(rng):
 
 def test_far_copies_go_to_at_most_the_asked_photos_per_class_and_folder_evenly_spaced():
     from fingerspell.dataset import Dataset, Sample
-    from fingerspell.train import far_photos
+    from fingerspell.training.train import far_photos
 
     samples = [Sample(f"/k/{c}/{i}.jpg", c, "kaggle") for c in "AB" for i in range(10)]
     samples += [Sample(f"/r/A/{i}.jpg", "A", "roboflow") for i in range(3)]

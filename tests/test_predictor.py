@@ -244,8 +244,8 @@ pred = p.predict(np.full((480, 640, 3), 255, np.uint8))
 with p.stream() as s:
     s.predict(np.zeros((480, 640, 3), np.uint8), 0)
 p.close()
-heavy = ("tensorflow", "keras", "matplotlib", "sklearn", "fingerspell.train", "fingerspell.dataset",
-         "fingerspell.models", "fingerspell.plots")
+heavy = ("tensorflow", "keras", "matplotlib", "sklearn", "fingerspell.training.train", "fingerspell.dataset",
+         "fingerspell.models", "fingerspell.training.plots")
 print(json.dumps({{"letter": pred.letter,
                   "loaded": sorted(m for m in sys.modules if m.split(".")[0] in heavy or m in heavy)}}))
 """

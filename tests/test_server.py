@@ -463,7 +463,7 @@ def test_server_process_never_imports_tensorflow_and_starts_quickly(tiny_bundle)
             assert c.post("/predict", content=buf.getvalue(), headers={{"content-type": "image/jpeg"}}).status_code == 200
             with c.websocket_connect("ws://localhost/ws") as ws:
                 ws.send_bytes(buf.getvalue()); ws.receive_json()
-        heavy = [m for m in ("tensorflow", "keras", "matplotlib", "fingerspell.train", "fingerspell.dataset")
+        heavy = [m for m in ("tensorflow", "keras", "matplotlib", "fingerspell.training.train", "fingerspell.dataset")
                  if m in sys.modules]
         print(json.dumps({{"heavy": heavy, "started": started}}))
     """)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from ..config import ConfigError, DetectParams, from_dict
 from ..errors import BundleError
-from ..metrics import brief
+from ..training.metrics import brief
 from ..recognisers import KINDS, get as recogniser
 
 FORMAT_VERSION = 1

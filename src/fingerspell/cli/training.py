@@ -74,7 +74,7 @@ def _report_folder(args) -> Path | None:
 
 
 def _write_report(args, report: dict, confusion: dict, title: str) -> None:
-    from ..plots import confusion_png
+    from ..training.plots import confusion_png
 
     out = _report_folder(args)  # again: the folder may have changed while the work ran
     out.mkdir(parents=True, exist_ok=True)
@@ -246,7 +246,7 @@ def ctrl_c_asks_to_stop():
 
 
 def cmd_download(args):
-    from ..download import check_dest, download_kaggle
+    from ..training.download import check_dest, download_kaggle
 
     check_dest(args.dest)
     _require({"kaggle": "the kaggle client"}, "download")
@@ -261,8 +261,8 @@ def cmd_train(args):
     check_target(args.out)  # before anything slow: never train for minutes, then refuse
     _check_data(args.data)
     _require(TRAIN_MODULES, "training")
-    from ..metrics import brief
-    from ..train import train
+    from ..training.metrics import brief
+    from ..training.train import train
 
     with ctrl_c_asks_to_stop() as stop:
         metrics = train(args.data, args.out, params, cache=args.cache_dir, progress=not args.quiet, stop=stop)
@@ -282,8 +282,8 @@ def cmd_crossval(args):
     _report_folder(args)
     _check_data(args.data)
     _require(TRAIN_MODULES, "cross-validation")
-    from ..crossval import cross_validate
-    from ..metrics import brief
+    from ..training.crossval import cross_validate
+    from ..training.metrics import brief
 
     with ctrl_c_asks_to_stop() as stop:
         report = cross_validate(args.data, params, args.folds, cache=args.cache_dir, progress=not args.quiet,
@@ -312,8 +312,8 @@ def cmd_evaluate(args):
     _report_folder(args)
     _check_data(args.data)
     _require(EVALUATE_MODULES, "evaluation")
-    from ..evaluate import evaluate
-    from ..metrics import brief
+    from ..training.evaluate import evaluate
+    from ..training.metrics import brief
     from ..predictor import Predictor
 
     predictor = Predictor.from_bundle(args.model, cache_dir=args.cache_dir)

@@ -20,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, bundle, recognisers
-from .config import TrainParams, to_dict
-from .dataset import Dataset, assign_groups, describe_split, scan, split
-from .errors import FingerspellError
-from .extract import Extracted, extract, extract_far
-from .hands import ensure_hand_model, sha256_file
-from .images import read_image
-from .labels import NOTHING
+from .. import __version__, bundle, recognisers
+from ..config import TrainParams, to_dict
+from ..dataset import Dataset, assign_groups, describe_split, scan, split
+from ..errors import FingerspellError
+from ..extract import Extracted, extract, extract_far
+from ..hands import ensure_hand_model, sha256_file
+from ..images import read_image
+from ..labels import NOTHING
 from .metrics import brief, summarize
-from .recognisers.fitting import raise_if_stopped, tf_keras
+from ..recognisers.fitting import raise_if_stopped, tf_keras
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import logging
 import os
 from pathlib import Path
 
-from .errors import DatasetError, OutputFolderError
-from .outputs import check_folder
+from ..errors import DatasetError, OutputFolderError
+from ..outputs import check_folder
 
 log = logging.getLogger(__name__)
 DATASET = "grassknoted/asl-alphabet"

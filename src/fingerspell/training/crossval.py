@@ -15,9 +15,9 @@ from collections import Counter
 
 import numpy as np
 
-from .config import ConfigError, TrainParams
-from .dataset import describe_split
-from .errors import FingerspellError
+from ..config import ConfigError, TrainParams
+from ..dataset import describe_split
+from ..errors import FingerspellError
 from .metrics import brief
 from .train import fit_recipe, held_out_metrics, load, prepare
 

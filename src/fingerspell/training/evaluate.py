@@ -11,12 +11,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .dataset import scan
-from .errors import FrameError
-from .extract import extract
-from .images import read_image
+from ..dataset import scan
+from ..errors import FrameError
+from ..extract import extract
+from ..images import read_image
 from .metrics import summarize
-from .predictor import Predictor
+from ..predictor import Predictor
 
 log = logging.getLogger(__name__)
 

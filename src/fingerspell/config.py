@@ -173,7 +173,7 @@ class DecoderParams:
     slide_window_ms: float = 300.0  # a slow drift over a long hold is not a slide
     join_letters: float = 2.5  # a pause up to this many letter lengths may be a letter the camera lost: the word after it may join the one before
     join_cost: float = 1.0  # nats per letter length of pause for reading a pause as inside a word (the lexicon must explain the joined word that much better)
-    keep_signed: float = 3.9  # log-odds a dictionary word must beat to replace the letters as signed (names survive); under lexicon.DELETE_ROOMY + DELETE_TIGHT (4.0), so a word with a letter the timing left no room for never wins on that letter alone (O is not OF)
+    keep_signed: float = 3.9  # log-odds a dictionary word must beat to replace the letters as signed (names survive); under channel.DELETE_ROOMY + DELETE_TIGHT (4.0), so a word with a letter the timing left no room for never wins on that letter alone (O is not OF)
     spelling_weight: float = 0.0  # nats per nat by which the letters as signed are spelled less like English words than names are (TNXT, not LUPITA); off: it also costs names spelled unlike English (NGOZI)
     letter_trust: float = 0.6  # weight of the letters' own log-probabilities in the channel: below 1 where the model is surer than it is right
     # A model that reads this signer badly makes the lexicon change many words: where it changed

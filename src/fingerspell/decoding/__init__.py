@@ -12,7 +12,8 @@ from __future__ import annotations
 from ..config import DecoderParams
 from .base import MAX_TEXT, Decoder, Position, frame_top
 from .letters import LetterDecoder
-from .lexicon import Choice, Lexicon, Loading, english, read_words
+from .channel import Choice
+from .lexicon import Lexicon, Loading, english, read_words
 from .rules import SpellingParams
 from .words import WordDecoder
 

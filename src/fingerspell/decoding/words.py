@@ -1,4 +1,4 @@
-"""The default decoder: letter segments (``segment.py``) -> words (``lexicon.py``).
+"""The default decoder: letter segments (``segment.py``) -> words (``channel.py`` over ``lexicon.py``).
 
 The word being signed shows its letters as they come; when it ends (a pause, the space sign or
 the page's Space) the lexicon chooses the word and the text gets it and one space. Only the
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from ..config import DecoderParams
 from .base import MAX_TEXT, Decoder, Position, capped, frame_top, needs_space
-from .lexicon import MAX_USER_WORDS, Choice, Evidence, Lexicon, UserWords, check_user_words, choose, user_word
+from .channel import Choice, Evidence, choose
+from .lexicon import MAX_USER_WORDS, Lexicon, UserWords, check_user_words, user_word
 from .segment import Segment, Segmenter
 
 LENGTHS = 12  # letter durations kept for the signer's typical letter length

@@ -47,7 +47,7 @@ from fingerspell.hands.model import cache_dir, ensure_hand_model, sha256_file
 from fingerspell.hands import HandDetector
 from fingerspell.images import hand_box, read_image
 from fingerspell.labels import NOTHING
-from fingerspell.predictor import Classifier
+from fingerspell.recognisers.litert import Classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

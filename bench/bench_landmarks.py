@@ -35,7 +35,8 @@ from fingerspell.dataset import scan
 from fingerspell.extract import extract
 from fingerspell.hands.model import TASK_NAME, ensure_hand_model
 from fingerspell.images import read_image
-from fingerspell.predictor import Classifier, Predictor
+from fingerspell.recognisers.litert import Classifier
+from fingerspell.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"

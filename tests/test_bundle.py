@@ -506,7 +506,7 @@ def test_a_bundle_of_the_old_format_is_upgraded_when_loading_and_predicts_as_it_
         tmp_path, tiny_bundle, hand_model, stub_workers):
     from conftest import TEMPLATE
     from fingerspell.hands import Hand
-    from fingerspell.predictor import Classifier
+    from fingerspell.recognisers.litert import Classifier
 
     folder = tmp_path / "old"
     folder.mkdir()

@@ -20,7 +20,8 @@ from fingerspell.errors import FrameError
 from fingerspell.hands import Hand
 from fingerspell.images import read_image
 from fingerspell.labels import DEFAULT_LABELS, NOTHING
-from fingerspell.predictor import HISTORY, Classifier, Prediction, Predictor, position_of
+from fingerspell.predictor import HISTORY, Prediction, Predictor, position_of
+from fingerspell.recognisers.litert import Classifier
 
 BLANK = np.full((480, 640, 3), 255, np.uint8)
 

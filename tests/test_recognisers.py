@@ -14,7 +14,8 @@ from conftest import fake_extract
 from fingerspell import bundle, recognisers
 from fingerspell.config import CnnParams, SplitParams, TrainParams
 from fingerspell.errors import BundleError, FingerspellError
-from fingerspell.predictor import Classifier, Predictor
+from fingerspell.recognisers.litert import Classifier
+from fingerspell.predictor import Predictor
 
 
 def test_every_kind_has_a_runtime_and_a_training_half():

@@ -25,6 +25,7 @@ from .hands import Following, Hand, HandFinder, Pool, Region, Workers, ensure_ha
 from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from .labels import NOTHING
 from .recognisers import Pixels, Seen
+from .recognisers.litert import Classifier
 
 TOP_K = 3
 HISTORY = 30  # frames of hand positions a stream keeps: ~1 s, enough for a slide, and for J and Z next
@@ -67,32 +68,6 @@ class Prediction:
             "hand": self.hand.to_json() if self.hand is not None else None,
             "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
         }
-
-
-class Classifier:
-    """The bundle's LiteRT model. Not thread-safe; Predictor hands out one per stream."""
-
-    def __init__(self, tflite_path: Path):
-        from ai_edge_litert.interpreter import Interpreter
-
-        try:
-            self._interp = Interpreter(model_path=str(tflite_path), num_threads=1)
-            self._interp.allocate_tensors()
-        except (RuntimeError, ValueError) as exc:
-            raise BundleError(f"{tflite_path} is not a loadable LiteRT model ({exc}); retrain or restore the bundle") from None
-        inp = self._interp.get_input_details()[0]
-        self._in, self._out = inp["index"], self._interp.get_output_details()[0]["index"]
-        self.input_shape = tuple(int(d) for d in inp["shape"][1:])
-        self.num_outputs = int(self._interp.get_output_details()[0]["shape"][-1])
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities for one input (without the batch axis)."""
-        self._interp.set_tensor(self._in, np.asarray(x, dtype=np.float32)[None])
-        self._interp.invoke()
-        return self._interp.get_tensor(self._out)[0].copy()
-
-    def close(self) -> None:
-        self._interp = None
 
 
 def decode_frame(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, formats: tuple[str, ...] = DECODE_FORMATS,

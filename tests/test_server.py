@@ -478,13 +478,8 @@ def test_server_process_never_imports_tensorflow_and_starts_quickly(tiny_bundle)
 # --------------------------------------------------------------------------- the real server
 
 
-@pytest.fixture(scope="module")
-def live(tiny_bundle, tmp_path_factory):
-    server = ServerProcess(tiny_bundle, log_dir=tmp_path_factory.mktemp("server"),
-                           env={"FINGERSPELL_MAX_BODY_BYTES": "300000", "FINGERSPELL_MAX_MESSAGE_BYTES": "200000",
-                                "FINGERSPELL_MAX_PREDICTS": "1", "FINGERSPELL_MAX_UPLOADS": "1",
-                                "FINGERSPELL_PREDICT_WAIT_S": "0.5",
-                                "FINGERSPELL_BODY_TIMEOUT_S": "2", "FINGERSPELL_HEADER_TIMEOUT_S": "2"})
+def _serving(server: ServerProcess):
+    """Start ``server`` for a module's tests; print its log if starting fails; stop it after."""
     try:
         yield server.start()
     except BaseException:
@@ -492,6 +487,15 @@ def live(tiny_bundle, tmp_path_factory):
         raise
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def live(tiny_bundle, tmp_path_factory):
+    yield from _serving(ServerProcess(
+        tiny_bundle, log_dir=tmp_path_factory.mktemp("server"),
+        env={"FINGERSPELL_MAX_BODY_BYTES": "300000", "FINGERSPELL_MAX_MESSAGE_BYTES": "200000",
+             "FINGERSPELL_MAX_PREDICTS": "1", "FINGERSPELL_MAX_UPLOADS": "1", "FINGERSPELL_PREDICT_WAIT_S": "0.5",
+             "FINGERSPELL_BODY_TIMEOUT_S": "2", "FINGERSPELL_HEADER_TIMEOUT_S": "2"}))
 
 
 def _raw_request(port: int, head: bytes, body_parts=(), wait: float = 5.0) -> bytes:
@@ -940,17 +944,10 @@ def test_predict_requests_beyond_max_uploads_get_503_and_a_stalled_body_408(live
 @pytest.fixture(scope="module")
 def crowded(tiny_bundle, tmp_path_factory):
     """A real server with few slots, a long body timeout and a short idle limit: for clients that hold slots."""
-    server = ServerProcess(tiny_bundle, log_dir=tmp_path_factory.mktemp("crowded"),
-                           env={"FINGERSPELL_MAX_PREDICTS": "2", "FINGERSPELL_PREDICT_WAIT_S": "1",
-                                "FINGERSPELL_BODY_TIMEOUT_S": "60", "FINGERSPELL_MAX_CONNECTIONS": "3",
-                                "FINGERSPELL_STREAM_IDLE_S": "5"})
-    try:
-        yield server.start()
-    except BaseException:
-        print(server.logs())
-        raise
-    finally:
-        server.stop()
+    yield from _serving(ServerProcess(
+        tiny_bundle, log_dir=tmp_path_factory.mktemp("crowded"),
+        env={"FINGERSPELL_MAX_PREDICTS": "2", "FINGERSPELL_PREDICT_WAIT_S": "1", "FINGERSPELL_BODY_TIMEOUT_S": "60",
+             "FINGERSPELL_MAX_CONNECTIONS": "3", "FINGERSPELL_STREAM_IDLE_S": "5"}))
 
 
 def test_slow_uploaders_as_many_as_max_predicts_do_not_keep_others_images_from_being_recognised(crowded):

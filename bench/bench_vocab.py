@@ -1,7 +1,7 @@
-"""User words (``vocab``): a stream's memory and the event loop's stall, main's code against this tree's.
+"""User words (``vocab``): a stream's memory and the event loop's stall, an earlier revision's code against this tree's.
 
-Three measurements, each printed as a table row for main (``git archive main``, unpacked in a
-temporary folder) and for this working tree:
+Three measurements, each printed as a table row for ``--base`` (``git archive REV``, unpacked in
+a temporary folder; ``main`` by default) and for this working tree:
 
 1. Word choice in this process: ``choose`` for a 38-letter word against 1,000 user words, main's
    scan with ``_distance`` against the index (``UserWords``), for near-duplicates (one or two
@@ -16,8 +16,8 @@ temporary folder) and for this working tree:
    client polls ``/health``: the slowest ``/health`` answer while the word is chosen, against
    the median before.
 
-    python bench/bench_vocab.py                # ~2 minutes
-    python bench/bench_vocab.py --essays 1000  # main's worst as the probe sent it (1.9 GB of words)
+    python bench/bench_vocab.py --base REV     # ~2 minutes; REV: a revision before the user-word limits
+    python bench/bench_vocab.py --essays 1000  # the base's worst as the probe sent it (1.9 GB of words)
 """
 
 from __future__ import annotations
@@ -174,9 +174,11 @@ def command(ws, doc) -> dict:
 
 
 def load_choose(src: Path):
-    """``choose`` and ``UserWords`` (where there is one) from ``src``'s lexicon.py, beside this tree's
-    package (its relative imports take this tree's config, which the two share)."""
-    path = src / "fingerspell" / "decoding" / "lexicon.py"
+    """``choose`` and ``UserWords`` (where there is one) from ``src``'s channel.py (lexicon.py in
+    trees before the channel had a module of its own), beside this tree's package (its relative
+    imports take this tree's config and lexicon)."""
+    folder = src / "fingerspell" / "decoding"
+    path = folder / "channel.py" if (folder / "channel.py").is_file() else folder / "lexicon.py"
     spec = importlib.util.spec_from_file_location(f"fingerspell.decoding._lexicon_{abs(hash(str(src)))}", path)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "fingerspell.decoding"
@@ -253,7 +255,8 @@ def stall(server: Server, name: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--essays", type=int, default=200, help="1.9 MB words main's stream gets (the probe: 1000)")
+    ap.add_argument("--base", default="main", help="the git revision to compare with (default: %(default)s)")
+    ap.add_argument("--essays", type=int, default=200, help="1.9 MB words the base's stream gets (the probe: 1000)")
     ap.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     ap.add_argument("--lexicon", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -261,10 +264,11 @@ def main() -> None:
         return serve(args.serve, args.lexicon)
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-vocab-main-")
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "main", "src"], check=True, capture_output=True).stdout
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.base, "src"], check=True,
+                             capture_output=True).stdout
     with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
         tar.extractall(tmp.name, filter="data")
-    trees = {"main": Path(tmp.name) / "src", "this tree": ROOT / "src"}
+    trees = {args.base[:10]: Path(tmp.name) / "src", "this tree": ROOT / "src"}
     name = word_of(38)
 
     print("\n1. word choice: a 38-letter word against 1,000 user words (in this process, ms)")

@@ -326,7 +326,7 @@ def test_training_learns_from_the_unrefined_estimate_of_each_hand_too(fake_hands
     monkeypatch.setattr(fake_hands, "extract", refined_extract)
     params = dataclasses.replace(QUICK, landmarks=dataclasses.replace(QUICK.landmarks, members=1,
                                                                       unrefined=use_unrefined))
-    with caplog.at_level(logging.INFO, logger="fingerspell.train"):
+    with caplog.at_level(logging.INFO, logger="fingerspell.training"):
         fake_hands.train([synthetic_data], tmp_path / "b", params, progress=False)
     line = next(r.getMessage() for r in caplog.records if "training landmark MLP" in r.getMessage())
     hands, unrefined = [int(n.replace(",", "")) for n in
@@ -386,14 +386,14 @@ def test_ctrl_c_while_fitting_stops_the_fit_then_interrupts_and_keeps_the_previo
                 threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
 
     hook = CtrlCOnceFitting()
-    logging.getLogger("fingerspell.train").addHandler(hook)
+    logging.getLogger("fingerspell.training").addHandler(hook)
     endless = dataclasses.replace(QUICK, landmarks=dataclasses.replace(QUICK.landmarks, epochs=10**7))
     try:
-        with caplog.at_level(logging.INFO, logger="fingerspell.train"), pytest.raises(KeyboardInterrupt) as caught:
+        with caplog.at_level(logging.INFO, logger="fingerspell.training"), pytest.raises(KeyboardInterrupt) as caught:
             with ctrl_c_asks_to_stop() as stop:  # what `fingerspell train` runs the library inside
                 fake_hands.train([synthetic_data], copy, endless, progress=False, stop=stop)
     finally:
-        logging.getLogger("fingerspell.train").removeHandler(hook)
+        logging.getLogger("fingerspell.training").removeHandler(hook)
     # Raised by the library once Keras had stopped, not by the signal handler inside TensorFlow.
     assert caught.traceback[-1].name == "raise_if_stopped"
     assert signal.getsignal(signal.SIGINT) is handler

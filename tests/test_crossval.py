@@ -67,7 +67,7 @@ def test_cross_validation_scores_every_image_once_from_a_model_that_never_saw_it
         return real_fit(prep, sides, params, **kw)
 
     monkeypatch.setattr(crossval, "fit_recipe", spy)
-    with caplog.at_level(logging.INFO, logger="fingerspell.crossval"):
+    with caplog.at_level(logging.INFO, logger="fingerspell.training"):
         report = crossval.cross_validate([synthetic_data], QUICK, folds=4, progress=False)
     assert len(fitted) == 4 and len(report["folds"]) == 4
     held = [i for _, val in fitted for i in val]

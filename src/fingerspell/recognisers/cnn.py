@@ -18,7 +18,7 @@ from ..errors import FrameError
 from ..images import crop_resize, read_image
 from .fitting import epoch_log, raise_if_stopped, tf_keras
 
-log = logging.getLogger("fingerspell.train")
+log = logging.getLogger("fingerspell.training")
 KIND = "cnn"
 USES_FAR_COPIES = False  # crops pixels; far copies are landmark training data
 

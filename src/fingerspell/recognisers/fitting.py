@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 
-log = logging.getLogger("fingerspell.train")
+log = logging.getLogger("fingerspell.training")
 
 
 def tf_keras():

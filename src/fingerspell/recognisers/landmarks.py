@@ -19,7 +19,7 @@ from ..errors import FingerspellError
 from .base import Samples, newest_hand
 from .fitting import epoch_log, raise_if_stopped, tf_keras
 
-log = logging.getLogger("fingerspell.train")
+log = logging.getLogger("fingerspell.training")
 KIND = "landmarks"
 USES_FAR_COPIES = True  # learns from far copies of training photos (LandmarkParams.far_copies)
 
@@ -116,7 +116,7 @@ def features_of(samples: Samples, lp: LandmarkParams) -> np.ndarray:
 
 
 def fit_arrays(views: list[Samples], val: Samples | None, n_labels: int, params, *, stop=None,
-               what: str = "hands"):
+               what: str | None = None):
     """Train the ensemble from plain arrays: no images, no hand detection.
 
     Args:
@@ -126,7 +126,7 @@ def fit_arrays(views: list[Samples], val: Samples | None, n_labels: int, params,
         n_labels: the model's outputs; each sample's ``y`` indexes them.
         params: ``TrainParams``; ``params.landmarks`` is this recogniser's, ``params.seed`` seeds it.
         stop: an event that ends the fit after the current step (Ctrl-C).
-        what: how the log names the training hands.
+        what: how the log names the training hands (default: how many, and how many other estimates).
     Returns:
         (Keras model, history averaged over the ensemble's members).
     Raises:
@@ -154,8 +154,8 @@ def fit_arrays(views: list[Samples], val: Samples | None, n_labels: int, params,
         val_data = (features_of(val, lp), keras.utils.to_categorical(val.y, n_labels))
     members, histories = [], []
     for k in range(max(1, lp.members)):
-        log.info("training landmark MLP %d/%d on %s %s and %s other estimates of them (%d augmented copies each)",
-                 k + 1, max(1, lp.members), f"{len(views[0]):,}", what, f"{sum(map(len, views[1:])):,}",
+        log.info("training landmark MLP %d/%d on %s (%d augmented copies each)", k + 1, max(1, lp.members),
+                 what or f"{len(views[0]):,} hands and {sum(map(len, views[1:])):,} other estimates of them",
                  lp.augment_copies)
         keras.utils.set_random_seed(params.seed + 1000 * k)
         member = build(n_labels, lp, name=f"{KIND}_{k}")
@@ -195,8 +195,11 @@ def fit(prep, sides: dict[str, list[int]], params, *, stop=None, progress: bool 
         return Samples.of_hands([ext[i].hand for i in idx], y[idx])
 
     va = np.array([i for i in sides["val"] if found[i]], dtype=int)
-    model, history = fit_arrays(training_views(prep, tr, lp), samples(va) if len(va) else None, len(labels), params,
-                                stop=stop)
+    views = training_views(prep, tr, lp)
+    unrefined = sum(ext[i].hand.unrefined is not None for i in tr) if lp.unrefined else 0
+    what = (f"{len(tr):,} hands and {unrefined:,} unrefined estimates of them, and "
+            f"{sum(map(len, views[1:])) - unrefined:,} hands of far copies")
+    model, history = fit_arrays(views, samples(va) if len(va) else None, len(labels), params, stop=stop, what=what)
     probs = {}
     for side in ("val", "test"):
         idx = sides[side]

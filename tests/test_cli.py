@@ -413,18 +413,20 @@ def foreign_folder(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", ["train", "crossval", "evaluate", "download"])
+@pytest.mark.parametrize("command", ["train", "crossval", "evaluate", "download", "landmarks"])
 def test_a_foreign_output_folder_gives_the_same_exit_code_from_every_command(env, tmp_path, command):
     from fingerspell.errors import OutputFolderError
 
     data = drawn_folder(tmp_path / "d")
     victim = foreign_folder(tmp_path / "work")
     args = {"train": ["--data", data, "--out", victim], "crossval": ["--data", data, "--out", victim],
-            "evaluate": ["--data", data, "--out", victim], "download": ["--dest", victim]}[command]
+            "evaluate": ["--data", data, "--out", victim], "download": ["--dest", victim],
+            "landmarks": [data, "--out", victim / "notes.txt"]}[command]  # its --out is a file: the user's
     out = cli(command, *args, env=env, timeout=60)
     assert_one_line_error(out, command, str(victim))
     assert out.returncode == OutputFolderError.exit_code == 7
     assert sorted(p.name for p in victim.iterdir()) == ["notes.txt"]
+    assert (victim / "notes.txt").read_text() == "mine"
 
 
 def run_main(argv, capsys) -> tuple[int, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -15,6 +16,23 @@ from fingerspell.extract import Extracted
 from fingerspell.hands import Hand
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Hypothesis's example database and constants cache, and schemathesis's store, are written
+# relative to the folder the suite runs from, some of it while test modules are collected: point
+# them at a temporary folder now, before any of that, and remove it when the run ends.
+_STORES = Path(tempfile.mkdtemp(prefix="fingerspell-test-stores-"))
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(_STORES / "hypothesis"))
+try:
+    from schemathesis.core import storage as _schemathesis_storage
+except ImportError:
+    pass
+else:
+    _schemathesis_storage.DEFAULT_ROOT = _STORES / "schemathesis"
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_STORES, ignore_errors=True)
+
 DATA = Path(os.environ.get("FINGERSPELL_DATA", ROOT.parent / "shared" / "data"))
 KAGGLE = DATA / "asl_alphabet_sample"
 ROBOFLOW = DATA / "roboflow_letters_train"
@@ -30,19 +48,6 @@ def need_data(*folders: Path) -> None:
 def real_images(letter: str, n: int = 3, folder: Path = ROBOFLOW) -> list[Path]:
     need_data(folder)
     return sorted((folder / letter).glob("*.jpg"))[:n]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def tool_stores_under_pytest_tmp(tmp_path_factory):
-    """Hypothesis's example database and schemathesis's store go under pytest's temporary folder,
-    not into the folder the suite runs from (both write relative to it by default)."""
-    stores = tmp_path_factory.mktemp("tool-stores")
-    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(stores / "hypothesis")  # read at first use
-    try:
-        from schemathesis.core import storage
-    except ImportError:
-        return
-    storage.DEFAULT_ROOT = stores / "schemathesis"
 
 
 @pytest.fixture(scope="session")

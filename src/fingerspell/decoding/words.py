@@ -42,8 +42,8 @@ class WordDecoder(Decoder):
 
         Args:
             params: segmentation and lexicon settings.
-            lexicon: the shared word list, or something whose ``get()`` gives it once loaded
-                (``lexicon.Loading``); None: letters as signed, unless there are user words.
+            lexicon: the shared word list (loaded: the server waits for it before it listens);
+                None: letters as signed, unless there are user words.
             vocab: the user's own words (names, places): at most ``MAX_USER_WORDS`` are kept.
         """
         self.params = params or DecoderParams()
@@ -217,8 +217,7 @@ class WordDecoder(Decoder):
         return [event]
 
     def _choose(self, evidence: list[Evidence]) -> Choice:
-        lexicon = self.lexicon.get() if hasattr(self.lexicon, "get") else self.lexicon
-        return choose(evidence, self.letter_ms(), lexicon, self.params, self.vocab, self.trust())
+        return choose(evidence, self.letter_ms(), self.lexicon, self.params, self.vocab, self.trust())
 
     def _join(self, evidence: list[Evidence], choice: Choice) -> tuple[list[Evidence], Choice, int] | None:
         """The previous word and this one as one word, where a short pause split them and the

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..decoding import Loading, make_decoder
+from ..decoding import Lexicon, make_decoder
 from ..errors import FrameError
 from ..hands import Region
 from .commands import COMMANDS, NOTICES
@@ -69,7 +69,7 @@ class _Connection:
     """
 
     def __init__(self, ws: WebSocket, predictor: Predictor, settings: Settings, cid: int,
-                 workers: anyio.CapacityLimiter, lexicon: Loading | None):
+                 workers: anyio.CapacityLimiter, lexicon: Lexicon | None):
         self.ws = ws
         self.predictor = predictor
         self.workers = workers

@@ -24,7 +24,7 @@ import re
 import secrets
 import shutil
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +36,7 @@ from ..outputs import replace_file
 from . import model_folder
 from .samples import (LIMITS, MAX_PROFILES, MAX_SAMPLES, MAX_TAKE, MAX_UPLOAD_BYTES, BadSamples, Missing,  # noqa: F401
                       NotReady, ProfileError, ProfilesFull, StorageError, Take, TooManySamples, UnknownProfile,
-                      new_batch, now, records_from_upload, takes_from_json)
+                      new_batch, now, records_from_upload, summarise, takes_from_json)
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,10 @@ def _private_dir(path: Path) -> None:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def _storage_error(exc: OSError, doing: str) -> StorageError:
+def _storage_error(exc: Exception, doing: str) -> StorageError:
     log.warning("profiles: could not %s: %s", doing, exc)
-    return StorageError(f"the server could not {doing} ({exc.strerror or type(exc).__name__}); nothing was "
-                        "changed: its log says where")
+    reason = getattr(exc, "strerror", None) or type(exc).__name__
+    return StorageError(f"the server could not {doing} ({reason}); nothing was changed: its log says where")
 
 
 class Profiles:
@@ -178,13 +178,11 @@ class Profile:
                 raise UnknownProfile("this profile was deleted")
             yield
 
-    # ------------------------------------------------------------------ reading
-
     def _settings(self) -> dict:
         try:
             doc = json.loads((self.folder / SETTINGS).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise _storage_error(exc if isinstance(exc, OSError) else OSError(str(exc)), "read a profile's settings")
+        except (OSError, ValueError) as exc:  # only a hand outside fingerspell could have broken it
+            raise _storage_error(exc, "read a profile's settings") from None
         doc = doc if isinstance(doc, dict) else {}
         return {"created": doc.get("created"), "learn": doc.get("learn") is True,
                 "use": doc.get("use") if doc.get("use") in USES else "default", "card": doc.get("card")}
@@ -230,18 +228,8 @@ class Profile:
         ``card`` (what the model was taught) and ``has_model``."""
         with self._locked():
             samples, settings, has_model = self._samples(), self._settings(), self._has_model()
-        takes: dict[tuple, dict] = {}
-        for r in samples:
-            key = (r.extra.get("batch"), r.label)
-            if key not in takes:
-                takes[key] = {"batch": key[0], "label": r.label, "n": 0, "source": r.extra.get("source"),
-                              "added": r.extra.get("added")}
-            takes[key]["n"] += 1
-        labels = Counter(r.label for r in samples)
-        return {"labels": dict(sorted(labels.items())), "samples": len(samples), "takes": list(takes.values()),
-                "learn": settings["learn"], "use": settings["use"], "card": settings["card"], "has_model": has_model}
-
-    # ------------------------------------------------------------------ changing
+        return {**summarise(samples), "learn": settings["learn"], "use": settings["use"], "card": settings["card"],
+                "has_model": has_model}
 
     def _write_settings(self, settings: dict) -> None:
         try:
@@ -328,8 +316,6 @@ class Profile:
                 raise _storage_error(exc, "delete a profile") from None
             self._store._remember(self.id, None, [])
         shutil.rmtree(gone, ignore_errors=True)
-
-    # ------------------------------------------------------------------ the personal model
 
     def _has_model(self) -> bool:
         return model_folder.has_model(self.folder)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -162,3 +163,17 @@ def records_from_upload(data: bytes) -> list[records.Record]:
     except DatasetError as exc:
         raise BadSamples(f"{exc}; nothing was changed") from None
     return out
+
+
+def summarise(samples: list[records.Record]) -> dict:
+    """``labels`` (label -> samples, sorted), ``samples`` (how many) and ``takes`` (one entry a take
+    and label, oldest first: ``batch``, ``label``, ``n``, ``source``, ``added``)."""
+    takes: dict[tuple, dict] = {}
+    for r in samples:
+        key = (r.extra.get("batch"), r.label)
+        if key not in takes:
+            takes[key] = {"batch": key[0], "label": r.label, "n": 0, "source": r.extra.get("source"),
+                          "added": r.extra.get("added")}
+        takes[key]["n"] += 1
+    labels = Counter(r.label for r in samples)
+    return {"labels": dict(sorted(labels.items())), "samples": len(samples), "takes": list(takes.values())}

@@ -67,6 +67,8 @@ def _details(report) -> dict | None:
         report = report.to_json()
     elif dataclasses.is_dataclass(report):
         report = dataclasses.asdict(report)
+    elif hasattr(report, "__dict__"):
+        report = vars(report)
     return json.loads(json.dumps(report, default=str))
 
 

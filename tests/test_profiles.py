@@ -653,3 +653,7 @@ def test_a_personal_model_that_will_not_load_is_an_error_not_a_closed_stream(dat
         assert answer["type"] == "error" and "personal.npz is damaged" in answer["error"]
         ws.send_text(json.dumps({"type": "clear"}))
         assert ws.receive_json()["type"] == "state"
+        assert client.patch("/profile", json={"use": "default"}, headers=auth).status_code == 200
+        r = client.patch("/profile", json={"use": "personal"}, headers=auth)
+        assert r.status_code == 409 and "personal.npz is damaged" in r.json()["error"]
+        assert client.get("/profile", headers=auth).json()["use"] == "default"  # refused, so not saved

@@ -27,6 +27,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from _fakes import FakePredictor
+from test_teach import base_folder  # noqa: F401 (the fixture: the default model less one person's hands)
 from fingerspell import outputs, records
 from fingerspell import teach as teaching
 from fingerspell.config import ServeParams
@@ -449,7 +450,7 @@ class FakeTeach:
         self.version += 1
         (out / "version.txt").write_text(str(self.version))
         progress(1.0)
-        return SimpleNamespace(taught=len(samples))
+        return SimpleNamespace(to_json=lambda: {"taught": {"A": len(samples)}, "seconds": 0.1})
 
     @staticmethod
     def load_personal(folder):
@@ -459,8 +460,8 @@ class FakeTeach:
 @pytest.fixture
 def fake_teach(monkeypatch) -> FakeTeach:
     fake = FakeTeach()
-    monkeypatch.setattr(teaching, "teach", fake.teach, raising=False)
-    monkeypatch.setattr(teaching, "load_personal", fake.load_personal, raising=False)
+    monkeypatch.setattr(teaching, "teach", fake.teach)
+    monkeypatch.setattr(teaching, "load_personal", fake.load_personal)
     return fake
 
 
@@ -505,7 +506,7 @@ def test_training_runs_in_the_background_reports_progress_and_swaps_in_the_model
     ready = wait_for(client, auth, "ready")
     assert ready["use"] == "personal"
     card = ready["model"]["card"]
-    assert card["samples"] == 5 and card["labels"] == {"A": 3, "B": 2} and card["report"] == {"taught": 5}
+    assert card["samples"] == 5 and card["labels"] == {"A": 3, "B": 2} and card["taught"] == {"A": 5}
     assert zipped_version(client, auth) == "1"
     assert fake_teach.calls == [(None, 5)]  # the fake predictor has no bundle folder
     folder = next((data / "profiles").iterdir())
@@ -570,14 +571,6 @@ def test_deleting_a_profile_stops_its_training_and_leaves_no_folder(client, data
     while any((data / "profiles").iterdir()) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert list((data / "profiles").iterdir()) == []
-
-
-def test_a_training_that_cannot_run_in_this_install_fails_with_a_message(client, monkeypatch):
-    monkeypatch.delattr(teaching, "teach", raising=False)
-    auth = new_profile(client)
-    teach(client, auth)
-    client.post("/profile/train", headers=auth)
-    assert "cannot train personal models" in wait_for(client, auth, "failed")["model"]["message"]
 
 
 # --------------------------------------------------------------------------- the stream
@@ -657,3 +650,43 @@ def test_a_personal_model_that_will_not_load_is_an_error_not_a_closed_stream(dat
         r = client.patch("/profile", json={"use": "personal"}, headers=auth)
         assert r.status_code == 409 and "personal.npz is damaged" in r.json()["error"]
         assert client.get("/profile", headers=auth).json()["use"] == "default"  # refused, so not saved
+
+
+# --------------------------------------------------------------------------- with the real model
+
+
+def test_a_custom_sign_taught_through_the_routes_is_read_by_the_model_they_train(data, base_folder, tmp_path):
+    # The real fingerspell.teach over the default model (less the anchors that are this person's
+    # hands: test_teach's base_folder), through the routes and the stream as the page uses them.
+    from fingerspell.predictor import Predictor
+    from test_teach import _person
+
+    y = _person("Y", turn=120)  # this person's name sign: a Y turned as no one else turns it
+    predictor = Predictor.from_bundle(base_folder)
+    try:
+        with app(data, predictor) as client, client.websocket_connect("/ws") as ws:
+            auth = new_profile(client)
+            r = client.post("/profile/samples", json={"label": "HELLO", "hands": [records.hand_to_json(h) for h in y[:8]]},
+                            headers=auth)
+            assert r.status_code == 201
+            ws.send_text(json.dumps({"type": "profile", "token": auth["Authorization"].split()[1]}))
+            assert ws.receive_json() == {"type": "profile", "use": "default", "labels": predictor.labels}
+            assert client.post("/profile/train", headers=auth).status_code == 202
+            switched = ws.receive_json()
+            assert switched["use"] == "personal" and switched["labels"] == [*predictor.labels, "HELLO"]
+            model = client.get("/profile", headers=auth).json()["model"]
+            assert model["state"] == "ready" and model["card"]["taught"] == {"HELLO": 8}
+            assert model["card"]["new_labels"] == ["HELLO"]
+            with zipfile.ZipFile(io.BytesIO(client.get("/profile/model", headers=auth).content)) as zf:
+                zf.extractall(tmp_path)
+        mine = predictor.stream()
+        mine.personal = predictor.load_personal(tmp_path / "fingerspell-personal")  # as the server's stream has it
+        assert [mine.push(h, t).letter for t, h in enumerate(y[10:])].count("HELLO") >= 8
+        assert predictor.stream().push(y[10], 0).letter != "HELLO"
+    finally:
+        predictor.close()
+    taken = Predictor.from_bundle(tmp_path / "fingerspell-personal")  # the download is a bundle for --model
+    try:
+        assert taken.all_labels[-1] == "HELLO"
+    finally:
+        taken.close()

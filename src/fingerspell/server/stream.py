@@ -3,7 +3,8 @@
 The protocol (messages, hand crops, commands, errors, close codes) is ``docs/protocol.md``.
 Here: one ``_Connection`` per socket (a reader task, a worker task that recognises the newest
 frame in a thread, the decoder in its own thread), and the route that admits streams within
-``max_connections``. The commands themselves are ``commands.py``.
+``max_connections``. The commands themselves are ``commands.py`` (``profile``, which picks a
+profile's model, ``teaching.py``).
 """
 
 from __future__ import annotations

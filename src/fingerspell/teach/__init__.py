@@ -55,7 +55,8 @@ class TeachReport:
 
     def to_json(self) -> dict:
         return {"taught": self.taught, "new_labels": self.new_labels, "anchors": self.anchors,
-                "skipped": self.skipped, "seconds": round(self.seconds, 3), "base_top1": None if self.base_top1 is None else round(self.base_top1, 4),
+                "skipped": self.skipped, "seconds": round(self.seconds, 3),
+                "base_top1": None if self.base_top1 is None else round(self.base_top1, 4),
                 "taught_top1": round(self.taught_top1, 4), "notes": self.notes}
 
 

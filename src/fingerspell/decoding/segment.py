@@ -11,6 +11,11 @@
   sizes within ``slide_window_ms``, after the hand has been still) starts a second letter; so
   does letting the hand go for ``flicker_ms`` or more. A long hold without either stays one
   segment whose duration the lexicon prices as one, two or three letters.
+* **Letters from motion.** J and Z end a movement that starts from another handshape (J from
+  I, Z from a pointing hand), which may be written first: a J or Z that the motion recogniser
+  reads (the frame's ``motion``) replaces the letter just before it when that is its starting
+  shape and began within ``MOTION_MS`` (``Segment.replaces``); a second J or Z movement while
+  the first is still held starts a new letter, as a slide does.
 * **Word end.** No hand for ``word_pause_ms`` after a letter ends the word; so does the space
   sign. ``del`` removes the last letter.
 
@@ -31,6 +36,9 @@ from .base import Position, elapsed
 MAX_FRAME_MS = 100.0  # a stalled camera is not a long hold: one frame counts for at most this
 FIRST_FRAME_MS = 33.0
 STILL_PLAUSIBLE = 0.25
+MOTION_FROM = {"J": "IY", "Z": "DGPX"}  # the shapes J and Z start from, as a still frame reads them
+MOTION_MS = 900.0  # a starting shape that began this long before its J or Z was only the start of it
+MOTION_GAP_MS = 300.0  # a J or Z read again after this long without is a new movement: a new letter
 STILL_MS = 100.0  # the hand this long in one place arms the slide of a double letter  # a frame that gives the held letter this much continues it  # a segment's first frame counts as one frame of a 30 frames/s camera
 
 
@@ -46,6 +54,8 @@ class Segment:
     dist: dict = field(default_factory=dict)  # label -> ms x probability, over its frames
     slide: bool = False  # started by a slide of the same handshape (a double letter)
     written_at: float | None = None
+    moved: bool = False  # read from motion (a J or Z) on at least one of its frames
+    replaces: "Segment | None" = None  # the letter before, which was only this one's starting shape
 
     @property
     def duration(self) -> float:
@@ -86,6 +96,7 @@ class Segmenter:
         self._path: deque[tuple[float, Position]] = deque()  # the run's recent hand positions
         self._armed = False  # a slide may start a double letter: the hand has been still
         self._streak = 0.0  # time the held letter has been on top without a break
+        self._moved_at: float | None = None  # the last frame read as a J or Z from motion
 
     @property
     def now(self) -> float:
@@ -108,12 +119,24 @@ class Segmenter:
     def threshold(self, label: str) -> float:
         return self.p.special_ms if label in (SPACE, DELETE) else self.p.min_letter_ms
 
-    def push(self, top: list[tuple[str, float]], t_ms: float, position: Position | None) -> list[tuple]:
+    def push(self, top: list[tuple[str, float]], t_ms: float, position: Position | None,
+             motion: str | None = None) -> list[tuple]:
+        """One frame: its top labels, time and hand position; ``motion``: the letter read from motion, if any."""
         dt, self._last_t = elapsed(self._last_t, t_ms)
         dt = min(dt, MAX_FRAME_MS)
         t = self._last_t if self._last_t is not None else 0.0
         if not top:
             return self._no_hand(dt)
+        if motion is not None:
+            again = self._moved_at is None or t - self._moved_at > MOTION_GAP_MS
+            self._moved_at = t
+            if again and self.run is not None and self.run.label == motion and self.tentative is None:
+                # the same movement again (JAZZ's second Z): a new letter, as a slide starts one
+                self.run = None
+                self.tentative = Segment("", t, t, slide=True)
+            seg = self.tentative if self.run is None or self.run.label != motion else self.run
+            if seg is not None:
+                seg.moved = True
         self.hand_ms += dt
         if self.hand_ms >= self.p.flicker_ms:
             self.idle_ms = 0.0  # a hand glimpsed for a frame or two does not end a pause
@@ -167,6 +190,10 @@ class Segmenter:
         return events
 
     def _write(self, seg: Segment, t: float, position: Position | None) -> list[tuple]:
+        run = self.run
+        if ((seg.moved or self._moved_at == t) and run is not None and run.label in MOTION_FROM.get(seg.label, "")
+                and t - run.t_start <= MOTION_MS):
+            seg.replaces = run
         self.tentative = None
         self.run = seg
         self.idle_ms = 0.0

@@ -65,7 +65,7 @@ class WordDecoder(Decoder):
 
     def update(self, pred, t_ms: float, position: Position | None = None) -> list[dict]:
         events = []
-        for what, seg in self.seg.push(frame_top(pred), t_ms, position):
+        for what, seg in self.seg.push(frame_top(pred), t_ms, position, getattr(pred, "motion", None)):
             if what == "letter" and is_sign(seg.label):  # a custom sign: the word ends, the sign is a word
                 events.extend(self._end_word(seg.written_at))
                 self._set(with_sign(self._text, seg.label))
@@ -74,6 +74,8 @@ class WordDecoder(Decoder):
             elif what == "letter":
                 if len(self.word) >= self.params.max_word:
                     self._end_word(seg.written_at)
+                if seg.replaces is not None and self.word and self.word[-1] is seg.replaces:
+                    self.word.pop()  # only the starting shape of this J or Z
                 self._close_last()
                 self.word.append(seg)
                 events.append({"kind": "letter", "text": seg.label, "t_ms": seg.written_at,

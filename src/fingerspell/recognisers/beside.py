@@ -1,0 +1,57 @@
+"""Recognisers run beside a bundle's own (``BundleMeta.extra``): loaded, checked, and folded into its answer.
+
+Numpy and LiteRT only, like the rest of serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BundleError
+from ..hands import Pool
+from ..labels import NOTHING
+from .base import Seen
+from .litert import Classifier
+from .registry import beside
+
+
+class Beside:
+    """A recogniser carried beside the bundle's own (``BundleMeta.extra``) and run with it: its
+    letters' probabilities are folded into the model's (``fuse``)."""
+
+    def __init__(self, path: Path, entry, size: int):
+        """``entry``: its ``bundle.ExtraModel``; ``size``: classifiers at most, one per worker."""
+        self.module = beside(entry.kind, BundleError)
+        self.labels = list(entry.labels)
+        self.letters = [k for k in self.labels if k != NOTHING]
+        try:
+            self.runtime = self.module.Runtime.from_record(entry.preprocessing)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{path / 'bundle.json'}: the {entry.kind} recogniser's preprocessing is not "
+                              f"understood ({exc})") from None
+        self.classifiers = Pool(lambda: Classifier(path / entry.file), size)
+        with self.classifiers.borrow() as classifier:
+            if classifier.num_outputs != len(self.labels):
+                raise BundleError(f"{path / entry.file} has {classifier.num_outputs} outputs but bundle.json's "
+                                  f"extra lists {len(self.labels)} labels")
+            problem = self.runtime.input_problem(classifier.input_shape)
+        if problem:
+            raise BundleError(f"{path / entry.file} {problem}")
+
+    def fuse(self, window: Sequence[Seen], probs: np.ndarray, labels: list[str], notes: dict | None = None) -> np.ndarray:
+        """``probs`` over ``labels`` with this recogniser's letters folded in: where it gives a
+        letter probability m, that much of the whole goes to it (the rest scaled by 1 - m).
+        ``notes`` (where given) gets the module's ``notes``: the letter read, the path traced."""
+        if len(window) < 2:  # a still image, or a stream's first frame: no motion to read
+            return probs
+        x = self.runtime.inputs(window)
+        if x is None:
+            return probs
+        with self.classifiers.borrow() as classifier:
+            mine = classifier(x)
+        if notes is not None:
+            notes.update(self.module.notes(window, mine, self.labels))
+        return self.module.fuse(probs, labels, mine, self.labels)

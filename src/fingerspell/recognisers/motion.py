@@ -1,0 +1,155 @@
+"""J and Z from motion: the stream's last second of hands -> the path the fingertips traced.
+
+A recogniser carried beside the bundle's own (``BundleMeta.extra``, kind ``motion``); its
+labels are ``J``, ``Z`` and ``nothing``. The runtime half is numpy only: the window of recent
+frames (``Seen``) becomes one vector, which the bundle's ``motion.tflite`` (a small MLP) reads.
+
+The vector, for the ``span_ms`` before the newest frame resampled by time to ``steps`` points
+(any frame rate: frames without a hand are bridged; before the first hand the earliest one is
+held, as a hand that has just come in):
+
+* ``path``: the wrist and the thumb, index and little fingertips, relative to the newest
+  wrist, divided by the hand's palm size (the median over the window), left hands mirrored;
+  so where the hand is and how far from the camera do not matter, only how it moved;
+* ``tips``: the index and little fingertips relative to the wrist of their own frame (the
+  finger's turn about the wrist: J's little finger);
+* ``shape``: the whole hand, wrist-centred and palm-scaled, at the start, middle and end.
+
+It answers for the newest frame: "did a J or a Z just end here?". Trained to fire only for
+the few hundred milliseconds after the movement ends (``training/motion.py``), and to say
+``nothing`` for the moves between letters, slides, holds, a hand coming or going, and word signs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..features import PALM, WRIST
+
+KIND = "motion"
+LABELS = ("J", "Z", "nothing")
+PATH_POINTS = (WRIST, 4, 8, 20)  # wrist, thumb, index and little fingertips
+TIP_POINTS = (8, 20)
+SHAPE_AT = (0.0, 0.5, 1.0)  # where in the window the whole hand is taken
+FIRE_P = 0.5  # a letter read at this probability or more is noted as read from motion (a decoder's cue)
+SHOW_P = 0.2  # from this probability the page draws the fingertip's path
+SPAN_MS = 1000.0  # J and Z take 0.3-0.8 s: the window holds the movement and what came just before
+STEPS = 20  # 50 ms apart: a 60 frames/s camera's frames averaged, a 10 frames/s one's interpolated
+
+
+def size_of(steps: int) -> int:
+    """The vector's length for ``steps`` resampled points."""
+    return steps * len(PATH_POINTS) * 2 + steps * len(TIP_POINTS) * 2 + len(SHAPE_AT) * 21 * 2
+
+
+def preprocessing(span_ms: float = SPAN_MS, steps: int = STEPS) -> dict:
+    """What ``bundle.json`` records about the inputs, read back by ``Runtime.from_record``."""
+    return {"kind": KIND, "features": "fingerspell.motion.v1", "span_ms": float(span_ms), "steps": int(steps),
+            "points": "image landmarks in pixel units (x*w, y*h), x and y only",
+            "mirror": "left hands mirrored to right (x -> -x)",
+            "centre": "the newest wrist (path); each frame's wrist (tips, shape)",
+            "scale": "median palm size over the window (mean wrist-to-finger-base distance)"}
+
+
+def vectors(t_ms: np.ndarray, points: np.ndarray, span_ms: float = SPAN_MS, steps: int = STEPS) -> np.ndarray:
+    """The input vector of one window: frame times (N,) and pixel points (N, 21, 2 or 3), right
+    hands (left ones mirrored already), oldest first, every frame with a hand. (size_of(steps),)"""
+    t = np.asarray(t_ms, dtype=np.float64)
+    pts = np.asarray(points, dtype=np.float64)[:, :, :2]
+    grid = t[-1] - span_ms + span_ms * np.arange(1, steps + 1) / steps
+    # Resample each coordinate by time; np.interp holds the end values outside the frames seen.
+    flat = pts.reshape(len(t), -1)
+    res = np.stack([np.interp(grid, t, flat[:, k]) for k in range(flat.shape[1])], axis=1).reshape(steps, 21, 2)
+    palm = np.linalg.norm(pts[:, PALM] - pts[:, WRIST : WRIST + 1], axis=-1).mean(axis=1)
+    scale = max(float(np.median(palm)), 1e-6)
+    path = (res[:, PATH_POINTS] - res[-1, WRIST]) / scale
+    local = (res - res[:, WRIST : WRIST + 1]) / scale
+    tips = local[:, TIP_POINTS]
+    shape = local[[min(steps - 1, int(round(a * (steps - 1)))) for a in SHAPE_AT]]
+    return np.concatenate([path.ravel(), tips.ravel(), shape.ravel()]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A window of a stream's frames -> the motion classifier's input."""
+
+    span_ms: float = SPAN_MS
+    steps: int = STEPS
+    reads_pixels = False
+    frames = 0  # reads by time, not by frames: every frame of the last ``span_ms``
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Runtime":
+        """The runtime a preprocessing record asks for.
+
+        Raises:
+            KeyError: a field is missing. ValueError: a field is not understood.
+        """
+        if record["features"] != "fingerspell.motion.v1":
+            raise ValueError(f"features {record['features']!r} are not ones this fingerspell computes")
+        span, steps = float(record["span_ms"]), int(record["steps"])
+        if not (100 <= span <= 5000 and 2 <= steps <= 200):
+            raise ValueError(f"span_ms {span} or steps {steps} out of range")
+        return cls(span, steps)
+
+    def inputs(self, window, pixels=None) -> np.ndarray | None:
+        """The vector for the newest frame; None where it has no hand (nothing to recognise)."""
+        if not window or window[-1].hand is None:
+            return None
+        newest = window[-1].t_ms
+        seen = [s for s in window if s.hand is not None and newest - s.t_ms <= self.span_ms + 100]
+        t = np.array([s.t_ms for s in seen], dtype=np.float64)
+        pts = np.stack([s.hand.pixel_points()[:, :2] for s in seen])
+        left = window[-1].hand.handedness == "Left"
+        if left:  # mirrored to a right hand, as the newest hand is
+            pts = pts * np.array([-1.0, 1.0])
+        return vectors(t, pts, self.span_ms, self.steps)
+
+    def input_problem(self, shape: tuple[int, ...]) -> str | None:
+        """Why a model with input ``shape`` cannot be served with these inputs, or None."""
+        n = size_of(self.steps)
+        return None if shape == (n,) else f"expects input {shape}, not the {n} motion features"
+
+
+def fuse(probs: np.ndarray, labels: list[str], mine: np.ndarray, my_labels: list[str]) -> np.ndarray:
+    """The model's ``probs`` over ``labels`` with the motion letters' probabilities ``mine`` folded
+    in: a share m of the whole goes to the motion letters, the model's scaled by 1 - m. A motion
+    letter the model lacks is left out (its share stays with the model)."""
+    out = np.asarray(probs, dtype=np.float32).copy()
+    index = {k: i for i, k in enumerate(labels)}
+    shares = [(index[k], float(p)) for k, p in zip(my_labels, mine) if k in index and k in LABELS[:-1]]
+    m = sum(p for _, p in shares)
+    if m <= 0:
+        return out
+    out *= 1.0 - m
+    for i, p in shares:
+        out[i] += p
+    return out
+
+
+def traced(window, letter: str) -> list[tuple[float, float]] | None:
+    """The path of the fingertip that traces ``letter`` (J: the little finger's, Z: the index
+    finger's) over the last ``SPAN_MS``, as fractions of the frame; None where there is none."""
+    tip = {"J": 20, "Z": 8}.get(letter)
+    if tip is None or not window or window[-1].hand is None:
+        return None
+    newest = window[-1].t_ms
+    return [(float(s.hand.landmarks[tip][0]), float(s.hand.landmarks[tip][1])) for s in window
+            if s.hand is not None and newest - s.t_ms <= SPAN_MS]
+
+
+def notes(window, mine: np.ndarray, my_labels: list[str]) -> dict:
+    """What the page and the decoder are told: ``motion``, the letter read at ``FIRE_P`` or more,
+    and ``path``, its fingertip's path, from ``SHOW_P``."""
+    letters = [(float(p), k) for k, p in zip(my_labels, mine) if k in LABELS[:-1]]
+    if not letters:
+        return {}
+    p, letter = max(letters)
+    out = {}
+    if p >= FIRE_P:
+        out["motion"] = letter
+    if p >= SHOW_P:
+        out["path"] = traced(window, letter)
+    return out

@@ -295,7 +295,7 @@ class _Connection:
         self.settings.save_frame(f"ws{self.cid}-{number:06d}", data)
         answer = {"type": "prediction", "frame": number, **pred.to_json()}
         if mirror and answer["hand"] is not None:
-            for point in answer["hand"]["landmarks"]:
+            for point in answer["hand"]["landmarks"] + answer.get("path", []):
                 point[0] = round(1.0 - point[0], 4)
         return pred, answer
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from fingerspell import bundle as bundle_io, records
+from fingerspell.decoding import english
 from fingerspell.predictor import Predictor
 from fingerspell.recognisers import Seen, motion as runtime
 from fingerspell.recognisers.litert import Classifier
@@ -46,7 +47,8 @@ RATES = (30, 15, 60)
 
 def word_clip(word: str, rng, statics, recs) -> streams.Clip:
     """``word`` spelled at 0.3-0.6 s a letter (the pace varying +-20% within it), moves of a third
-    of a letter between letters, the hand coming in before and going out after."""
+    of a letter between letters, a double letter slid or bounced, no hand before and after (as
+    bench_words.py spells words: a hand moved away with one shape would be a slide)."""
     clip, pace = streams.Clip(rng), rng.uniform(300, 600)
     pools = {k: [r for r in recs if r.label == k] for k in motion.MOTION_LETTERS}
     clip.gap(300)
@@ -56,15 +58,14 @@ def word_clip(word: str, rng, statics, recs) -> streams.Clip:
         if ch in pools:
             rec = pools[ch][rng.integers(len(pools[ch]))]
             length = rec.t_ms[-1] - rec.t_ms[0]
-            clip.recorded(rec, move, trim_ms=length - max(ms, 380.0) + move, pace=rng.uniform(0.9, 1.15))
+            # the movement whole (this signer's takes ~0.35 s, after a hold): at least 0.45 s of the recording
+            clip.recorded(rec, move, trim_ms=length - max(ms, 450.0), pace=rng.uniform(0.9, 1.15))
         else:
             pts = statics[ch][rng.integers(len(statics[ch]))]
-            if i == 0:
-                clip.enter(rng.uniform(200, 350), clip.place(pts))
-            elif ch == word[i - 1]:
+            if i and ch == word[i - 1]:
                 clip.slide(rng.uniform(120, 200))
             clip.letter(ch, pts, ms, move if i else 30.0)
-    return clip.leave(250).gap(800)
+    return clip.gap(800)
 
 
 def bare(path: Path, out: Path) -> Path:
@@ -104,6 +105,7 @@ def main(argv=None) -> int:
     for fps in RATES:
         print(f"  {fps} frames/s: {brief(motion.scored(np.random.default_rng(args.seed + fps), held_statics, held_recs, predict, fps))}")
 
+    lexicon = english()  # what `fingerspell predict` decodes with
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     without = bare(path, out / "without-motion")
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
                     recording = streams.to_records(times, frames)
                     if name == "with motion" and fps == 30 and k % args.per_word == 0:
                         records.write(out / f"{word.lower()}.jsonl", recording)
-                    text, _ = spell_records(predictor, recording)
+                    text, _ = spell_records(predictor, recording, lexicon=lexicon)
                     right += text.strip() == word
                     if text.strip() != word:
                         wrong.append(f"{word}->{text.strip() or '-'}")

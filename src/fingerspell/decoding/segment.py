@@ -14,8 +14,9 @@
 * **Letters from motion.** J and Z end a movement that starts from another handshape (J from
   I, Z from a pointing hand), which may be written first: a J or Z that the motion recogniser
   reads (the frame's ``motion``) replaces the letter just before it when that is its starting
-  shape and began within ``MOTION_MS`` (``Segment.replaces``); a second J or Z movement while
-  the first is still held starts a new letter, as a slide does.
+  shape and began within ``MOTION_MS`` (``Segment.replaces``). A J or Z the still frames wrote
+  is confirmed, not written again, by its movement; a second movement while a J or Z read from
+  motion is held starts a new letter, as a slide does.
 * **Word end.** No hand for ``word_pause_ms`` after a letter ends the word; so does the space
   sign. ``del`` removes the last letter.
 
@@ -130,13 +131,14 @@ class Segmenter:
         if motion is not None:
             again = self._moved_at is None or t - self._moved_at > MOTION_GAP_MS
             self._moved_at = t
-            if again and self.run is not None and self.run.label == motion and self.tentative is None:
-                # the same movement again (JAZZ's second Z): a new letter, as a slide starts one
+            run = self.run
+            if again and run is not None and run.label == motion and run.moved and self.tentative is None:
+                # a second movement while its letter is held (JAZZ's second Z): a new letter, as a slide starts one
                 self.run = None
                 self.tentative = Segment("", t, t, slide=True)
             seg = self.tentative if self.run is None or self.run.label != motion else self.run
             if seg is not None:
-                seg.moved = True
+                seg.moved = True  # a letter the still frames wrote, confirmed by its movement, is not written again
         self.hand_ms += dt
         if self.hand_ms >= self.p.flicker_ms:
             self.idle_ms = 0.0  # a hand glimpsed for a frame or two does not end a pause
@@ -193,7 +195,7 @@ class Segmenter:
         run = self.run
         if ((seg.moved or self._moved_at == t) and run is not None and run.label in MOTION_FROM.get(seg.label, "")
                 and t - run.t_start <= MOTION_MS):
-            seg.replaces = run
+            seg.replaces = run  # and any letter of its starting shape just before it (WordDecoder)
         self.tentative = None
         self.run = seg
         self.idle_ms = 0.0
@@ -211,8 +213,8 @@ class Segmenter:
         return [("letter", seg)]
 
     def _check_slide(self, run: Segment, t: float, position: Position | None) -> list[tuple]:
-        if position is None or run.label in (SPACE, DELETE):
-            return []
+        if position is None or run.label in (SPACE, DELETE) or run.label in MOTION_FROM:
+            return []  # J and Z move by nature: a second one is a second movement (push), not a slide
         path = self._path
         path.append((t, position))
         while len(path) > 1 and t - path[0][0] > self.p.slide_window_ms:

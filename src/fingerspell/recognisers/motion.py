@@ -33,7 +33,7 @@ LABELS = ("J", "Z", "nothing")
 PATH_POINTS = (WRIST, 4, 8, 20)  # wrist, thumb, index and little fingertips
 TIP_POINTS = (8, 20)
 SHAPE_AT = (0.0, 0.5, 1.0)  # where in the window the whole hand is taken
-FIRE_P = 0.5  # a letter read at this probability or more is noted as read from motion (a decoder's cue)
+FIRE_P = 0.7  # a letter read at this probability or more is folded into the answer, and noted (a decoder's cue)
 SHOW_P = 0.2  # from this probability the page draws the fingertip's path
 SPAN_MS = 1000.0  # J and Z take 0.3-0.8 s: the window holds the movement and what came just before
 STEPS = 20  # 50 ms apart: a 60 frames/s camera's frames averaged, a 10 frames/s one's interpolated
@@ -115,11 +115,13 @@ class Runtime:
 
 def fuse(probs: np.ndarray, labels: list[str], mine: np.ndarray, my_labels: list[str]) -> np.ndarray:
     """The model's ``probs`` over ``labels`` with the motion letters' probabilities ``mine`` folded
-    in: a share m of the whole goes to the motion letters, the model's scaled by 1 - m. A motion
-    letter the model lacks is left out (its share stays with the model)."""
+    in: a share m of the whole goes to a motion letter read at ``FIRE_P`` or more, the model's
+    scaled by 1 - m. A motion letter the model lacks is left out (its share stays with the model)."""
     out = np.asarray(probs, dtype=np.float32).copy()
     index = {k: i for i, k in enumerate(labels)}
-    shares = [(index[k], float(p)) for k, p in zip(my_labels, mine) if k in index and k in LABELS[:-1]]
+    # Below FIRE_P nothing is folded in: the moves between letters then cost the model nothing
+    shares = [(index[k], float(p)) for k, p in zip(my_labels, mine)
+              if k in index and k in LABELS[:-1] and p >= FIRE_P]
     m = sum(p for _, p in shares)
     if m <= 0:
         return out

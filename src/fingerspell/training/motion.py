@@ -25,9 +25,10 @@ from .streams import Clip, Recording
 log = logging.getLogger(__name__)
 
 MOTION_LETTERS = ("J", "Z")
-FIRE_BEFORE_MS, FIRE_AFTER_MS = 60.0, 220.0  # a J or Z is answered from just before its end to this after
-BLUR_MS = 200.0  # frames this close around the answered span are left out of the loss: either answer will do
-FIRE_P = 0.5  # a J or Z is offered to the decoder where its probability reaches this...
+FIRE_BEFORE_MS, FIRE_AFTER_MS = 60.0, 150.0  # a J or Z is answered from just before its end to this after...
+BLUR_BEFORE_MS, BLUR_AFTER_MS = 200.0, 70.0  # ...either answer will do this close around that (left out of the loss);
+# after it, "nothing": the next letter's frames are the next letter's
+FIRE_P = motion.FIRE_P  # a J or Z is offered to the decoder where its probability reaches this (0.7: chosen on held-out streams)...
 EVIDENCE_MS = 80.0  # ...for this much evidence (DecoderParams.min_letter_ms: what writes a letter)
 FPS = (10, 15, 20, 24, 30, 30, 45, 60)
 
@@ -101,7 +102,7 @@ def targets(times: np.ndarray, motions: list) -> np.ndarray:
     for label, end in motions:
         if label not in MOTION_LETTERS:
             continue
-        near = (times >= end - FIRE_BEFORE_MS - BLUR_MS) & (times <= end + FIRE_AFTER_MS + BLUR_MS)
+        near = (times >= end - FIRE_BEFORE_MS - BLUR_BEFORE_MS) & (times <= end + FIRE_AFTER_MS + BLUR_AFTER_MS)
         y[near & (y == motion.LABELS.index("nothing"))] = -1
     for label, end in motions:
         if label in MOTION_LETTERS:
@@ -210,10 +211,10 @@ def scored(rng, statics, recs, predict, fps: float) -> dict:
             end = clip.motions[0][1]
             hit = any(k == rec.label and end - 400 <= t <= end + 400 for k, t in fired)
             out[rec.label]["n"] += 1
-            out[rec.label]["hits"] += hit
+            out[rec.label]["hits"] += int(hit)
             for k, t in fired:
                 out[k]["fired"] += 1
-                out[k]["right"] += k == rec.label and end - 400 <= t <= end + 400
+                out[k]["right"] += bool(k == rec.label and end - 400 <= t <= end + 400)
         else:
             signs["n"] += 1
             signs["false_alarms"] += len(fired)

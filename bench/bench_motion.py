@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         predictor = Predictor.from_bundle(bundle_path)
         try:
             for fps in RATES:
-                right, wrong = 0, []
+                right, wrong, per_word = 0, [], {w: 0 for w in WORDS}
                 for k, (word, clip) in enumerate(clips[fps]):
                     times, frames = clip.sample(fps, 0.8)
                     recording = streams.to_records(times, frames)
@@ -126,10 +126,12 @@ def main(argv=None) -> int:
                         records.write(out / f"{word.lower()}.jsonl", recording)
                     text, _ = spell_records(predictor, recording, lexicon=lexicon)
                     right += text.strip() == word
+                    per_word[word] += text.strip() == word
                     if text.strip() != word:
                         wrong.append(f"{word}->{text.strip() or '-'}")
                 print(f"  {name:12s} {fps} frames/s: {right}/{len(clips[fps])} words right "
-                      f"({right / len(clips[fps]):.0%}); wrong: {', '.join(wrong[:8])}{' ...' if len(wrong) > 8 else ''}")
+                      f"({right / len(clips[fps]):.0%}); per word: {' '.join(f'{w} {n}' for w, n in per_word.items())}; "
+                      f"wrong: {', '.join(wrong[:8])}{' ...' if len(wrong) > 8 else ''}")
             statics_and_cost(predictor, held_statics, np.random.default_rng(args.seed), cost=name == "with motion")
         finally:
             predictor.close()

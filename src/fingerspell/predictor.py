@@ -25,7 +25,7 @@ from .hands import Following, Hand, HandFinder, Pool, Region, Workers, ensure_ha
 from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from .labels import NOTHING
 from .recognisers import Pixels, Seen
-from .recognisers.beside import Beside
+from .recognisers.beside import Beside, load as load_beside
 from .recognisers.litert import Classifier
 from .teach import Personal, load_personal
 
@@ -250,7 +250,7 @@ class Predictor:
         # A personal bundle's head over the model (teach/); None for a bundle of its own
         self.personal: Personal | None = self.load_personal(path)
         # Recognisers carried beside the model (bundle.json "extra") that this fingerspell runs: J and Z from motion
-        self.beside = [Beside(path, entry, size) for entry in meta.extra if entry.kind in recognisers.BESIDE]
+        self.beside: list[Beside] = load_beside(path, meta.extra, size)
         self.workers = Workers(hand_model, detect_params, size)
         # The first of each is made now, so a bad hand model fails here.
         self.workers.warm()

@@ -288,7 +288,7 @@ def _train_motion(args):
 
     with ctrl_c_asks_to_stop() as stop:
         figures = train_motion(args.data, args.out, args.base, seed=args.seed if args.seed is not None else 1,
-                               epochs=args.epochs or 40, stop=stop)
+                               epochs=args.epochs or 30, stop=stop)
     for fps, fig in figures["held_out"].items():
         print(f"held out at {fps} frames/s: {brief(fig)}")
     print(f"bundle: {Path(args.out).expanduser().resolve()}")

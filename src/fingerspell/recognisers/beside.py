@@ -5,6 +5,7 @@ Numpy and LiteRT only, like the rest of serving.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +16,31 @@ from ..hands import Pool
 from ..labels import NOTHING
 from .base import Seen
 from .litert import Classifier
-from .registry import beside
+from .registry import BESIDE, beside
+
+log = logging.getLogger(__name__)
+
+
+def load(path: Path, extra: list, size: int) -> list["Beside"]:
+    """The recognisers of a bundle's ``extra`` entries that this fingerspell runs. An entry of a
+    kind it does not know, or whose inputs it cannot make (a newer version's), is left out with a
+    warning: the bundle's own model is served (bundle/meta.py).
+
+    Raises:
+        BundleError: an entry's export does not load or does not match its labels and inputs.
+    """
+    out = []
+    for entry in extra:
+        if entry.kind not in BESIDE:
+            log.warning("%s: the %s recogniser beside the model is not one this fingerspell runs; left out", path,
+                        entry.kind)
+            continue
+        try:
+            out.append(Beside(path, entry, size))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("%s: the %s recogniser's inputs are not ones this fingerspell makes (%s); left out", path,
+                        entry.kind, exc)
+    return out
 
 
 class Beside:
@@ -27,11 +52,7 @@ class Beside:
         self.module = beside(entry.kind, BundleError)
         self.labels = list(entry.labels)
         self.letters = [k for k in self.labels if k != NOTHING]
-        try:
-            self.runtime = self.module.Runtime.from_record(entry.preprocessing)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"{path / 'bundle.json'}: the {entry.kind} recogniser's preprocessing is not "
-                              f"understood ({exc})") from None
+        self.runtime = self.module.Runtime.from_record(entry.preprocessing)  # KeyError, TypeError, ValueError
         self.classifiers = Pool(lambda: Classifier(path / entry.file), size)
         with self.classifiers.borrow() as classifier:
             if classifier.num_outputs != len(self.labels):

@@ -47,8 +47,8 @@ def read(data) -> tuple[list[streams.Recording], dict[str, np.ndarray]]:
     return recs, statics
 
 
-def train_motion(data, out, base=None, *, split: motion.Split = motion.Split(), clips: int = 4000,
-                 epochs: int = 40, seed: int = 1, stop=None) -> dict:
+def train_motion(data, out, base=None, *, split: motion.Split = motion.Split(), clips: int = 3000,
+                 epochs: int = 30, seed: int = 1, stop=None) -> dict:
     """Fit the motion recogniser and write ``base`` (None: the bundled model) with it to ``out``.
 
     Returns:

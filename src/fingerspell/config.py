@@ -238,6 +238,9 @@ class ServeParams:
     decoder: str = DecoderParams.kind  # which decoder (DecoderParams.kind)
     lexicon: bool = True  # choose dictionary words when a word ends; False writes what was signed
     vocab: str | None = None  # a text file of extra words (names, places), one a line, for every stream
+    # Where profiles keep their samples and personal models (None: $FINGERSPELL_DATA_DIR or the
+    # user data folder, platformdirs'); made 0o700 when the first profile is, never before.
+    data_dir: str | None = None
 
 
 def to_dict(obj) -> dict:

@@ -8,6 +8,7 @@ here first, before any expensive work, and once more just before writing.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from .errors import FingerspellError, OutputFolderError
@@ -76,4 +77,24 @@ def check_new_file(path: str | os.PathLike, what: str) -> Path:
         raise OutputFolderError(f"{shown} already exists; give a new file name for the {what}")
     if not path.parent.is_dir():
         raise OutputFolderError(f"{path.parent} is not a folder; give the {what} a file name in a folder that exists")
+    return path
+
+
+def replace_file(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically: a crash leaves the old file (or none), never half of one.
+
+    The caller decides whether ``path`` may be written (``check_new_file``, ``check_folder``).
+    """
+    path = Path(path)
+    # A name of this writer's own, opened exclusively (the user's umask applies, unlike mkstemp's 0600).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

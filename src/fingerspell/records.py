@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from .errors import DatasetError
 from .hands import Hand
+from .outputs import replace_file
 
 FORMAT = "fingerspell-landmarks"
 VERSION = 1
@@ -244,20 +244,7 @@ def write(path: str | os.PathLike, records: Iterable[Record]) -> Path:
     The caller decides whether ``path`` may be written (a command never replaces a file it did not
     write: see ``outputs.py``).
     """
-    path = Path(path)
-    text = dumps(records)
-    # A name of this writer's own, opened exclusively (the user's umask applies, unlike mkstemp's 0600).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return replace_file(path, dumps(records))
 
 
 # --------------------------------------------------------------------------- arrays

@@ -203,6 +203,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="a host name or address browsers may use to reach the server (repeat for more); others "
                         "are refused, against DNS rebinding (default: localhost and 127.0.0.1, and on another "
                         "--host that address and this machine's names)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where profiles keep their samples and personal models (default: $FINGERSPELL_DATA_DIR or "
+                        "the user data folder); made, readable by you only, when the first profile is")
     _add_decoder(p)
     _add_cache(p)
     return ap

@@ -1,7 +1,8 @@
 """``create_app``: the web app, wired from its rooms.
 
 ``settings.py`` (what the server was told), ``security.py`` (hosts, origins, headers),
-``http.py`` (the page, ``/health``, ``POST /predict``, ``/docs``) and ``stream.py`` (``WS /ws``).
+``http.py`` (the page, ``/health``, ``POST /predict``, ``/docs``), ``profiles.py`` (a user's
+samples and personal model; ``teaching.py`` trains it) and ``stream.py`` (``WS /ws``).
 The model loads here, once, in the lifespan, and reaches the routes and the stream through
 ``Depends(get_predictor)``.
 
@@ -25,9 +26,11 @@ from ..config import DecoderParams, ServeParams
 from ..decoding import Loading
 from ..predictor import Predictor
 from ..decoding import SpellingParams
-from . import http, stream
+from ..teach.profiles import Profiles
+from . import http, profiles, stream
 from .security import HostAllowList, SecurityHeaders
 from .settings import model_from_env, resolve
+from .teaching import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +85,16 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
         app.state.streams = stream.Streams(settings.params.max_connections)
         app.state.predict_slots = anyio.Semaphore(settings.params.max_predicts)
         app.state.uploads = anyio.Semaphore(settings.params.max_uploads)
+        app.state.profiles = Profiles(settings.data_dir)  # writes nothing until a profile is made
         try:
-            yield
+            async with anyio.create_task_group() as trainings:
+                app.state.trainer = Trainer(app.state.profiles, getattr(served, "path", None), served.labels,
+                                            trainings)
+                try:
+                    yield
+                finally:
+                    app.state.trainer.close()  # a training still running stops at its next check
+                    trainings.cancel_scope.cancel()
         finally:
             if predictor is None:  # loaded here, so closed here
                 served.close()
@@ -102,9 +113,11 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.params.cors_origins),
-                           allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                           allow_headers=["Content-Type", "Authorization"])
     app.add_middleware(HostAllowList, allowed=settings.hosts)
     app.add_middleware(SecurityHeaders)
     app.include_router(stream.router)
     http.install(app)
+    profiles.install(app)
     return app

@@ -1,8 +1,8 @@
 """The HTTP routes: the page (``/``), ``/health``, ``POST /predict`` and ``/docs``.
 
-Also what they answer with: ``ApiError`` and the handlers that turn every error into
+Also what they answer with: the handlers that turn every error (``ApiError`` and the rest) into
 ``{"error": "..."}`` JSON (never a traceback), the documented shapes for the OpenAPI document,
-and ``/predict``'s body parsing with its limits.
+and ``/predict``'s body parsing (its reading within limits is ``bodies.py``'s).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import binascii
 import dataclasses
 import functools
 import importlib.util
-import json
 import logging
 import platform
 import time
@@ -28,12 +27,13 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import FrameError
 from ..images import MAX_JPEG_SCANS
 from ..predictor import Prediction, Predictor
+from ..teach.profiles import LIMITS as PROFILE_LIMITS
+from .bodies import ApiError, parse_json, read_body, take_within
 from .deps import get_predictor, get_settings, get_workers
 from .security import security_headers
 from .settings import SERVE_FORMATS, Settings
@@ -52,16 +52,6 @@ router = APIRouter()
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class ApiError(Exception):
-    """A request the server refuses: status code and a message that says what to fix."""
-
-    def __init__(self, status: int, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
 
 
 def _error(status: int, message: str, request: Request | None = None) -> JSONResponse:
@@ -173,13 +163,7 @@ _PREDICT_BODY = {
 
 def _image_from_json(body: bytes) -> bytes:
     example = '{"image": "data:image/jpeg;base64,..."}'
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-        raise ApiError(400, f"the body is not valid JSON ({reason}); send {example}") from None
-    if not isinstance(doc, dict):
-        raise ApiError(400, f"expected a JSON object like {example}")
+    doc = parse_json(body, example)
     if "image" not in doc:
         raise ApiError(400, f'the JSON has no "image" field; send {example}')
     image = doc["image"]
@@ -195,41 +179,6 @@ def _image_from_json(body: bytes) -> bytes:
         return base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ApiError(400, f'"image" is not valid base64 ({exc})') from None
-
-
-async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The body, refused with 413 as soon as it is known to be over ``limit``, 408 after ``timeout`` s."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise ApiError(400, "the Content-Length header is not a number") from None
-        if size > limit:
-            raise ApiError(413, f"the body is {size:,} bytes, over the limit of {limit:,} bytes")
-    body = bytearray()
-    with anyio.move_on_after(timeout) as deadline:
-        try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
-        except ClientDisconnect:
-            # Nobody is left to answer; one line for the operator, no traceback.
-            log.info("POST /predict: the client went away after %s of %s bytes of the body", f"{len(body):,}",
-                     f"{int(declared):,}" if declared else "a chunked body's")
-            raise ApiError(400, "the client disconnected before the body ended") from None
-    if deadline.cancelled_caught:
-        raise ApiError(408, f"the body did not arrive within {timeout:g} s ({len(body):,} bytes came)")
-    return bytes(body)
-
-
-async def _take(semaphore: anyio.Semaphore, wait: float) -> bool:
-    """Acquire ``semaphore`` within ``wait`` s; False where it stayed taken that long."""
-    with anyio.move_on_after(wait):
-        await semaphore.acquire()
-        return True
-    return False
 
 
 @functools.cache
@@ -287,7 +236,7 @@ async def health(request: Request, predictor: Predictor = Depends(get_predictor)
         "limits": {"max_body_bytes": params.max_body_bytes, "max_message_bytes": params.max_message_bytes,
                    "max_pixels": params.max_pixels, "max_jpeg_scans": MAX_JPEG_SCANS,
                    "max_connections": params.max_connections, "max_predicts": params.max_predicts,
-                   "max_uploads": params.max_uploads, "stream_idle_s": params.stream_idle_s},
+                   "max_uploads": params.max_uploads, "stream_idle_s": params.stream_idle_s, **PROFILE_LIMITS},
         "open_streams": request.app.state.streams.open,
         "spelling": dataclasses.asdict(settings.spelling),
         "decoder": {**dataclasses.asdict(settings.decoding), "vocab_words": len(settings.vocab),
@@ -310,11 +259,11 @@ async def predict(request: Request, predictor: Predictor = Depends(get_predictor
     # cannot keep others' images from being recognised. Each request being recognised holds its
     # body several times over (bytes, JSON, image): max_predicts bounds those.
     uploads: anyio.Semaphore = request.app.state.uploads
-    if not await _take(uploads, params.predict_wait_s):
+    if not await take_within(uploads, params.predict_wait_s):
         raise ApiError(503, f"busy: {params.max_uploads} uploads are being received or recognised; retry in a second",
                        headers={"Retry-After": "1"})
     try:
-        body = await _read_body(request, params.max_body_bytes, params.body_timeout_s)
+        body = await read_body(request, params.max_body_bytes, params.body_timeout_s)
         large = len(body) > LARGE_BODY_BYTES
         data = _image_from_json(body) if content_type == "application/json" else body
         del body  # the image's bytes are all that is kept while waiting for a slot
@@ -326,7 +275,7 @@ async def predict(request: Request, predictor: Predictor = Depends(get_predictor
 
         slots: anyio.Semaphore = request.app.state.predict_slots
         try:
-            if not await _take(slots, params.predict_wait_s):
+            if not await take_within(slots, params.predict_wait_s):
                 raise ApiError(503, f"busy: {params.max_predicts} images are being recognised; retry in a second",
                                headers={"Retry-After": "1"})
             try:

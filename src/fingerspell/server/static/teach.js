@@ -29,6 +29,19 @@ export function labelProblem(label) {
   return "";
 }
 
+/** What a model's card says it was taught, in words. */
+function taught(card) {
+  if (!card || typeof card.samples !== "number") return "trained on your samples";
+  const signs = card.labels && typeof card.labels === "object" ? Object.keys(card.labels).length : 0;
+  const took = typeof card.seconds === "number" ? ` in ${card.seconds.toFixed(1)} s` : "";
+  return `taught ${signs ? `${signs} sign${signs === 1 ? "" : "s"} from ` : ""}${card.samples} samples${took}`;
+}
+
+function failure(model) {
+  const why = model.message || "the server's log has the details";
+  return /^training failed/i.test(why) ? `T${why.slice(1)}.` : `Training failed: ${why}.`;
+}
+
 export class TeachPanel {
   /**
    * ``command(message)`` sends a stream command (false while disconnected); ``video`` is the
@@ -45,6 +58,7 @@ export class TeachPanel {
     this.walk = null; // the alphabet walk-through's place in WALK, or null
     this.timer = null;
     this.pollTimer = null;
+    this.watching = false; // a training is followed: its end is announced
     this.streamUse = null; // what this stream was told to read with: null (nothing yet), default, personal
     this.returnFocus = null;
     this.buttons = new Map(); // label -> its button
@@ -236,8 +250,10 @@ export class TeachPanel {
   async train() {
     this.ui.train.disabled = true;
     try {
-      this.show(await this.client.train());
+      const profile = await this.client.train();
       this.say("Training your model: the page keeps reading with the current one meanwhile.");
+      this.watching = true;
+      this.show(profile);
     } catch (err) {
       this.say(`Not trained: ${err.message}`);
       this.render();
@@ -300,7 +316,7 @@ export class TeachPanel {
   async download(what) {
     try {
       const blob = what === "model" ? await this.client.model() : await this.client.samples();
-      const name = what === "model" ? "fingerspell-my-model.zip" : "fingerspell-samples.jsonl";
+      const name = what === "model" ? "fingerspell-personal-model.zip" : "fingerspell-samples.jsonl";
       const link = document.createElement("a");
       link.href = URL.createObjectURL(blob);
       link.download = name;
@@ -371,17 +387,20 @@ export class TeachPanel {
   /** A profile the server answered: shown, and a training followed until it ends. */
   show(profile) {
     if (!profile || typeof profile !== "object") return;
-    const before = this.profile && this.profile.model ? this.profile.model.state : null;
     this.profile = profile;
     const model = profile.model || {};
     if (model.state === "training") {
+      this.watching = true; // its end is announced
       clearTimeout(this.pollTimer);
       this.pollTimer = setTimeout(() => this.refresh(), POLL_MS);
-    } else if (before === "training" && model.state === "ready") {
-      this.say(`Your model is ready${model.message ? `: ${model.message}` : ""}.` +
-        (profile.use === "personal" ? " The page reads your signs with it now." : ""));
-    } else if (before === "training" && model.state === "failed") {
-      this.say(`Training failed: ${model.message || "the server log has the details"}.`);
+    } else if (this.watching) {
+      this.watching = false;
+      if (model.state === "ready") {
+        this.say(`Your model is ready: ${taught(model.card)}.` +
+          (profile.use === "personal" ? " The page reads your signs with it now." : ""));
+      } else if (model.state === "failed") {
+        this.say(failure(model));
+      }
     }
     this.render();
     this.applyModel();
@@ -435,9 +454,9 @@ export class TeachPanel {
     ui.progress.value = Number(model.progress) || 0;
     ui.modelState.textContent = {
       none: samples ? "No model yet: train one from your samples." : "No model yet: keep a few takes first.",
-      training: `Training… ${Math.round((Number(model.progress) || 0) * 100)}%${model.message ? `: ${model.message}` : ""}`,
-      ready: `Ready${model.message ? `: ${model.message}` : ""}.`,
-      failed: `The last training failed${model.message ? `: ${model.message}` : ""}.`,
+      training: `Training… ${Math.round((Number(model.progress) || 0) * 100)}%${model.message ? ` (${model.message})` : ""}`,
+      ready: `Ready: ${taught(model.card)}.`,
+      failed: failure(model),
     }[model.state] || "";
     ui.use.disabled = model.state !== "ready";
     ui.use.checked = Boolean(profile && profile.use === "personal" && model.state === "ready");

@@ -570,3 +570,29 @@ def test_a_word_is_chosen_among_1000_near_duplicate_user_words_through_the_index
     rest, t = signed(name[5:], t=t)
     run(d, frames + q + rest)
     assert d.text == name + " "
+
+
+# -- custom signs -------------------------------------------------------------------------------
+
+
+def test_a_custom_sign_commits_its_own_text_as_a_word_between_spelled_words(small):
+    # HI, then the taught sign "Sam" held as a letter is, then CAT: the spelled word before it ends
+    # and the sign is written as signed (never changed by the lexicon), a word of its own.
+    hi, t = letter_frames(0, "H", 400)
+    i, t = letter_frames(t, "I", 400)
+    sam, t = letter_frames(t, "Sam", 500)
+    cat, _ = signed("CAT", t=t)
+    d = decode(hi + i + sam + cat, small)
+    assert d.text == "HI Sam CAT "
+    frames = hi + i + sam
+    events = run(WordDecoder(DecoderParams(), small), frames)
+    assert [e["kind"] for e in events][-2:] == ["word", "sign"] and events[-1]["text"] == "Sam"
+
+
+def test_the_letters_decoder_writes_a_custom_sign_as_a_word_too():
+    d = LetterDecoder()
+    frames, t = letter_frames(0, "A", 600)
+    sign, t = letter_frames(t, "MY-NAME", 700)
+    gap, _ = no_hand(t, 300)
+    run(d, frames + gap[:2] + sign + gap)
+    assert d.text == "A MY-NAME "

@@ -62,8 +62,8 @@ def test_different_letter_after_a_commit_needs_only_its_own_hold():
     assert [(e.text, e.t_ms) for e in events] == [("H", 400.0), ("I", 800.0)]
 
 
-def test_unknown_label_commits_its_text_as_is():
-    assert spell(timeline(("hello", 400), (None, 200), ("L", 400))) == "helloL"
+def test_a_custom_sign_commits_its_text_as_a_word_of_its_own():
+    assert spell(timeline(("L", 400), (None, 200), ("hello", 400), (None, 200), ("L", 400))) == "L hello L"
 
 
 # -- release ------------------------------------------------------------------------------------

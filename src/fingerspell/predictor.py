@@ -26,6 +26,7 @@ from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from .labels import NOTHING
 from .recognisers import Pixels, Seen
 from .recognisers.litert import Classifier
+from .teach import Personal, load_personal
 
 TOP_K = 3
 HISTORY = 30  # frames of hand positions a stream keeps: ~1 s, enough for a slide, and for J and Z next
@@ -110,6 +111,9 @@ class Stream:
         self._t0 = time.monotonic()
         self._mirror = False
         self._region: Region | None = None  # where the last image lay in the frame (None: it was the frame)
+        # The personal model this stream reads with (a profile's, set by the server), None for the bare
+        # model; a personal bundle's own to start with.
+        self.personal: Personal | None = predictor.personal
 
     @property
     def history(self) -> list[tuple[int, Position | None]]:
@@ -195,7 +199,7 @@ class Stream:
         if self.seen and t_ms < self.seen[-1].t_ms:
             self.seen.clear()
         self.seen.append(Seen(t_ms, hand, position_of(hand)))
-        top, classify_ms = _timed(self.predictor.recognise, self.seen, pixels)
+        top, classify_ms = _timed(self.predictor.recognise, self.seen, pixels, self.personal)
         return _assemble(hand, top, started, **stage_ms, classify=classify_ms)
 
     def close(self):
@@ -216,7 +220,7 @@ class Predictor:
         self.path = path
         self.meta = meta
         self.kind: str = meta.kind
-        self.labels: list[str] = list(meta.labels)
+        self.labels: list[str] = list(meta.labels)  # the model's outputs; a personal model's labels follow them
         self.hand_model = hand_model
         self.hand_model_sha256 = sha256_file(hand_model)
         self.detect_params = detect_params
@@ -229,6 +233,9 @@ class Predictor:
         self.classifiers = Pool(lambda: Classifier(path / bundle_io.TFLITE), size)
         with self.classifiers.borrow() as classifier:
             self._check(classifier)
+            self.inputs = classifier.input_shape[0] if len(classifier.input_shape) == 1 else None
+        # A personal bundle's head over the model (teach/); None for a bundle of its own
+        self.personal: Personal | None = self.load_personal(path)
         self.workers = Workers(hand_model, detect_params, size)
         # The first of each is made now, so a bad hand model fails here.
         self.workers.warm()
@@ -241,6 +248,11 @@ class Predictor:
         problem = self.runtime.input_problem(classifier.input_shape)
         if problem:
             raise BundleError(f"{self.path / bundle_io.TFLITE} {problem}")
+
+    def load_personal(self, folder: Path) -> Personal | None:
+        """The personal head of the bundle at ``folder`` if it was taught over this model, else
+        None where it has none. Raises BundleError for one taught over another model."""
+        return load_personal(folder, self.labels, self.inputs, sha256_file(self.path / bundle_io.TFLITE))
 
     @classmethod
     def from_bundle(cls, path=None, *, hand_model=None, cache_dir=None) -> "Predictor":
@@ -271,6 +283,11 @@ class Predictor:
         top, classify_ms = _timed(self.classify, hand, lambda: rgb)
         return _assemble(hand, top, started, decode=decode_ms, detect=detect_ms, classify=classify_ms)
 
+    @property
+    def all_labels(self) -> list[str]:
+        """What this predictor answers: the model's labels, and its personal model's new ones."""
+        return self.personal.labels if self.personal is not None else self.labels
+
     def classify(self, hand: Hand | None, image=None) -> list[tuple[str, float]]:
         """The top-3 (label, probability) for one still image's hand (None: no hand), best first. Thread-safe.
 
@@ -278,22 +295,27 @@ class Predictor:
             hand: what the detector found in the image.
             image: a callable returning the RGB image; called only by a recogniser that reads pixels.
         """
-        return self.recognise([Seen(0, hand)], None if image is None else lambda: (image(), hand))
+        return self.recognise([Seen(0, hand)], None if image is None else lambda: (image(), hand), self.personal)
 
-    def recognise(self, window: Sequence[Seen], pixels: Pixels | None = None) -> list[tuple[str, float]]:
+    def recognise(self, window: Sequence[Seen], pixels: Pixels | None = None,
+                  personal: Personal | None = None) -> list[tuple[str, float]]:
         """The top-3 (label, probability) for the newest frame of ``window``, best first. Thread-safe.
 
         Args:
             window: a stream's recent frames, newest last (the recogniser reads as many as it needs).
             pixels: the newest frame's image and hand, for a recogniser that reads pixels.
+            personal: a personal head over this model (a stream's), or None for the model alone.
         """
         x = self.runtime.inputs(window, pixels)
         if x is None:
             return [(NOTHING, 1.0)]
         with self.classifiers.borrow() as classifier:
             probs = classifier(x)
+        labels = self.labels
+        if personal is not None:
+            probs, labels = personal.adjust(x, probs), personal.labels
         order = np.argsort(probs)[::-1][:TOP_K]
-        return [(self.labels[i], float(probs[i])) for i in order]
+        return [(labels[i], float(probs[i])) for i in order]
 
     def stream(self) -> Stream:
         """A new per-connection video stream (its own hand tracker)."""

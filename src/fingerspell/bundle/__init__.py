@@ -10,6 +10,8 @@ A bundle is one self-describing folder::
     metrics.json    full evaluation figures
     plots/*.png     training curves, confusion matrix
     MODEL_CARD.md   data, splits and figures in prose
+    anchors.jsonl   a few training hands of each label (landmark records), for teaching
+    personal.npz    a personal model's head over model.tflite (``teach``; ``personal`` in bundle.json)
     KIND.tflite     a second recogniser's serving export, KIND.keras beside it optional
                     (``BundleMeta.extra``; meta.py says how a second recogniser is carried)
 
@@ -36,7 +38,7 @@ from ..outputs import check_folder
 from .meta import EXTRA_SUFFIXES, FORMAT_VERSION, BundleMeta, ExtraModel, extra_names
 
 __all__ = ["FORMAT_VERSION", "EXTRA_SUFFIXES", "BundleMeta", "ExtraModel", "extra_names", "META", "KERAS",
-           "TFLITE", "METRICS", "CARD", "PLOTS", "NAMES", "DEFAULT_BUNDLE", "resolve", "load_meta",
+           "TFLITE", "METRICS", "CARD", "PLOTS", "PERSONAL", "ANCHORS", "NAMES", "DEFAULT_BUNDLE", "resolve", "load_meta",
            "check_target", "write_bundle", "read_json"]
 
 META = "bundle.json"
@@ -45,7 +47,9 @@ TFLITE = "model.tflite"
 METRICS = "metrics.json"
 CARD = "MODEL_CARD.md"
 PLOTS = "plots"
-NAMES = (META, KERAS, TFLITE, METRICS, CARD, PLOTS)  # what a bundle folder may hold, besides extra_names()
+PERSONAL = "personal.npz"  # a personal model's head over model.tflite (teach/personal.py)
+ANCHORS = "anchors.jsonl"  # a few training hands a label, landmark records: what teaching keeps for labels not taught
+NAMES = (META, KERAS, TFLITE, METRICS, CARD, PLOTS, PERSONAL, ANCHORS)  # what a bundle folder may hold, besides extra_names()
 DEFAULT_BUNDLE = Path(__file__).parents[1] / "models" / "default"
 
 log = logging.getLogger(__name__)

@@ -95,6 +95,7 @@ class BundleMeta:
     created: str | None = None  # ISO 8601, UTC
     versions: dict = field(default_factory=dict)  # fingerspell, tensorflow, keras, python
     extra: list[ExtraModel] = field(default_factory=list)  # recognisers carried beside this one; none run yet
+    personal: dict | None = None  # a personal model's: what it was taught, over which model (teach/)
 
     @property
     def num_outputs(self) -> int:
@@ -165,7 +166,8 @@ class BundleMeta:
                    hand_model_sha256=_typed(doc, "hand_model_sha256", str, where),
                    metrics=_typed(doc, "metrics", dict, where) or {}, split=_typed(doc, "split", dict, where),
                    data=_typed(doc, "data", dict, where), source_commit=_typed(doc, "source_commit", str, where),
-                   created=_typed(doc, "created", str, where), versions=_typed(doc, "versions", dict, where) or {})
+                   created=_typed(doc, "created", str, where), versions=_typed(doc, "versions", dict, where) or {},
+                   personal=_personal(doc, where))
 
     def model_card(self, metrics: dict) -> str:
         """A short human-readable account of the model: data, split, figures, limits."""
@@ -196,6 +198,17 @@ class BundleMeta:
                   "single frame only as well as their still frames allow. `space` and `del` are hand shapes of the "
                   "Kaggle dataset, not ASL letters.", ""]
         return "\n".join(lines)
+
+
+def _personal(doc: dict, where) -> dict | None:
+    """The ``personal`` section: the labels of a personal model, the base's first."""
+    section = _typed(doc, "personal", dict, where)
+    if section is None:
+        return None
+    labels = _labels(section.get("labels"), f"{where}: 'personal.labels'")
+    if labels[:len(doc["labels"])] != doc["labels"]:
+        raise BundleError(f"{where}: 'personal.labels' must start with the model's labels")
+    return section
 
 
 def _upgrade(doc: dict) -> dict:

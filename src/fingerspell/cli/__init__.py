@@ -14,7 +14,7 @@ import os
 import sys
 
 from .. import __version__
-from .serving import cmd_landmarks, cmd_predict, cmd_serve, cmd_setup
+from .serving import cmd_landmarks, cmd_predict, cmd_serve, cmd_setup, cmd_teach
 from .training import cmd_crossval, cmd_download, cmd_evaluate, cmd_train
 from ..config import SplitParams
 from ..errors import FingerspellError
@@ -191,6 +191,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes (default: one per core)")
     _add_cache(p)
 
+    p = command("teach", "adapt a model to one person's hands from their samples, in seconds",
+                "Fit a personal model over a bundle from one person's labelled samples (a landmark records file "
+                "such as the page's download, a folder of landmark arrays, or an image folder of class folders) "
+                "and write it as a bundle, usable with --model. Labels the model never had become new signs. "
+                "Needs no TensorFlow.")
+    p.add_argument("--model", help="the bundle to adapt (default: the bundled model)")
+    p.add_argument("--data", action="append", required=True, metavar="SAMPLES",
+                   help="landmark records file (.jsonl), folder of landmark arrays or folder of class folders of "
+                        "images; repeat for several")
+    p.add_argument("--out", required=True,
+                   help="bundle folder to write: a new or empty folder, or a bundle to replace (atomically)")
+    p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes for images (default: one per core)")
+    _add_cache(p)
+
     p = command("serve", "run the web app (camera page, WebSocket stream, /predict)",
                 "Serve the camera page, the WebSocket stream, POST /predict, /health and /docs until Ctrl-C.")
     p.add_argument("--model", help="bundle folder (default: the bundled model)")
@@ -212,7 +226,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"setup": cmd_setup, "download": cmd_download, "train": cmd_train, "crossval": cmd_crossval,
-            "evaluate": cmd_evaluate, "predict": cmd_predict, "landmarks": cmd_landmarks, "serve": cmd_serve}
+            "evaluate": cmd_evaluate, "predict": cmd_predict, "landmarks": cmd_landmarks, "teach": cmd_teach,
+            "serve": cmd_serve}
 
 
 def main(argv=None) -> int:

@@ -170,6 +170,39 @@ def cmd_landmarks(args):
     print(f"{args.out}: {len(found):,} records, {hands:,} with a hand" + (f", {labels} labels" if labels else ""))
 
 
+def cmd_teach(args):
+    from .. import bundle, records
+    from ..predictor import Predictor
+    from ..teach import teach
+
+    bundle.check_target(args.out)  # before any work: a folder that may not be written exits 7 now
+    for source in args.data:
+        if not Path(source).exists():
+            raise FingerspellError(f"{source} does not exist")
+    landmarks_only = all(records.is_records_file(s) or records.is_arrays_folder(s) for s in args.data)
+    # Images and videos need the hands found, as the base model's bundle finds them.
+    predictor = None if landmarks_only else Predictor.from_bundle(args.model, cache_dir=args.cache_dir)
+    try:
+        samples = [rec for source in args.data for rec in _records_of(source, predictor, args)]
+    finally:
+        if predictor is not None:
+            predictor.close()
+    report = teach(args.model, samples, args.out)
+    n = sum(report.taught.values())
+    print(f"{args.out}: taught {n:,} samples of {len(report.taught)} labels in {report.seconds:.1f} s "
+          f"(and {report.anchors:,} of other people's hands for the labels not taught)")
+    print("  " + ", ".join(f"{k} {v}" for k, v in report.taught.items()))
+    if report.new_labels:
+        print(f"  new signs: {', '.join(report.new_labels)}")
+    if report.base_top1 == report.base_top1:  # not NaN: some samples are of the base model's labels
+        print(f"  on these samples: the base model {report.base_top1:.1%}, the taught one {report.taught_top1:.1%} "
+              "(they taught it: evaluate on others with `fingerspell evaluate --model OUT --data ...`)")
+    for note in report.notes:
+        print(f"  note: {note}")
+    if report.skipped:
+        print(f"  skipped {report.skipped:,} records without a hand or a label")
+
+
 def cmd_serve(args):
     from ..serve import run
     from ..server import params_from_env

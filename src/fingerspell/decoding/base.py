@@ -12,7 +12,7 @@ import abc
 import math
 from dataclasses import dataclass
 
-from ..labels import NOTHING
+from ..labels import NOTHING, SPECIAL
 from .lexicon import check_user_words
 
 
@@ -22,6 +22,17 @@ MAX_TEXT = 10000  # the page and the socket carry the whole text; the oldest cha
 def capped(text: str) -> str:
     """``text`` within ``MAX_TEXT``: the oldest characters dropped, and any space that would then lead it."""
     return text[-MAX_TEXT:].lstrip(" ") if len(text) > MAX_TEXT else text
+
+
+def is_sign(label: str) -> bool:
+    """Whether ``label`` is a custom sign (a name sign, a word: a taught label of more than one
+    character, not ``del``, ``space`` or ``nothing``): it commits its own text as a word."""
+    return len(label) > 1 and label not in SPECIAL
+
+
+def with_sign(text: str, sign: str) -> str:
+    """``text`` with ``sign`` written as a word of its own: a space before it where needed, one after."""
+    return capped(text + (" " if needs_space(text) else "") + sign + " ")
 
 
 def needs_space(text: str) -> bool:

@@ -32,13 +32,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..labels import DELETE, NOTHING, SPACE
-from .base import capped, needs_space
+from .base import capped, is_sign, needs_space, with_sign
 
 #: Event kinds: a label's text appended, the space sign, the del sign, a pause's word break.
 LETTER = "letter"
 SPACE_EVENT = "space"
 DELETE_EVENT = "delete"
 WORD_BREAK = "word_break"
+SIGN = "sign"  # a custom sign: its text written as a word
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,11 @@ class SpellingDecoder:
             self._break_armed = False
             removed = self.backspace()
             return Event(DELETE_EVENT, removed, sign, t_ms) if removed else None
+        if is_sign(sign):  # a custom sign is a word of its own
+            self._text = with_sign(self._text, sign)
+            self._break_armed = False
+            self._idle_ms = 0.0
+            return Event(SIGN, sign, sign, t_ms)
         self._append(sign)
         self._break_armed = True
         self._idle_ms = 0.0

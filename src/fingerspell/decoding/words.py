@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..config import DecoderParams
-from .base import MAX_TEXT, Decoder, Position, capped, frame_top, needs_space
+from .base import MAX_TEXT, Decoder, Position, capped, frame_top, is_sign, needs_space, with_sign
 from .channel import Choice, Evidence, choose
 from .lexicon import MAX_USER_WORDS, Lexicon, UserWords, check_user_words, user_word
 from .segment import Segment, Segmenter
@@ -66,7 +66,12 @@ class WordDecoder(Decoder):
     def update(self, pred, t_ms: float, position: Position | None = None) -> list[dict]:
         events = []
         for what, seg in self.seg.push(frame_top(pred), t_ms, position):
-            if what == "letter":
+            if what == "letter" and is_sign(seg.label):  # a custom sign: the word ends, the sign is a word
+                events.extend(self._end_word(seg.written_at))
+                self._set(with_sign(self._text, seg.label))
+                self._paused = None
+                events.append({"kind": "sign", "text": seg.label, "t_ms": seg.written_at})
+            elif what == "letter":
                 if len(self.word) >= self.params.max_word:
                     self._end_word(seg.written_at)
                 self._close_last()

@@ -55,7 +55,7 @@ def evaluate(predictor: Predictor, data, *, workers: int = 0, cache=None, progre
     Classes the model does not know are left out and noted, so a letters-only folder can be
     evaluated with a model that also knows ``space``, ``del`` and ``nothing``.
     """
-    ds = scan(data, labels=predictor.labels)
+    ds = scan(data, labels=predictor.all_labels)
     photos = iter(predict_files(predictor, [s.path for s in ds.samples if not s.recorded], workers=workers, cache=cache,
                                 progress=progress))
     recs = [_recorded(predictor, s) if s.recorded else next(photos) for s in ds.samples]

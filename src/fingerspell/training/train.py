@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, bundle, recognisers
+from .. import __version__, bundle, recognisers, records
 from ..config import TrainParams, to_dict
 from ..dataset import Dataset, assign_groups, describe_split, scan, split
 from ..errors import FingerspellError
@@ -28,6 +28,7 @@ from ..extract import Extracted, extract, extract_far
 from ..hands import ensure_hand_model, sha256_file
 from ..images import read_image
 from ..labels import NOTHING
+from ..teach import anchors_of
 from .metrics import brief, summarize
 from ..recognisers.fitting import raise_if_stopped, tf_keras
 
@@ -195,6 +196,8 @@ def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progres
 
     with tempfile.TemporaryDirectory() as tmp:
         files = _artefacts(Path(tmp), model, tflite, metrics, prep.labels, params)
+        if not recognisers.get(params.kind).Runtime.reads_pixels:
+            files[bundle.ANCHORS] = anchors_file(prep, sides["train"])
         meta = bundle.BundleMeta(
             kind=params.kind,
             labels=list(prep.labels),
@@ -216,6 +219,15 @@ def train(data, out, params: TrainParams = TrainParams(), *, cache=None, progres
         path = bundle.write_bundle(out, meta, files)
     log.info("bundle written to %s", path)
     return metrics
+
+
+def anchors_file(prep: Prepared, train: list[int]) -> str:
+    """``anchors.jsonl``: a few training hands of each label, spread over groups, which teaching
+    keeps for the labels a person does not teach (teach/). Training hands only: never a held-out one."""
+    idx = [i for i in train if prep.ext[i].hand is not None]
+    samples = prep.ds.samples
+    return records.dumps(anchors_of([prep.ext[i].hand for i in idx], [prep.labels[prep.y[i]] for i in idx],
+                                    [samples[i].group or samples[i].path for i in idx]))
 
 
 def _detection_report(ds, ext, bad) -> dict:

@@ -16,6 +16,7 @@ const POLL_MS = 600; // how often a training's progress is asked for
 const WALK = "ABCDEFGHIKLMNOPQRSTUVWXY"; // the alphabet's static letters: J and Z move
 const SPECIAL = new Set(["nothing", "space", "del"]);
 const MAX_LABEL = 64;
+const READY = "Your model is ready";
 
 const $ = (id) => document.getElementById(id);
 
@@ -113,7 +114,9 @@ export class TeachPanel {
   /** The stream's answer to a profile command (or its news that a training ended). */
   answered(message) {
     this.streamUse = message.use;
-    this.say(message.use === "personal" ? "Reading your signs with your model." : "Reading your signs with the default model.");
+    const personal = message.use === "personal";
+    if (personal && this.ui.status.textContent.startsWith(READY)) return; // it says so already
+    this.say(personal ? "Reading your signs with your model." : "Reading your signs with the default model.");
   }
 
   // ---------------------------------------------------------------- takes
@@ -396,7 +399,7 @@ export class TeachPanel {
     } else if (this.watching) {
       this.watching = false;
       if (model.state === "ready") {
-        this.say(`Your model is ready: ${taught(model.card)}.` +
+        this.say(`${READY}: ${taught(model.card)}.` +
           (profile.use === "personal" ? " The page reads your signs with it now." : ""));
       } else if (model.state === "failed") {
         this.say(failure(model));

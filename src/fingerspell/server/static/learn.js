@@ -23,7 +23,8 @@ function round(v) {
  * word starts), one sample of each of its letters: the hand of the frame, since the word before,
  * whose top label was that letter with the highest score. A letter the model never put on top
  * in that word gets none: the word's letters say what was meant, but only such a frame says
- * which hand meant it. A custom sign (a label that commits its own text) learns the same way.
+ * which hand meant it. A custom sign (a label that commits its own text as a word) gives a
+ * sample of itself, not of its letters.
  *
  * ``frame(label, score, hand)`` takes each answer's top label and hand; ``spelling(state)`` the
  * decoder's state as the page showed it, and returns ``[{label, hands: [hand]}]`` when the word
@@ -56,7 +57,10 @@ export class WordLearner {
     let kept = null;
     if (this.pending) kept = this.follow(state, text);
     if (this.pending && !this.signing && signing) kept = this.keep(); // the next word began
-    if (this.signing && !signing && text !== this.text && /\S $/.test(text)) this.ended(state, text);
+    // A word ends: its letters become the text, or a custom sign is written as a word by itself.
+    const signed = this.signing || (this.text !== null && /^ ?\S+ $/.test(text.slice(this.text.length)) &&
+      text.startsWith(this.text));
+    if (!signing && signed && text !== this.text && /\S $/.test(text)) this.ended(state, text);
     this.signing = signing;
     this.text = text;
     return kept;
@@ -98,8 +102,9 @@ export class WordLearner {
   keep() {
     const { word, best } = this.pending;
     this.pending = null;
-    const labels = new Set([...word.toUpperCase()].filter((c) => LETTERS.includes(c)));
-    labels.add(word); // a custom sign's label is the text it writes
+    // A custom sign's label is the text it writes; its letters were not signed.
+    const sign = word.length > 1 && best.has(word);
+    const labels = sign ? [word] : new Set([...word.toUpperCase()].filter((c) => LETTERS.includes(c)));
     const takes = [];
     for (const label of labels) {
       const seen = best.get(label);

@@ -62,6 +62,7 @@ export class TeachPanel {
     this.watching = false; // a training is followed: its end is announced
     this.streamUse = null; // what this stream was told to read with: null (nothing yet), default, personal
     this.returnFocus = null;
+    this.lead = "";
     this.buttons = new Map(); // label -> its button
     this.ui = {
       status: $("teach-status"), labels: $("teach-labels"), newLabel: $("teach-new-label"), prompt: $("teach-prompt"),
@@ -129,10 +130,13 @@ export class TeachPanel {
     this.setMode("counting");
     const where = this.walk === null ? "" : ` (${this.walk + 1} of ${WALK.length})`;
     let n = COUNT;
+    let lead = this.lead; // what the last step said (a kept take), said once more before the count
+    this.lead = "";
     const tick = () => {
       if (n > 0) {
         this.ui.prompt.textContent = `${label} ${n}`;
-        this.say(`Sign ${label}${where} in ${n}…`);
+        this.say(`${lead}Sign ${label}${where} in ${n}…`);
+        lead = "";
         n -= 1;
         this.timer = setTimeout(tick, COUNT_STEP_MS);
         return;
@@ -178,8 +182,12 @@ export class TeachPanel {
     const count = (this.profile && this.profile.labels && this.profile.labels[take.label]) || take.hands.length;
     this.say(`Kept ${take.hands.length} samples of ${take.label}: you have ${count} now.`);
     this.ui.take.textContent = `Kept ${take.hands.length} hands of ${take.label}.`;
-    if (this.walk !== null) this.nextLetter();
-    else this.idle();
+    if (this.walk !== null) {
+      this.lead = `Kept ${take.label}. `;
+      this.nextLetter();
+    } else {
+      this.idle();
+    }
   }
 
   discard() {

@@ -236,6 +236,11 @@ def take(page, label: str) -> int:
     return int(re.search(r"(\d+) hands of", page.inner_text("#teach-take")).group(1))
 
 
+def focused(page) -> str:
+    """The id of the element with the keyboard focus."""
+    return page.evaluate("document.activeElement.id")
+
+
 def canvas_ink(page) -> int:
     """Pixels drawn on the take's canvas."""
     return page.evaluate("""() => {
@@ -264,7 +269,7 @@ def test_a_take_records_a_second_of_landmarks_and_nothing_is_sent_until_it_is_ke
     n = take(page, "A")
     assert 5 <= n <= 120, n
     assert canvas_ink(page) > 200  # the caught hands are drawn
-    assert page.evaluate("document.activeElement.id") == "teach-keep"
+    assert focused(page) == "teach-keep"
     page.click("#teach-discard")
     wait_status(page, "nothing was sent")
     assert fake.requests == []  # a discarded take never left the page, and no profile was made for it
@@ -295,14 +300,14 @@ def test_a_custom_sign_is_typed_recorded_and_kept_with_the_keyboard_alone(teach_
     page.keyboard.type("a/b")
     page.keyboard.press("Enter")
     wait_status(page, "slashes")
-    assert page.evaluate("document.activeElement.id") == "teach-new-label"
+    assert focused(page) == "teach-new-label"
     page.fill("#teach-new-label", "")
     page.keyboard.type("Anna")
     page.keyboard.press("Enter")
     wait_status(page, "Sign Anna")
     page.keyboard.press("Escape")  # a countdown is cancelled by Escape
     wait_status(page, "Cancelled")
-    assert page.evaluate("document.activeElement.id") == "teach-new-label"
+    assert focused(page) == "teach-new-label"
     page.keyboard.press("Enter")
     wait_status(page, "hands of", timeout=TAKE_S * 1000 + 10_000)
     page.keyboard.press("Space")  # Keep has the focus
@@ -312,9 +317,9 @@ def test_a_custom_sign_is_typed_recorded_and_kept_with_the_keyboard_alone(teach_
     # Tab from the typed sign reaches its button, then the walk-through.
     page.focus("#teach-new-label")
     page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.id") == "teach-new-record"
+    assert focused(page) == "teach-new-record"
     page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.id") == "teach-alphabet"
+    assert focused(page) == "teach-alphabet"
     clean(page, errors)
 
 
@@ -323,7 +328,7 @@ def test_the_alphabet_walk_through_goes_letter_by_letter_past_j_and_z(teach_page
     page, errors = teach_page(server, hand_clip, fake=fake)
     page.click("#teach-alphabet")
     wait_status(page, "Sign A (1 of 24)")
-    assert page.evaluate("document.activeElement.id") == "teach-stop"
+    assert focused(page) == "teach-stop"
     wait_status(page, "hands of A", timeout=TAKE_S * 1000 + 10_000)
     assert page.inner_text("#teach-keep") == "Keep, next letter"
     assert not page.is_visible("#teach-discard")

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # them at a temporary folder now, before any of that, and remove it when the run ends.
 _STORES = Path(tempfile.mkdtemp(prefix="fingerspell-test-stores-"))
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(_STORES / "hypothesis"))
+# An app made without a data folder keeps its profiles here, not in the user's own data folder.
+os.environ.setdefault("FINGERSPELL_DATA_DIR", str(_STORES / "data"))
 try:
     from schemathesis.core import storage as _schemathesis_storage
 except ImportError:

@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import real_images
 from fingerspell.hands.model import TASK_SHA256
 
-COMMANDS = ["setup", "download", "train", "crossval", "evaluate", "predict", "landmarks", "serve"]
+COMMANDS = ["setup", "download", "train", "crossval", "evaluate", "predict", "landmarks", "teach", "serve"]
 
 
 @pytest.fixture

@@ -579,7 +579,8 @@ def test_limits_are_on_by_default(monkeypatch):
         assert client.get("/health").json()["limits"] == {
             "max_body_bytes": 8 * 2**20, "max_message_bytes": 2 * 2**20, "max_pixels": 4096 * 4096,
             "max_jpeg_scans": 100, "max_connections": 16, "max_predicts": 4, "max_uploads": 16,
-            "stream_idle_s": 300.0}
+            "stream_idle_s": 300.0, "max_samples": 5000, "max_profiles": 1000, "max_upload_bytes": 8 * 2**20,
+            "max_take": 120, "max_label_chars": 64}
         r = client.post("/predict", content=b"\0" * (8 * 2**20 + 1), headers={"content-type": "image/jpeg"})
         assert r.status_code == 413 and "over the limit of 8,388,608 bytes" in r.json()["error"]
         tall = io.BytesIO()

@@ -88,8 +88,7 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
         app.state.profiles = Profiles(settings.data_dir)  # writes nothing until a profile is made
         try:
             async with anyio.create_task_group() as trainings:
-                app.state.trainer = Trainer(app.state.profiles, getattr(served, "path", None), served.labels,
-                                            trainings)
+                app.state.trainer = Trainer(app.state.profiles, served, trainings)
                 try:
                     yield
                 finally:

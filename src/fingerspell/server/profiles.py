@@ -220,9 +220,12 @@ async def change_profile(request: Request, profile: Profile = Depends(the_profil
         except ValidationError as exc:
             first = exc.errors()[0]
             raise ApiError(422, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    trainer = request.app.state.trainer
+    if change.use == "personal":
+        await trainer.personal(profile)  # loaded (or refused: none yet, or broken) before anything is saved
     await run_in_threadpool(profile.update, change.learn, change.use)
     if change.use is not None:
-        await request.app.state.trainer.use(profile, change.use)
+        await trainer.use(profile, change.use)
     return await _answer(request, profile)
 
 

@@ -3,7 +3,8 @@
 The protocol (messages, hand crops, commands, errors, close codes) is ``docs/protocol.md``.
 Here: one ``_Connection`` per socket (a reader task, a worker task that recognises the newest
 frame in a thread, the decoder in its own thread), and the route that admits streams within
-``max_connections``. The commands themselves are ``commands.py``.
+``max_connections``. The commands themselves are ``commands.py`` (``profile``, which picks a
+profile's model, ``teaching.py``).
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ class _Connection:
         self.decoder = make_decoder(settings.decoding, lexicon, settings.vocab, settings.spelling)
         self.mirror = False
         self.stream = None
-        self.personal = None  # the personal model of a profile (teaching.profile_command); None: the default
+        # What the stream reads with: the served bundle's own personal head (None: it has none) until
+        # a profile's is chosen (teaching.profile_command); set on the stream before each frame.
+        self.personal = getattr(predictor, "personal", None)
         self.profile: str | None = None  # that profile's id: its streams switch when its model changes
         self.frames = 0
         self.closed = False

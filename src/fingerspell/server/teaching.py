@@ -9,9 +9,8 @@ open streams switch to it. ``profile_command`` is the stream's ``{"type": "profi
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
+import math
 import threading
 import time
 import weakref
@@ -23,6 +22,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from .. import teach
 from ..errors import FingerspellError
 from ..teach.profiles import USES, BadSamples, NotReady, Profile, ProfileError, Profiles, UnknownProfile, now
 
@@ -50,28 +50,20 @@ class Job:
     stop: Stop = field(default_factory=Stop)
 
 
-def _teaching():
-    """``fingerspell.teach``, where it can train (imported when first needed: the server starts without it)."""
-    from .. import teach
-
-    if not (callable(getattr(teach, "teach", None)) and callable(getattr(teach, "load_personal", None))):
-        raise FingerspellError("this fingerspell cannot train personal models: fingerspell.teach has no teach()")
-    return teach
-
-
-def _details(report) -> dict | None:
-    """What ``teach`` reported, as JSON (None where it reported nothing)."""
-    if report is None:
-        return None
-    if hasattr(report, "to_json"):
-        report = report.to_json()
-    elif dataclasses.is_dataclass(report):
-        report = dataclasses.asdict(report)
-    return json.loads(json.dumps(report, default=str))
+def _finite(doc):
+    """``doc`` with every float that JSON cannot carry (NaN: a figure of no samples) as None."""
+    if isinstance(doc, dict):
+        return {k: _finite(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [_finite(v) for v in doc]
+    return None if isinstance(doc, float) and not math.isfinite(doc) else doc
 
 
-def _labels(personal, default: list[str]) -> list[str]:
-    return list(getattr(personal, "labels", None) or default)
+def default_model(predictor) -> tuple[object, list[str]]:
+    """What a stream that uses no profile's model reads with: the served bundle's own personal head
+    (a personal bundle served with ``--model``), or None; and the labels it answers."""
+    personal = getattr(predictor, "personal", None)
+    return personal, list(personal.labels if personal is not None else predictor.labels)
 
 
 class Trainer:
@@ -79,16 +71,15 @@ class Trainer:
 
     Args:
         profiles: the data folder's profiles.
-        base: the bundle folder the server serves, which a training adapts (None: a test's fake).
-        default_labels: the served model's labels, for a stream switched back to it.
+        predictor: the served model: a training adapts its bundle (``path``), and a personal model
+            is loaded only if it was taught over it (``load_personal``).
         tasks: where trainings run (the app's lifespan's task group).
     """
 
-    def __init__(self, profiles: Profiles, base: Path | None, default_labels: list[str],
-                 tasks: anyio.abc.TaskGroup):
+    def __init__(self, profiles: Profiles, predictor, tasks: anyio.abc.TaskGroup):
         self.profiles = profiles
-        self.base = base
-        self.default_labels = list(default_labels)
+        self.predictor = predictor
+        self.base: Path | None = getattr(predictor, "path", None)  # None: a test's fake
         self.jobs: dict[str, Job] = {}
         self._tasks = tasks
         self._turn = anyio.Lock()  # one training at a time; the others wait, first come first served
@@ -142,9 +133,16 @@ class Trainer:
         log.info("profile %s: training failed: %s", profile.id[:8], why)
         job.state, job.message = "failed", f"training failed: {why}; the profile's model was not changed"
 
+    def _load(self, folder: Path):
+        """The personal model in ``folder``, checked against the served model where it can be."""
+        load = getattr(self.predictor, "load_personal", None) or teach.load_personal
+        personal = load(folder)
+        if personal is None:
+            raise NotReady("the profile's model holds no personal model; train it again")
+        return personal
+
     def _train(self, profile: Profile, job: Job):
         """Train and install ``profile``'s model (in a worker thread); the model, loaded."""
-        teaching = _teaching()
         samples = profile.samples()
         if not samples:
             raise BadSamples("this profile has no samples: teach it some signs first")
@@ -156,13 +154,13 @@ class Trainer:
                 job.message = str(message)[:200]
 
         with profile.training_folder() as out:
-            report = teaching.teach(self.base, list(samples), out, progress=progress, stop=job.stop)
+            report = teach.teach(self.base, list(samples), out, progress=progress, stop=job.stop)
             if job.stop.is_set():
                 raise ProfileError("stopped: the profile was deleted or the server is stopping")
             card = {"samples": len(samples), "labels": dict(sorted(Counter(r.label for r in samples).items())),
-                    "trained": now(), "seconds": round(time.perf_counter() - started, 2),
-                    "base": self.base.name if self.base is not None else None, "report": _details(report)}
-            return profile.install_model(teaching.load_personal, card)
+                    "trained": now(), "base": self.base.name if self.base is not None else None,
+                    **report.to_json(), "seconds": round(time.perf_counter() - started, 2)}
+            return profile.install_model(self._load, _finite(card))
 
     # ------------------------------------------------------------------ the models streams use
 
@@ -180,8 +178,7 @@ class Trainer:
         """
         if profile.id not in self._models:
             try:
-                loaded = await anyio.to_thread.run_sync(profile.load_model,
-                                                        lambda folder: _teaching().load_personal(folder))
+                loaded = await anyio.to_thread.run_sync(profile.load_model, self._load)
             except ProfileError:
                 raise
             except FingerspellError as exc:
@@ -212,12 +209,13 @@ class Trainer:
         self._streams.pop(pid, None)
 
     async def _switch(self, pid: str, personal, use: str) -> None:
+        """The profile's streams read with ``personal`` (None: the default model), and are told."""
+        personal, labels = (personal, personal.labels) if personal is not None else default_model(self.predictor)
         streams = [c for c in self._streams.get(pid, ()) if not c.closed]
         async with anyio.create_task_group() as tg:  # a stream slow to read does not hold up the others
             for conn in streams:
                 conn.personal = personal
-                tg.start_soon(conn.send, {"type": "profile", "use": use,
-                                          "labels": _labels(personal, self.default_labels)})
+                tg.start_soon(conn.send, {"type": "profile", "use": use, "labels": list(labels)})
 
     def close(self) -> None:
         """Ask every training to stop (the server is stopping)."""
@@ -243,6 +241,7 @@ async def profile_command(conn, doc: dict) -> dict:
         personal = await state.trainer.personal(profile) if use == "personal" else None
     except ProfileError as exc:
         return {"type": "error", "error": f"profile: {exc}"}
+    personal, labels = (personal, personal.labels) if personal is not None else default_model(conn.predictor)
     conn.personal = personal
     state.trainer.follow(profile.id, conn)
-    return {"type": "profile", "use": use, "labels": _labels(personal, conn.predictor.labels)}
+    return {"type": "profile", "use": use, "labels": list(labels)}

@@ -149,10 +149,11 @@ def test_the_page_holds_no_inline_script_style_or_handler_that_its_csp_would_ref
         assert not re.search(r"setAttribute\(\s*[\"']style", code), module.name
 
 
-def test_every_element_the_teach_panel_uses_is_in_the_page():
+@pytest.mark.parametrize("module", ["teach.js", "teach_profile.js"])
+def test_every_element_the_teach_panel_uses_is_in_the_page(module):
     html = (STATIC / "index.html").read_text(encoding="utf-8")
     ids = set(re.findall(r'\bid="([\w-]+)"', html))
-    used = set(re.findall(r'\$\("([\w-]+)"\)', (STATIC / "teach.js").read_text(encoding="utf-8")))
+    used = set(re.findall(r'\$\("([\w-]+)"\)', (STATIC / module).read_text(encoding="utf-8")))
     assert used and used <= ids, used - ids
 
 

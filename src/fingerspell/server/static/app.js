@@ -1,7 +1,7 @@
 // fingerspell page: camera -> JPEG frames over a WebSocket -> letters and text.
 // Plain ES modules, no build step: camera.js (getUserMedia, frames), transport.js (the frame
 // stream), view.js (the letter, the hand, the speed), text.js (the text and its edits), teach.js
-// (the user's own samples and model, over profile.js and learn.js). This
+// and teach_profile.js (the user's own samples and model, over profile.js and learn.js). This
 // module wires them: a new camera frame is sent when the stream can take one, and each answer
 // is shown. While the server follows a hand, the page sends the part of the camera frame around
 // it at full resolution (a hand at arm's length keeps its pixels), else the whole frame scaled

@@ -14,6 +14,11 @@ export function sampleOf(hand, mirror, size) {
   return { landmarks, handedness: hand.handedness, image_size: [Math.round(size[0]), Math.round(size[1])] };
 }
 
+/** The camera frame's [width, height]: what the answers' landmarks are normalised to. */
+export function frameSize(video) {
+  return [video.videoWidth || 640, video.videoHeight || 480];
+}
+
 function round(v) {
   return Math.round(v * 1e4) / 1e4;
 }

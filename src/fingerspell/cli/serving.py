@@ -194,7 +194,7 @@ def cmd_teach(args):
     print("  " + ", ".join(f"{k} {v}" for k, v in report.taught.items()))
     if report.new_labels:
         print(f"  new signs: {', '.join(report.new_labels)}")
-    if report.base_top1 == report.base_top1:  # not NaN: some samples are of the base model's labels
+    if report.base_top1 is not None:  # some samples are of the base model's labels
         print(f"  on these samples: the base model {report.base_top1:.1%}, the taught one {report.taught_top1:.1%} "
               "(they taught it: evaluate on others with `fingerspell evaluate --model OUT --data ...`)")
     for note in report.notes:

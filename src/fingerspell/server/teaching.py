@@ -10,7 +10,6 @@ open streams switch to it. ``profile_command`` is the stream's ``{"type": "profi
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 import weakref
@@ -48,15 +47,6 @@ class Job:
     progress: float = 0.0
     message: str = ""
     stop: Stop = field(default_factory=Stop)
-
-
-def _finite(doc):
-    """``doc`` with every float that JSON cannot carry (NaN: a figure of no samples) as None."""
-    if isinstance(doc, dict):
-        return {k: _finite(v) for k, v in doc.items()}
-    if isinstance(doc, (list, tuple)):
-        return [_finite(v) for v in doc]
-    return None if isinstance(doc, float) and not math.isfinite(doc) else doc
 
 
 def default_model(predictor) -> tuple[object, list[str]]:
@@ -160,7 +150,7 @@ class Trainer:
             card = {"samples": len(samples), "labels": dict(sorted(Counter(r.label for r in samples).items())),
                     "trained": now(), "base": self.base.name if self.base is not None else None,
                     **report.to_json(), "seconds": round(time.perf_counter() - started, 2)}
-            return profile.install_model(self._load, _finite(card))
+            return profile.install_model(self._load, card)
 
     # ------------------------------------------------------------------ the models streams use
 

@@ -49,13 +49,14 @@ class TeachReport:
     anchors: int  # other people's hands used for the labels not taught
     skipped: int  # records without a hand or a label
     seconds: float
-    base_top1: float  # the base model on the person's samples (samples of base labels only)
+    base_top1: float | None  # the base model on the person's samples of its labels (None: only new labels)
     taught_top1: float  # the personal model on the same samples (they trained it: not a held-out figure)
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"taught": self.taught, "new_labels": self.new_labels, "anchors": self.anchors,
-                "skipped": self.skipped, "seconds": round(self.seconds, 3), "base_top1": round(self.base_top1, 4),
+                "skipped": self.skipped, "seconds": round(self.seconds, 3),
+                "base_top1": None if self.base_top1 is None else round(self.base_top1, 4),
                 "taught_top1": round(self.taught_top1, 4), "notes": self.notes}
 
 
@@ -153,7 +154,7 @@ def teach(base: str | Path | None, samples: list[records_io.Record], out: str | 
     if stop is not None and stop.is_set():
         raise FingerspellError("teaching stopped; nothing was written")
     known = mine & (y < len(base_labels))
-    base_top1 = float(np.mean(base_probs[known].argmax(1) == y[known])) if known.any() else float("nan")
+    base_top1 = float(np.mean(base_probs[known].argmax(1) == y[known])) if known.any() else None
     taught_top1 = float(np.mean(fitted.adjust(x[mine], base_probs[mine]).argmax(1) == y[mine]))
     notes = []
     if any(n < 5 for n in taught.values()):
@@ -205,8 +206,9 @@ def _card(meta: bundle_io.BundleMeta, section: dict, report: TeachReport) -> str
              f"- {section['samples']:,} samples of one person's hands: {taught}",
              f"- labels the base model never had: {' '.join(report.new_labels) or 'none'}",
              f"- other people's hands standing in for the labels not taught: {report.anchors:,}",
-             f"- the base model read {report.base_top1:.1%} of the samples right; the personal model reads "
-             f"{report.taught_top1:.1%} (the samples it learned from: not a held-out figure)", "",
+             f"- the personal model reads {report.taught_top1:.1%} of the samples it learned from"
+             + ("" if report.base_top1 is None else f" (the base model {report.base_top1:.1%})")
+             + ": not a held-out figure", "",
              "## Limits", "",
              "It is made for the person whose samples taught it: on other people's hands it may read worse than the "
              "base model (docs/teach.md has the measured cost). Teach every letter you use; letters you did not teach "

@@ -490,18 +490,11 @@ def _profile(server: ServerProcess, token: str | None) -> tuple[int, dict]:
 
 
 def test_taught_signs_read_right_after_training_and_the_profile_outlives_a_restart(teach_page, tmp_path):
-    """Needs the server's profile routes and stream command (branch i21-server), the personal
-    model (``fingerspell.teach``) and the decoder's custom signs, merged."""
+    """Record two letters and a custom sign in the page, train, read them; tokens; a restart."""
     need_data(ROBOFLOW, KAGGLE)
-    if not (DEFAULT_BUNDLE / "bundle.json").is_file():
-        pytest.skip(f"the default model is not built yet ({DEFAULT_BUNDLE} has no bundle.json)")
     server = ServerProcess(DEFAULT_BUNDLE, log_dir=tmp_path, env={"FINGERSPELL_DATA_DIR": str(tmp_path / "data")})
     try:
         server.start()
-        with urllib.request.urlopen(server.url + "/openapi.json", timeout=10) as resp:
-            paths = json.loads(resp.read())["paths"]
-        if "/profile/train" not in paths:
-            pytest.skip("this server has no profile routes yet (they come with branch i21-server)")
         _teach_train_and_read(teach_page, server, tmp_path)
     finally:
         server.stop()
@@ -560,9 +553,6 @@ def _teach_train_and_read(teach_page, server: ServerProcess, tmp_path: Path) -> 
     except Exception:
         print("teach status:", repr(status(page)), "model:", page.inner_text("#teach-model-state"))
         raise
-    if "cannot train personal models" in status(page):
-        pytest.skip(f"recorded and kept {wrong}, {other} and {CUSTOM}; training needs the personal model "
-                    f"(fingerspell.teach.teach, the lead's part): {status(page)}")
     wait_status(page, "Your model is ready")
     assert page.is_checked("#teach-use")
 

@@ -230,3 +230,17 @@ def test_train_writes_anchors_of_training_hands_only(tmp_path):
     assert sorted(r.label for r in picked) == ["A"] * 3 + ["B"] * 3
     assert len({r.group for r in picked if r.label == "A"}) == 3  # one from each group before a second
     assert dataclasses.asdict(picked[0])["hand"] is not None
+
+
+def test_teaching_imports_no_tensorflow_so_the_serve_only_install_can_teach(tmp_path):
+    import subprocess
+    import sys
+
+    samples = records.write(tmp_path / "s.jsonl", _samples("G", _hands("H")[:5]))
+    code = ("import sys\n"
+            "from fingerspell import records, teach\n"
+            f"teach.teach(None, records.read({str(samples)!r}), {str(tmp_path / 'mine')!r})\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]" and (tmp_path / "mine" / bundle.PERSONAL).is_file()

@@ -63,6 +63,10 @@ def _add_cache(p):
                    "(default: $FINGERSPELL_CACHE_DIR or the user cache folder)")
 
 
+def _add_workers(p):
+    p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes (default: one per core)")
+
+
 def _add_decoder(p):
     from ..decoding import KINDS as DECODERS
 
@@ -170,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="new or empty folder for metrics JSON and the confusion-matrix PNG "
                                  "(or a report written before)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes (default: one per core)")
+    _add_workers(p)
     _add_cache(p)
 
     p = command("predict", "letters in image files or folders; spelled text of videos and landmark recordings",
@@ -193,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="a folder of class folders, a video file, a folder of landmark arrays, or a records file")
     p.add_argument("--out", required=True, help="the records file to write (.jsonl): a new file")
     p.add_argument("--model", help="the bundle whose hand finding to use (default: the bundled model)")
-    p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes (default: one per core)")
+    _add_workers(p)
     _add_cache(p)
 
     p = command("teach", "adapt a model to one person's hands from their samples, in seconds",
@@ -207,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
                         "images; repeat for several")
     p.add_argument("--out", required=True,
                    help="bundle folder to write: a new or empty folder, or a bundle to replace (atomically)")
-    p.add_argument("--workers", type=int, default=0, help="landmark-extraction processes for images (default: one per core)")
+    _add_workers(p)
     _add_cache(p)
 
     p = command("serve", "run the web app (camera page, WebSocket stream, /predict)",

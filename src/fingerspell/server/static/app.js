@@ -1,6 +1,7 @@
 // fingerspell page: camera -> JPEG frames over a WebSocket -> letters and text.
 // Plain ES modules, no build step: camera.js (getUserMedia, frames), transport.js (the frame
-// stream), view.js (the letter, the hand, the speed), text.js (the text and its edits). This
+// stream), view.js (the letter, the hand, the speed), text.js (the text and its edits), teach.js
+// and teach_profile.js (the user's own samples and model, over profile.js and learn.js). This
 // module wires them: a new camera frame is sent when the stream can take one, and each answer
 // is shown. While the server follows a hand, the page sends the part of the camera frame around
 // it at full resolution (a hand at arm's length keeps its pixels), else the whole frame scaled
@@ -8,6 +9,7 @@
 
 import { FrameEncoder, cameraProblem, insecureProblem, openCamera, watchFrames } from "./camera.js";
 import { load, save, STORE_MIRROR } from "./storage.js";
+import { TeachPanel } from "./teach.js";
 import { TextPanel } from "./text.js";
 import { frameStream } from "./transport.js";
 import { View } from "./view.js";
@@ -38,10 +40,17 @@ function main() {
       text.restore();
       stream.command({ type: "config", mirror });
       text.sendVocab();
+      teach.streamOpened();
     },
     onReady: () => pump(),
   });
   const text = new TextPanel((message) => stream.command(message), (message) => view.notify(message));
+  const teach = new TeachPanel({ command: (message) => stream.command(message), video });
+
+  function showSpelling(spelling) {
+    text.show(spelling);
+    teach.spelling(spelling);
+  }
 
   function pump() {
     if (!cameraOn || !frameReady || !frames.ready || !stream.canSend()) return;
@@ -55,13 +64,17 @@ function main() {
         hand = message.hand && Array.isArray(message.hand.landmarks) ? message.hand : null;
         view.frameAnswered(message, rtt);
         view.showPrediction(message);
-        if (stream.commandsOut() === 0) text.show(message.spelling);
+        teach.heard(message);
+        if (stream.commandsOut() === 0) showSpelling(message.spelling);
         break;
       case "skipped":
         view.frameAnswered(message, rtt);
         break;
       case "state":
-        text.show(message.spelling);
+        showSpelling(message.spelling);
+        break;
+      case "profile":
+        teach.answered(message);
         break;
       case "error":
         if (message.frame !== undefined) {
@@ -149,6 +162,7 @@ function main() {
     frameReady = true;
     pump();
   });
+  teach.start();
   stream.connect();
   startCamera();
 }

@@ -1,9 +1,11 @@
-// What the page keeps in localStorage: the text, the mirror switch and the user's words.
+// What the page keeps in localStorage: the text, the mirror switch, the user's words and the
+// token of the user's profile (the key to their samples on the server: nothing else opens them).
 // Storage may be blocked (private mode): the page then works from memory alone.
 
 export const STORE_TEXT = "fingerspell.text";
 export const STORE_MIRROR = "fingerspell.mirror";
 export const STORE_VOCAB = "fingerspell.vocab";
+export const STORE_TOKEN = "fingerspell.profile";
 
 export function load(key, fallback) {
   try {
@@ -19,5 +21,13 @@ export function save(key, value) {
     window.localStorage.setItem(key, value);
   } catch (err) {
     /* storage blocked or full: nothing to do */
+  }
+}
+
+export function forget(key) {
+  try {
+    window.localStorage.removeItem(key);
+  } catch (err) {
+    /* storage blocked: nothing was kept */
   }
 }

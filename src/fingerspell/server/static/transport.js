@@ -95,7 +95,7 @@ export function frameStream(url, { onStatus, onOpen, onReady }) {
     if (answersFrame) {
       if (inFlight) rtt = performance.now() - sentAt;
       inFlight = false;
-    } else if (message.type === "state" || message.type === "error") {
+    } else if (message.type === "state" || message.type === "error" || message.type === "profile") {
       commandsOut = Math.max(0, commandsOut - 1);
     }
     if (answersFrame) onReady(); // the next frame goes out before this answer is shown

@@ -2,7 +2,7 @@
 // the hand drawn over the video, the speed figures and short notices.
 
 // MediaPipe's 21 hand points: wrist, then four per finger from thumb to little finger.
-const BONES = [[0, 1], [1, 2], [2, 3], [3, 4], [0, 5], [5, 6], [6, 7], [7, 8], [5, 9], [9, 10], [10, 11],
+export const BONES = [[0, 1], [1, 2], [2, 3], [3, 4], [0, 5], [5, 6], [6, 7], [7, 8], [5, 9], [9, 10], [10, 11],
   [11, 12], [9, 13], [13, 14], [14, 15], [15, 16], [13, 17], [0, 17], [17, 18], [18, 19], [19, 20]];
 export const SHOWN = { nothing: "–", space: "␣", del: "⌫" };
 const KEPT = 30; // round trips and server times the medians are taken over

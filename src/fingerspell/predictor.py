@@ -26,7 +26,7 @@ from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from .labels import NOTHING
 from .recognisers import Pixels, Seen
 from .recognisers.beside import Beside, load as load_beside
-from .recognisers.litert import Classifier
+from .recognisers.litert import Classifier, check_export
 from .teach import Personal, load_personal
 
 TOP_K = 3
@@ -257,12 +257,7 @@ class Predictor:
         self.finder = HandFinder(self.workers, detect_params)
 
     def _check(self, classifier: Classifier) -> None:
-        if classifier.num_outputs != len(self.labels):
-            raise BundleError(f"{self.path / bundle_io.TFLITE} has {classifier.num_outputs} outputs but "
-                              f"bundle.json lists {len(self.labels)} labels")
-        problem = self.runtime.input_problem(classifier.input_shape)
-        if problem:
-            raise BundleError(f"{self.path / bundle_io.TFLITE} {problem}")
+        check_export(classifier, len(self.labels), self.runtime, self.path / bundle_io.TFLITE)
 
     def load_personal(self, folder: Path) -> Personal | None:
         """The personal head of the bundle at ``folder`` if it was taught over this model, else

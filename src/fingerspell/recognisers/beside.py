@@ -15,7 +15,7 @@ from ..errors import BundleError
 from ..hands import Pool
 from ..labels import NOTHING
 from .base import Seen
-from .litert import Classifier
+from .litert import Classifier, check_export
 from .registry import BESIDE, beside
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,7 @@ class Beside:
         self.runtime = self.module.Runtime.from_record(entry.preprocessing)  # KeyError, TypeError, ValueError
         self.classifiers = Pool(lambda: Classifier(path / entry.file), size)
         with self.classifiers.borrow() as classifier:
-            if classifier.num_outputs != len(self.labels):
-                raise BundleError(f"{path / entry.file} has {classifier.num_outputs} outputs but bundle.json's "
-                                  f"extra lists {len(self.labels)} labels")
-            problem = self.runtime.input_problem(classifier.input_shape)
-        if problem:
-            raise BundleError(f"{path / entry.file} {problem}")
+            check_export(classifier, len(self.labels), self.runtime, path / entry.file, "bundle.json's extra lists")
 
     def fuse(self, window: Sequence[Seen], probs: np.ndarray, labels: list[str], notes: dict | None = None) -> np.ndarray:
         """``probs`` over ``labels`` with this recogniser's letters folded in: where it gives a

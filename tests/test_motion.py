@@ -12,7 +12,7 @@ import pytest
 from conftest import DATA, TEMPLATE, make_tiny_bundle
 from fingerspell import bundle, records
 from fingerspell.config import DecoderParams
-from fingerspell.decoding import WordDecoder
+from fingerspell.decoding import Position, WordDecoder
 from fingerspell.decoding.segment import Segmenter
 from fingerspell.hands import Hand
 from fingerspell.recognisers import Seen, motion
@@ -121,6 +121,21 @@ def test_a_second_z_movement_while_z_is_held_is_a_second_z():
     words = WordDecoder(DecoderParams(lexicon=False))
     assert frames(words, [("I", 0.95, None, 400), ("Z", 0.9, "Z", 200), ("Z", 0.8, None, 300),
                           ("Z", 0.9, "Z", 200), ("A", 0.9, None, 400)]) == "IZZA"
+
+
+def test_a_starting_shape_slid_as_the_z_moves_is_still_replaced_by_the_z():
+    # the Z's movement first moves the pointing hand the still model reads as X: a slide of X
+    words, t = WordDecoder(DecoderParams(lexicon=False)), 0
+    for label, moved, x0, x1, ms in [("A", None, 0.3, 0.3, 400), ("X", None, 0.5, 0.5, 300),
+                                     ("X", None, 0.5, 0.62, 150), ("Z", "Z", 0.62, 0.62, 200),
+                                     ("A", None, 0.62, 0.62, 400)]:
+        n = int(ms / 33)
+        for k in range(n):
+            t += 33
+            x = x0 + (x1 - x0) * (k + 1) / n
+            words.update(SimpleNamespace(top=[(label, 0.9), ("nothing", 0.1)], motion=moved), t, Position(x, 0.5, 0.2))
+    words.finish(t + 1000)
+    assert words.text.strip() == "AZA"
 
 
 def test_a_segmenter_without_motion_cues_is_as_before():

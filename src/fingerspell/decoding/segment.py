@@ -98,6 +98,9 @@ class Segmenter:
         self._armed = False  # a slide may start a double letter: the hand has been still
         self._streak = 0.0  # time the held letter has been on top without a break
         self._moved_at: float | None = None  # the last frame read as a J or Z from motion
+        # the letter a slide just ended: a J or Z moves the hand, and its movement may first be
+        # taken for a slide of its starting shape; that shape is then still the letter before it
+        self._slid: Segment | None = None
 
     @property
     def now(self) -> float:
@@ -184,7 +187,7 @@ class Segmenter:
         events: list[tuple] = []
         if self.idle_ms >= self.p.flicker_ms:
             # The hand has gone: the same letter again is a new letter (a double letter by release).
-            self.run, self.tentative = None, None
+            self.run, self.tentative, self._slid = None, None, None
             self._path.clear()
         if self.word_open and self.idle_ms >= self.p.word_pause_ms:
             self.word_open = False
@@ -192,11 +195,12 @@ class Segmenter:
         return events
 
     def _write(self, seg: Segment, t: float, position: Position | None) -> list[tuple]:
-        run = self.run
+        run = self.run if self.run is not None else self._slid
         if ((seg.moved or self._moved_at == t) and run is not None and run.label in MOTION_FROM.get(seg.label, "")
                 and t - run.t_start <= MOTION_MS):
             seg.replaces = run  # and any letter of its starting shape just before it (WordDecoder)
         self.tentative = None
+        self._slid = None
         self.run = seg
         self.idle_ms = 0.0
         seg.written_at = t
@@ -229,7 +233,7 @@ class Segmenter:
         if moved < self.p.slide:
             return []
         # The same handshape moved: the next letter starts here, a double letter once written.
-        self.run = None
+        self.run, self._slid = None, run
         seg = self.tentative = Segment("", t, t, slide=True)
         seg.add([(run.label, run.probs().get(run.label, 1.0))], t, 0.0)
         self._path.clear()

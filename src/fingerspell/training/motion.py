@@ -5,8 +5,9 @@ before, one after, a hand coming in or going out), labelled J or Z for the frame
 before to 200 ms after the movement ends, the frames around that left out of the loss, and
 every other frame ``nothing``. Negatives are real motion that is not J or Z: the word signs
 played the same way, and streams of static letters with the moves between them synthesised at
-fingerspelling speed (``streams.Clip``), holds, double-letter slides and bounces. Each stream
-is sampled at a frame rate drawn from 10 to 60 frames/s.
+fingerspelling speed (``streams.Clip``), some of them jumps to a hand of another size a little
+way off (``CUTS``), holds, double-letter slides and bounces. Each stream is sampled at a frame
+rate drawn from 10 to 60 frames/s.
 
 Recordings are split by their index in their file (``held_out``: a range of indices, never
 frames of one recording on both sides), static hands by their row.
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..features import WRIST
 from ..recognisers import motion
 from .streams import Clip, Recording
 
@@ -31,6 +33,7 @@ BLUR_BEFORE_MS, BLUR_AFTER_MS = 200.0, 70.0  # ...either answer will do this clo
 FIRE_P = motion.FIRE_P  # a J or Z is offered to the decoder where its probability reaches this (0.7: chosen on held-out streams)...
 EVIDENCE_MS = 80.0  # ...for this much evidence (DecoderParams.min_letter_ms: what writes a letter)
 FPS = (10, 15, 20, 24, 30, 30, 45, 60)
+CUTS = 0.3  # of the changes of letter in training streams, jumps: not a J or Z (photos spelled one after another)
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,10 @@ class Split:
 
 
 def clip_of(rng: np.random.Generator, statics: dict[str, np.ndarray], recs: list[Recording], what: str,
-            pace: float | None = None) -> Clip:
+            pace: float | None = None, cuts: float = 0.0) -> Clip:
     """One synthesised stream: ``what`` is "motion" (a J or Z recording between letters), "sign"
-    (a word sign between letters) or "spell" (static letters only: moves, holds, slides)."""
+    (a word sign between letters) or "spell" (static letters only: moves, holds, slides).
+    ``cuts``: the share of the changes of letter made as jumps (``letter_or_cut``), not moves."""
     clip = Clip(rng)
     letters = sorted(statics)
     pace = pace or rng.uniform(300, 650)  # ms a letter
@@ -68,6 +72,11 @@ def clip_of(rng: np.random.Generator, statics: dict[str, np.ndarray], recs: list
     def move_ms():
         return rng.uniform(0.25, 0.45) * pace
 
+    def next_letter(label, pts, ms):
+        if rng.random() < cuts:
+            return letter_or_cut(rng, clip, label, pts, ms)
+        return clip.letter(label, pts, ms, move_ms())
+
     label, pts = some_letter()
     if rng.random() < 0.3:
         clip.gap(rng.uniform(100, 400)).enter(rng.uniform(150, 400), clip.place(pts))
@@ -75,7 +84,7 @@ def clip_of(rng: np.random.Generator, statics: dict[str, np.ndarray], recs: list
     if what == "spell":
         for _ in range(rng.integers(3, 8)):
             label, pts = some_letter()
-            clip.letter(label, pts, pace * rng.uniform(0.7, 1.3), move_ms())
+            next_letter(label, pts, pace * rng.uniform(0.7, 1.3))
             if rng.random() < 0.25:
                 clip.slide(rng.uniform(100, 220)).hold(pace * rng.uniform(0.5, 1.0))
             if rng.random() < 0.1:
@@ -92,7 +101,20 @@ def clip_of(rng: np.random.Generator, statics: dict[str, np.ndarray], recs: list
     else:
         for _ in range(rng.integers(1, 3)):
             label, pts = some_letter()
-            clip.letter(label, pts, pace * rng.uniform(0.7, 1.3), move_ms())
+            next_letter(label, pts, pace * rng.uniform(0.7, 1.3))
+    return clip
+
+
+def letter_or_cut(rng: np.random.Generator, clip: Clip, label: str, points: np.ndarray, ms: float) -> Clip:
+    """A static letter reached by a jump (``Clip.cut``, up to 100 ms), not a move: the new hand
+    0.65-1.5 times the size and up to about a palm away, as photos of other people spelled one
+    after another, a fast change of letter at a low frame rate, or the hand tracker's jumps look."""
+    start = clip.now
+    target = clip.place(points, wobble=0.6)
+    wrist = target[WRIST]
+    target = (target - wrist) * rng.uniform(0.65, 1.5) + wrist
+    clip.cut(target, rng.uniform(1.0, 100.0)).hold(max(ms - 50.0, 30.0))
+    clip.letters.append((label, start, clip.now))
     return clip
 
 
@@ -125,12 +147,14 @@ def windows(times: np.ndarray, frames: list, runtime: motion.Runtime) -> tuple[n
     return np.stack(out), idx
 
 
-def dataset(rng, statics, recs, n_clips: int, runtime: motion.Runtime) -> tuple[np.ndarray, np.ndarray]:
-    """Windows and targets of ``n_clips`` synthesised streams: 35% motion letters, 30% word signs, 35% spelling."""
+def dataset(rng, statics, recs, n_clips: int, runtime: motion.Runtime,
+            cuts: float = CUTS) -> tuple[np.ndarray, np.ndarray]:
+    """Windows and targets of ``n_clips`` synthesised streams: 35% motion letters, 30% word signs,
+    35% spelling; ``cuts`` of the changes of letter jumps, not moves."""
     xs, ys = [], []
     for k in range(n_clips):
         what = ("motion", "sign", "spell")[int(np.searchsorted([0.35, 0.65], rng.random(), side="right"))]
-        clip = clip_of(rng, statics, recs, what)
+        clip = clip_of(rng, statics, recs, what, cuts=cuts)
         times, frames = clip.sample(FPS[rng.integers(len(FPS))], rng.uniform(0.3, 1.5))
         x, idx = windows(times, frames, runtime)
         xs.append(x)
@@ -186,7 +210,8 @@ def scored(rng, statics, recs, predict, fps: float) -> dict:
 
     Each J and Z recording is played between two static letters (a hit: its letter fired within
     400 ms of its end); each word sign likewise (any J or Z fired is a false alarm); and 200
-    streams of static letters, moves, holds and slides (false alarms per 200 moves between letters).
+    streams of static letters, moves, holds and slides (false alarms per 200 moves between letters),
+    and as many whose changes of letter are all jumps (``letter_or_cut``).
     """
     def run(clip):
         times, frames = clip.sample(fps, 0.8)
@@ -220,13 +245,19 @@ def scored(rng, statics, recs, predict, fps: float) -> dict:
             signs["false_alarms"] += len(fired)
             for k, _ in fired:
                 out[k]["fired"] += 1
-    moves = alarms = 0
-    while moves < 1000:
-        clip = clip_of(rng, statics, recs, "spell")
-        moves += len(clip.letters) - 1
-        alarms += len(run(clip))
+
+    def alarms_per_200(cuts: float) -> dict:
+        moves = alarms = 0
+        while moves < 1000:
+            clip = clip_of(rng, statics, recs, "spell", cuts=cuts)
+            moves += len(clip.letters) - 1
+            alarms += len(run(clip))
+        return {"n": moves, "false_alarms": alarms, "per_200": 200 * alarms / max(moves, 1)}
+
+    transitions = alarms_per_200(0.0)
+    jumps = alarms_per_200(1.0)  # every change of letter a jump (as bench_words' photos change)
     for k, m in out.items():
         m["recall"] = m["hits"] / max(m["n"], 1)
         m["precision"] = m["right"] / m["fired"] if m["fired"] else None
     return {**out, "signs": {**signs, "rate": signs["false_alarms"] / max(signs["n"], 1)},
-            "transitions": {"n": moves, "false_alarms": alarms, "per_200": 200 * alarms / max(moves, 1)}}
+            "transitions": transitions, "jumps": jumps}

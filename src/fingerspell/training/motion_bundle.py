@@ -122,8 +122,10 @@ def brief(fig: dict) -> str:
     parts = [f"{k} recall {fig[k]['recall']:.0%} precision "
              f"{'-' if fig[k]['precision'] is None else format(fig[k]['precision'], '.0%')} (n={fig[k]['n']})"
              for k in motion.MOTION_LETTERS]
+    jumps = (f", {fig['jumps']['per_200']:.2f} per 200 jumps between letters (n={fig['jumps']['n']})"
+             if "jumps" in fig else "")
     return (", ".join(parts) + f"; false alarms: {fig['signs']['false_alarms']} in {fig['signs']['n']} word signs, "
-            f"{fig['transitions']['per_200']:.2f} per 200 moves between letters (n={fig['transitions']['n']})")
+            f"{fig['transitions']['per_200']:.2f} per 200 moves between letters (n={fig['transitions']['n']}){jumps}")
 
 
 def summary(figures: dict) -> dict:
@@ -132,7 +134,8 @@ def summary(figures: dict) -> dict:
                   "precision": {k: None if f[k]["precision"] is None else round(f[k]["precision"], 4)
                                 for k in motion.MOTION_LETTERS},
                   "word_sign_false_alarm_rate": round(f["signs"]["rate"], 4),
-                  "false_alarms_per_200_transitions": round(f["transitions"]["per_200"], 3)}
+                  "false_alarms_per_200_transitions": round(f["transitions"]["per_200"], 3),
+                  **({"false_alarms_per_200_jumps": round(f["jumps"]["per_200"], 3)} if "jumps" in f else {})}
             for fps, f in figures["held_out"].items()}
 
 

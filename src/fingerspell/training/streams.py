@@ -2,7 +2,8 @@
 
 A ``Clip`` is built from keyframes of real landmarks (pixel units of a 640x480 frame) and
 sampled at any frame rate: static letters held (with tremor and drift), the moves between
-them (interpolated at fingerspelling speed, eased, at an uneven pace), recorded motion (J, Z,
+them (interpolated at fingerspelling speed, eased, at an uneven pace, or cut short: a jump to a
+hand of another size a little way off), recorded motion (J, Z,
 word signs) played at its own clock, double letters as a slide or a bounce, and a hand coming
 in or going out. Each letter, and each recorded motion's end, is noted with its time.
 
@@ -130,6 +131,15 @@ class Clip:
             s = (k / n) ** gamma
             u = s * s * (3 - 2 * s)
             self._key(ms / n, start + (target - start) * u + bow * np.sin(np.pi * u))
+        return self
+
+    def cut(self, target: np.ndarray, ms: float) -> "Clip":
+        """From the current pose to ``target`` in a frame or two (``ms``), straight and unbent: a
+        quick change of letter as a camera sees it, or the hand tracker jumping to another estimate."""
+        if self.pose is None:
+            self._key(0.0 if not self.keys else 1.0, target)
+        else:
+            self._key(max(ms, 1.0), target)
         return self
 
     def hold(self, ms: float) -> "Clip":

@@ -80,6 +80,19 @@ def test_fusing_gives_the_motion_letter_its_share_and_scales_the_rest():
                                probs)
 
 
+def test_a_movement_on_a_hand_the_model_reads_as_no_handshape_of_its_letter_is_nothing():
+    mine = np.array([0.9, 0.05, 0.05], np.float32)  # J, Z, nothing
+    labels = ["A", "E", "I", "N", "X"]
+    # the hand is read as N or E: not an I, J or Y, so no J (nor a pointing hand: no Z)
+    np.testing.assert_allclose(motion.agree(mine, list(motion.LABELS), np.array([0.02, 0.3, 0.05, 0.6, 0.03]), labels),
+                               [0.0, 0.0, 1.0], atol=1e-6)
+    # read as I (J's handshape) by a tenth or more: the J stands
+    np.testing.assert_allclose(motion.agree(mine, list(motion.LABELS), np.array([0.02, 0.3, 0.15, 0.5, 0.03]), labels),
+                               [0.9, 0.0, 0.1], atol=1e-6)
+    # a model without any of J's handshapes says nothing about it
+    np.testing.assert_allclose(motion.agree(mine, list(motion.LABELS), np.array([0.5, 0.5]), ["A", "B"]), mine)
+
+
 def test_targets_answer_a_j_just_after_it_ends_and_leave_its_surroundings_out():
     times = np.arange(0, 2000, 20)
     y = recipe.targets(times, [("J", 1000.0), ("hello", 1500.0)])

@@ -45,7 +45,8 @@ def load(path: Path, extra: list, size: int) -> list["Beside"]:
 
 class Beside:
     """A recogniser carried beside the bundle's own (``BundleMeta.extra``) and run with it: its
-    letters' probabilities are folded into the model's (``fuse``)."""
+    letters' probabilities are folded into the model's (``fuse``). Its module provides
+    ``Runtime``, ``agree`` (the model's reading may overrule it), ``notes`` and ``fuse``."""
 
     def __init__(self, path: Path, entry, size: int):
         """``entry``: its ``bundle.ExtraModel``; ``size``: classifiers at most, one per worker."""
@@ -59,8 +60,9 @@ class Beside:
 
     def fuse(self, window: Sequence[Seen], probs: np.ndarray, labels: list[str], notes: dict | None = None) -> np.ndarray:
         """``probs`` over ``labels`` with this recogniser's letters folded in: where it gives a
-        letter probability m, that much of the whole goes to it (the rest scaled by 1 - m).
-        ``notes`` (where given) gets the module's ``notes``: the letter read, the path traced."""
+        letter probability m, that much of the whole goes to it (the rest scaled by 1 - m), unless
+        the model's reading of the newest hand overrules it (the module's ``agree``). ``notes``
+        (where given) gets the module's ``notes``: the letter read, the path traced."""
         if len(window) < 2:  # a still image, or a stream's first frame: no motion to read
             return probs
         x = self.runtime.inputs(window)
@@ -68,6 +70,7 @@ class Beside:
             return probs
         with self.classifiers.borrow() as classifier:
             mine = classifier(x)
+        mine = self.module.agree(mine, self.labels, probs, labels)  # the model's reading of the hand may overrule it
         if notes is not None:
             notes.update(self.module.notes(window, mine, self.labels))
         return self.module.fuse(probs, labels, mine, self.labels)

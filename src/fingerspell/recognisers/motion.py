@@ -18,6 +18,8 @@ held, as a hand that has just come in):
 It answers for the newest frame: "did a J or a Z just end here?". Trained to fire only for
 the few hundred milliseconds after the movement ends (``training/motion.py``), and to say
 ``nothing`` for the moves between letters, slides, holds, a hand coming or going, and word signs.
+Its answer stands only where the still model reads the newest hand as one of the letter's
+handshapes (``agree``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ PATH_POINTS = (WRIST, 4, 8, 20)  # wrist, thumb, index and little fingertips
 TIP_POINTS = (8, 20)
 SHAPE_AT = (0.0, 0.5, 1.0)  # where in the window the whole hand is taken
 FIRE_P = 0.7  # a letter read at this probability or more is folded into the answer, and noted (a decoder's cue)
+# The handshapes a J or Z is made with, as a still model reads them (the letter's own still frame,
+# and the shapes it starts from: decoding.segment.MOTION_FROM). A movement read while the still
+# model gives these less than SHAPE_P together is not that letter: photos of other people's
+# hands spelled one after another made the motion recogniser fire on N, E, S and U.
+SHAPES = {"J": "IJY", "Z": "DGPXZ"}
+SHAPE_P = 0.1  # kept 94-98% of the last 200 ms of frames of training-split J and Z recordings
 SHOW_P = 0.2  # from this probability the page draws the fingertip's path
 SPAN_MS = 1000.0  # J and Z take 0.3-0.8 s: the window holds the movement and what came just before
 STEPS = 20  # 50 ms apart: a 60 frames/s camera's frames averaged, a 10 frames/s one's interpolated
@@ -111,6 +119,20 @@ class Runtime:
         """Why a model with input ``shape`` cannot be served with these inputs, or None."""
         n = size_of(self.steps)
         return None if shape == (n,) else f"expects input {shape}, not the {n} motion features"
+
+
+def agree(mine: np.ndarray, my_labels: list[str], probs: np.ndarray, labels: list[str]) -> np.ndarray:
+    """``mine`` with each motion letter whose handshapes (``SHAPES``) the still model's ``probs``
+    over ``labels`` give less than ``SHAPE_P`` moved to nothing. A still model without any of a
+    letter's shapes says nothing about it: its motion stands."""
+    out = np.asarray(mine, dtype=np.float32).copy()
+    nothing = my_labels.index(LABELS[-1])
+    for i, k in enumerate(my_labels):
+        shapes = [j for j, label in enumerate(labels) if label in SHAPES.get(k, "")]
+        if shapes and float(np.sum(np.asarray(probs)[shapes])) < SHAPE_P:
+            out[nothing] += out[i]
+            out[i] = 0.0
+    return out
 
 
 def fuse(probs: np.ndarray, labels: list[str], mine: np.ndarray, my_labels: list[str]) -> np.ndarray:

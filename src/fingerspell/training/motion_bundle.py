@@ -145,11 +145,13 @@ def card_section(figures: dict) -> str:
     lines = ["## Motion recogniser (J and Z)", "",
              "`motion.tflite` reads the last second of the stream's hands (fingertip paths relative to the newest "
              "wrist, in palm sizes, resampled by time: any frame rate) and answers J, Z or nothing for the frame just "
-             "after a J or Z movement ends; its probability is folded into the model's (see docs/motion.md).", "",
+             "after a J or Z movement ends; its probability is folded into the model's where the model reads the "
+             "hand as one of that letter's handshapes (see docs/motion.md).", "",
              f"Trained on one person's recordings (landmarks_tresajoby: J, Z and ten word signs, 30 frames at ~30 "
              f"frames/s) and static letters, recordings {lo}-{hi} of each file and static rows {lo}-{hi} held out; "
-             f"{figures['windows']:,} windows of {figures['clips']:,} synthesised streams (letters, moves between "
-             "them, holds, slides, hands coming and going, the signs).", "", "Held-out figures:", ""]
+             f"{figures['windows']:,} windows of {figures['clips']:,} synthesised streams (letters, moves and jumps "
+             "between them, holds, slides, hands coming and going, the signs).", "",
+             "Held-out figures (the motion recogniser alone):", ""]
     for fps, f in figures["held_out"].items():
         lines.append(f"- {fps} frames/s: {brief(f)}")
     lines += ["", "Limits: one person's motion, recorded on cue; the moves between letters are synthesised, not "

@@ -70,7 +70,8 @@ class Beside:
             return probs
         with self.classifiers.borrow() as classifier:
             mine = classifier(x)
-        mine = self.module.agree(mine, self.labels, probs, labels)  # the model's reading of the hand may overrule it
+        # a hand that did not move, or the model's reading of its shape, may overrule it
+        mine = self.module.agree(window, mine, self.labels, probs, labels)
         if notes is not None:
             notes.update(self.module.notes(window, mine, self.labels))
         return self.module.fuse(probs, labels, mine, self.labels)

@@ -18,8 +18,8 @@ held, as a hand that has just come in):
 It answers for the newest frame: "did a J or a Z just end here?". Trained to fire only for
 the few hundred milliseconds after the movement ends (``training/motion.py``), and to say
 ``nothing`` for the moves between letters, slides, holds, a hand coming or going, and word signs.
-Its answer stands only where the still model reads the newest hand as one of the letter's
-handshapes (``agree``).
+Its answer stands only where the fingertip moved and the still model reads the newest hand
+as one of the letter's handshapes (``agree``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,12 @@ FIRE_P = 0.7  # a letter read at this probability or more is folded into the ans
 # hands spelled one after another made the motion recogniser fire on N, E, S and U.
 SHAPES = {"J": "IJY", "Z": "DGPXZ"}
 SHAPE_P = 0.1  # kept 94-98% of the last 200 ms of frames of training-split J and Z recordings
+TIPS = {"J": 20, "Z": 8}  # the fingertip that traces each letter: the little finger's, the index finger's
+# A J or Z moves its fingertip this many palm sizes or more within the window (the whole movement:
+# 1.4 or more in 158 of 160 training-split recordings; this low for one seen only in part, as the
+# hand comes into view); a hand held still is neither, whatever its shape looks like (another
+# person's X held still read as Z). Photos held with a few pixels of jitter: about 0.05
+MOVE_PALMS = 0.25
 SHOW_P = 0.2  # from this probability the page draws the fingertip's path
 SPAN_MS = 1000.0  # J and Z take 0.3-0.8 s: the window holds the movement and what came just before
 STEPS = 20  # 50 ms apart: a 60 frames/s camera's frames averaged, a 10 frames/s one's interpolated
@@ -121,15 +127,33 @@ class Runtime:
         return None if shape == (n,) else f"expects input {shape}, not the {n} motion features"
 
 
-def agree(mine: np.ndarray, my_labels: list[str], probs: np.ndarray, labels: list[str]) -> np.ndarray:
-    """``mine`` with each motion letter whose handshapes (``SHAPES``) the still model's ``probs``
-    over ``labels`` give less than ``SHAPE_P`` moved to nothing. A still model without any of a
-    letter's shapes says nothing about it: its motion stands."""
+def travel(window, letter: str, span_ms: float = SPAN_MS) -> float:
+    """How far the fingertip that traces ``letter`` went over the last ``span_ms``: the diagonal
+    of its path's extent in the frame, in palm sizes (the median over those frames); 0 for fewer
+    than two hands."""
+    if not window:
+        return 0.0
+    newest = window[-1].t_ms
+    pts = [s.hand.pixel_points()[:, :2] for s in window if s.hand is not None and newest - s.t_ms <= span_ms]
+    if len(pts) < 2:
+        return 0.0
+    pts = np.stack(pts)
+    palm = np.median(np.linalg.norm(pts[:, PALM] - pts[:, WRIST : WRIST + 1], axis=-1).mean(axis=1))
+    return float(np.linalg.norm(np.ptp(pts[:, TIPS[letter]], axis=0)) / max(float(palm), 1e-6))
+
+
+def agree(window, mine: np.ndarray, my_labels: list[str], probs: np.ndarray, labels: list[str]) -> np.ndarray:
+    """``mine`` with each motion letter moved to nothing where its fingertip did not move
+    ``MOVE_PALMS`` over the window (``travel``), or where the still model's ``probs`` over
+    ``labels`` give its handshapes (``SHAPES``) less than ``SHAPE_P`` together (a still model
+    without any of a letter's shapes says nothing about it)."""
     out = np.asarray(mine, dtype=np.float32).copy()
     nothing = my_labels.index(LABELS[-1])
     for i, k in enumerate(my_labels):
-        shapes = [j for j, label in enumerate(labels) if label in SHAPES.get(k, "")]
-        if shapes and float(np.sum(np.asarray(probs)[shapes])) < SHAPE_P:
+        if k not in SHAPES or out[i] <= 0.0:
+            continue
+        shapes = [j for j, label in enumerate(labels) if label in SHAPES[k]]
+        if (shapes and float(np.sum(np.asarray(probs)[shapes])) < SHAPE_P) or travel(window, k) < MOVE_PALMS:
             out[nothing] += out[i]
             out[i] = 0.0
     return out
@@ -156,7 +180,7 @@ def fuse(probs: np.ndarray, labels: list[str], mine: np.ndarray, my_labels: list
 def traced(window, letter: str) -> list[tuple[float, float]] | None:
     """The path of the fingertip that traces ``letter`` (J: the little finger's, Z: the index
     finger's) over the last ``SPAN_MS``, as fractions of the frame; None where there is none."""
-    tip = {"J": 20, "Z": 8}.get(letter)
+    tip = TIPS.get(letter)
     if tip is None or not window or window[-1].hand is None:
         return None
     newest = window[-1].t_ms

@@ -143,14 +143,14 @@ def travel(window, letter: str, span_ms: float = SPAN_MS) -> float:
 
 
 def agree(window, mine: np.ndarray, my_labels: list[str], probs: np.ndarray, labels: list[str]) -> np.ndarray:
-    """``mine`` with each motion letter moved to nothing where its fingertip did not move
-    ``MOVE_PALMS`` over the window (``travel``), or where the still model's ``probs`` over
-    ``labels`` give its handshapes (``SHAPES``) less than ``SHAPE_P`` together (a still model
-    without any of a letter's shapes says nothing about it)."""
+    """``mine`` with each motion letter read at ``SHOW_P`` or more moved to nothing where its
+    fingertip did not move ``MOVE_PALMS`` over the window (``travel``), or where the still
+    model's ``probs`` over ``labels`` give its handshapes (``SHAPES``) less than ``SHAPE_P``
+    together (a still model without any of a letter's shapes says nothing about it)."""
     out = np.asarray(mine, dtype=np.float32).copy()
     nothing = my_labels.index(LABELS[-1])
     for i, k in enumerate(my_labels):
-        if k not in SHAPES or out[i] <= 0.0:
+        if k not in SHAPES or out[i] < SHOW_P:  # below SHOW_P it changes nothing: the usual frame costs no more
             continue
         shapes = [j for j, label in enumerate(labels) if label in SHAPES[k]]
         if (shapes and float(np.sum(np.asarray(probs)[shapes])) < SHAPE_P) or travel(window, k) < MOVE_PALMS:

@@ -35,8 +35,13 @@ router = APIRouter()
 class OnDevice:
     """Whether the page may find hands itself: the asset folder, or why not."""
 
-    def __init__(self, folder: Path | None, why: str | None, model: Path | None):
+    def __init__(self, folder: Path | None, why: str | None, model: Path | None, detect=None):
         self.folder, self.why, self.model = folder, why, model
+        # The server's own thresholds, so that the page finds the hands the server would.
+        self.options = {} if detect is None else {
+            "minHandDetectionConfidence": detect.min_detection_confidence,
+            "minHandPresenceConfidence": detect.min_presence_confidence,
+            "minTrackingConfidence": detect.min_tracking_confidence}
 
     @classmethod
     def resolve(cls, predictor, cache_dir=None) -> "OnDevice":
@@ -53,13 +58,13 @@ class OnDevice:
         except HandModelError as exc:
             log.warning("on-device mode is off: %s", exc)
             return cls(None, str(exc), model)
-        return cls(folder, None, model)
+        return cls(folder, None, model, getattr(predictor, "detect_params", None))
 
     def to_json(self) -> dict:
         if self.folder is None:
             return {"available": False, "why": self.why}
         return {"available": True, "package": browser.SPEC, "module": f"{ASSETS}/vision_bundle.mjs",
-                "wasm": f"{ASSETS}/wasm", "model": MODEL}
+                "wasm": f"{ASSETS}/wasm", "model": MODEL, "options": self.options}
 
 
 @router.get(ASSETS + "/{name:path}", include_in_schema=False)

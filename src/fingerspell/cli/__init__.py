@@ -229,6 +229,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR",
                    help="where profiles keep their samples and personal models (default: $FINGERSPELL_DATA_DIR or "
                         "the user data folder); made, readable by you only, when the first profile is")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="server processes on the one port (default: $FINGERSPELL_WORKERS or 1): each holds its own "
+                        "streams and model; a process that dies is started again and its pages reconnect to the others")
     _add_decoder(p)
     _add_cache(p)
     return ap

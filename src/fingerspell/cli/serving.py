@@ -215,8 +215,8 @@ def cmd_serve(args):
     from ..serve import run
     from ..server import params_from_env
 
-    changes = {k: v for k, v in (("decoder", args.decoder), ("vocab", args.vocab), ("data_dir", args.data_dir))
-               if v is not None}
+    changes = {k: v for k, v in (("decoder", args.decoder), ("vocab", args.vocab), ("data_dir", args.data_dir),
+                                 ("workers", args.workers)) if v is not None}
     if args.no_lexicon:
         changes["lexicon"] = False
     run(host=args.host, port=args.port, model=args.model, tls_cert=args.tls_cert, tls_key=args.tls_key,

@@ -137,8 +137,9 @@ async def page(url: str, messages: list, device: bool, until: float, latencies: 
         if device:
             await ws.send(json.dumps({"type": "config", "mode": "device"}))
             await ws.recv()
-        k, start = 0, time.monotonic()
         offset = hash(id(ws)) % len(messages)
+        await asyncio.sleep((offset % 97) / 97 / RATE)  # pages' cameras tick out of step with one another
+        k, start = 0, time.monotonic()
         while time.monotonic() < until:
             due = start + k / RATE
             now = time.monotonic()

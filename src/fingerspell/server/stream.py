@@ -17,7 +17,6 @@ from collections.abc import Callable
 
 import anyio
 import anyio.to_thread
-import numpy as np
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -26,12 +25,13 @@ from ..decoding import Lexicon, make_decoder
 from ..errors import FrameError
 from ..hands import Region
 from .commands import COMMANDS, NOTICES
-from ..predictor import Prediction, Predictor
+from ..predictor import Predictor
 from .deps import get_predictor, get_settings, get_workers
-from .device import FRAME_IN_DEVICE_MODE, HAND_IN_SERVER_MODE, HandMessage, mirrored, parse_hand_message
+from . import recognise
+from .device import FRAME_IN_DEVICE_MODE, HAND_IN_SERVER_MODE, HandMessage, parse_hand_message
 from .metrics import Streams
 from .security import origin_allowed
-from .settings import SERVE_FORMATS, Settings
+from .settings import Settings
 from .teaching import profile_command
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class _Connection:
         self.mode = "server"  # where hands are found: "server" (frames come) or "device" (hand messages come)
         self.image_bytes = self.hands = 0  # what came: image bytes (frames), hand messages
         self.stream = None
+        self.warmed = False  # whether the stream's hand finder has seen a frame (recognise.frame)
         # What the stream reads with: the served bundle's own personal head (None: it has none) until
         # a profile's is chosen (teaching.profile_command); set on the stream before each frame.
         self.personal = getattr(predictor, "personal", None)
@@ -249,7 +250,7 @@ class _Connection:
             self._worker_done.set()
 
     async def _frames(self) -> None:
-        self.stream = await run_in_threadpool(self._open_stream)
+        self.stream = await run_in_threadpool(self.predictor.stream)
         while not self.closed:
             await self._wake.wait()
             if self.closed:
@@ -259,13 +260,17 @@ class _Connection:
             if item is None:
                 continue
             number, data, received, region = item
-            mirror = self.mirror
+            mirror, t_ms = self.mirror, (received - self._t0) * 1000
             try:
                 if isinstance(region, str):
                     raise FrameError(f"region: {region}")
-                recognise = self._push if isinstance(data, HandMessage) else self._recognise
-                pred, answer = await anyio.to_thread.run_sync(recognise, number, data, mirror, region,
-                                                              limiter=self.workers)
+                if isinstance(data, HandMessage):  # light: no recognition slot, the decoder in the same hop
+                    async with self._decoder_lock:
+                        answer = await anyio.to_thread.run_sync(recognise.hand, self, number, data, mirror, t_ms)
+                else:
+                    pred, answer = await anyio.to_thread.run_sync(recognise.frame, self, number, data, mirror, region,
+                                                                  limiter=self.workers)
+                    answer["spelling"] = await self._decoding(recognise.update, self, pred, t_ms)
             except FrameError as exc:
                 await self.send({"type": "error", "error": str(exc), "frame": number})
                 continue
@@ -278,53 +283,9 @@ class _Connection:
                 await self.send({"type": "error", "error": "this frame could not be recognised (a server fault; "
                                  "the server log has the details)", "frame": number})
                 continue
-            spelling = await self._decoding(self._update, pred, (received - self._t0) * 1000)
             answer["timings_ms"]["server"] = round((time.monotonic() - received) * 1000, 2)
-            answer["spelling"] = spelling
             answer["mirror"] = mirror
             await self.send(answer)
-
-    def _update(self, pred: Prediction, t_ms: float) -> dict:
-        """The frame into the decoder, and its new state (in the decoder's thread)."""
-        self.decoder.update(pred, t_ms, self.stream.position)
-        return self._state()
-
-    def _open_stream(self):
-        stream = self.predictor.stream()
-        # A detector's first frame costs ~10x a normal one (kernels set up): pay it now, on a
-        # blank frame, rather than on the user's first. (The tracker warms itself.)
-        stream.predict(np.zeros((480, 640, 3), dtype=np.uint8))
-        return stream
-
-    def _recognise(self, number: int, data: bytes, mirror: bool, region: Region | None) -> tuple[Prediction, dict]:
-        """The frame's prediction and its answer; the server's one mirroring path.
-
-        With ``mirror`` the stream recognises the frame flipped left to right (and looks afresh
-        for the hand when that changes); the answer's landmarks are flipped back, into the frame
-        the client sent, so the page draws them where the hand is. With ``region`` the frame is
-        that part of the camera frame (mirrored with the frame), and the landmarks are the whole
-        camera frame's.
-        """
-        self.stream.personal = self.personal  # what Predictor.recognise reads; set where this thread reads it
-        pred = self.stream.predict_bytes(data, self.settings.params.max_pixels, SERVE_FORMATS, mirror=mirror,
-                                         region=region)
-        self.settings.save_frame(f"ws{self.cid}-{number:06d}", data)
-        return pred, _answer(number, pred, mirror)
-
-    def _push(self, number: int, message: HandMessage, mirror: bool, region: None) -> tuple[Prediction, dict]:
-        """A hand message's prediction and its answer: as ``_recognise``, for a hand found in the page."""
-        self.stream.personal = self.personal
-        pred = self.stream.push(mirrored(message.hand) if mirror else message.hand, message.t_ms)
-        return pred, _answer(number, pred, mirror)
-
-
-def _answer(number: int, pred: Prediction, mirror: bool) -> dict:
-    """A frame's answer; a mirrored frame's landmarks are flipped back into the frame the client sent."""
-    answer = {"type": "prediction", "frame": number, **pred.to_json()}
-    if mirror and answer["hand"] is not None:
-        for point in answer["hand"]["landmarks"]:
-            point[0] = round(1.0 - point[0], 4)
-    return answer
 
 
 # --------------------------------------------------------------------------- the route

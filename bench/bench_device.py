@@ -221,12 +221,11 @@ def main(argv=None) -> int:
 
         hand_messages = [json.dumps({"type": "hand", "v": 1, "t_ms": 0, "hand": hand_to_json(h)}) for h in cpu["hands"]]
         sent = [jpeg(f) for f in frames]
-        held["hands 1"] = streams_held(args.model, 1, {0}, hand_messages, True, (50, 100, 150, 200, 250, 300, 400),
-                                       args.seconds)
+        steps = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 120, 150, 200)
+        held["hands 1"] = streams_held(args.model, 1, {0}, hand_messages, True, steps, args.seconds)
         held["frames 1"] = streams_held(args.model, 1, {0}, sent, False, (1, 2, 3, 4, 6, 8), args.seconds)
         os.sched_setaffinity(0, {0, 1})  # with two processes the server has both cores, and shares them
-        held["hands 2"] = streams_held(args.model, 2, {0, 1}, hand_messages, True, (100, 150, 200, 250, 300, 400),
-                                       args.seconds)
+        held["hands 2"] = streams_held(args.model, 2, {0, 1}, hand_messages, True, steps, args.seconds)
         held["frames 2"] = streams_held(args.model, 2, {0, 1}, sent, False, (1, 2, 3, 4, 6, 8), args.seconds)
 
     print()

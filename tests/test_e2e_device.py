@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FAKE_CAMERA = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
 CPU = "localStorage.setItem('fingerspell.delegate', 'CPU');"
 RECORD = """
-    window.__requests = [];
     window.__text = [];
     document.addEventListener("DOMContentLoaded", () => {
       const el = document.getElementById("text");

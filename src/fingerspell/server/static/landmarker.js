@@ -76,7 +76,7 @@ export async function loadLandmarker(info, delegate = "GPU") {
       const ms = performance.now() - started;
       times.push(ms);
       if (times.length > 30) times.shift();
-      if (used === "GPU") judgeGpu(ms);
+      if (used === "GPU") judgeGpu(ms).catch(() => { used = "GPU (kept)"; }); // no CPU landmarker: keep the GPU's
       const points = result.landmarks && result.landmarks[0];
       if (!points || points.length !== 21) return { hand: null, t_ms: t };
       const side = result.handedness && result.handedness[0] && result.handedness[0][0];

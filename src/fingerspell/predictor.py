@@ -234,6 +234,7 @@ class Predictor:
         with self.classifiers.borrow() as classifier:
             self._check(classifier)
             self.inputs = classifier.input_shape[0] if len(classifier.input_shape) == 1 else None
+        self.model_sha256 = sha256_file(path / bundle_io.TFLITE)  # a personal head must be taught over this export
         # A personal bundle's head over the model (teach/); None for a bundle of its own
         self.personal: Personal | None = self.load_personal(path)
         self.workers = Workers(hand_model, detect_params, size)
@@ -252,7 +253,7 @@ class Predictor:
     def load_personal(self, folder: Path) -> Personal | None:
         """The personal head of the bundle at ``folder`` if it was taught over this model, else
         None where it has none. Raises BundleError for one taught over another model."""
-        return load_personal(folder, self.labels, self.inputs, sha256_file(self.path / bundle_io.TFLITE))
+        return load_personal(folder, self.labels, self.inputs, self.model_sha256)
 
     @classmethod
     def from_bundle(cls, path=None, *, hand_model=None, cache_dir=None) -> "Predictor":

@@ -74,10 +74,17 @@ def percentiles(values) -> tuple[float, float]:
 
 
 def cpu_per_message(frames: list[np.ndarray], model) -> dict:
-    """Process CPU ms per frame and per hand message, as the server handles each; and the hands."""
+    """Process CPU ms per frame and per hand message, as the server handles each; and the hands.
+
+    Each goes through the server's own code for it (``server/recognise.py``: the frame's or the
+    hand's prediction, the decoder, the answer) and the answer is written as JSON, as it is sent.
+    """
+    from types import SimpleNamespace
+
     from fingerspell.decoding import english, make_decoder
     from fingerspell.predictor import Predictor
     from fingerspell.records import hand_to_json
+    from fingerspell.server import recognise
     from fingerspell.server.device import parse_hand_message
     from fingerspell.server.settings import resolve
 
@@ -91,6 +98,8 @@ def cpu_per_message(frames: list[np.ndarray], model) -> dict:
         for path in ("frame", "hand"):
             decoder = make_decoder(settings.decoding, lexicon, settings.vocab, settings.spelling)
             with predictor.stream() as stream:
+                conn = SimpleNamespace(stream=stream, decoder=decoder, personal=None, settings=settings, cid=0,
+                                       warmed=True)
                 for i, data in enumerate(sent * 2):  # twice round: the first warms
                     t_ms = i * 33
                     if path == "hand":
@@ -98,12 +107,11 @@ def cpu_per_message(frames: list[np.ndarray], model) -> dict:
                                               "hand": hand_to_json(hands[i % len(hands)])})
                     started = time.process_time()
                     if path == "frame":
-                        pred = stream.predict_bytes(data)
+                        pred, answer = recognise.frame(conn, i, data, False, None)
+                        answer["spelling"] = recognise.update(conn, pred, t_ms)
                     else:
-                        got = parse_hand_message(json.loads(message))
-                        pred = stream.push(got.hand, got.t_ms)
-                    decoder.update(pred, t_ms, stream.position)
-                    json.dumps({"type": "prediction", **pred.to_json(), "spelling": decoder.state()})
+                        answer = recognise.hand(conn, i, parse_hand_message(json.loads(message)), False, t_ms)
+                    json.dumps(answer, allow_nan=False)
                     ms = (time.process_time() - started) * 1e3
                     if i >= len(sent):
                         times[path].append(ms)

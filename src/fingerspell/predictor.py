@@ -61,14 +61,14 @@ class Prediction:
     hand: Hand | None
     timings: dict[str, float] = field(default_factory=dict)
 
-    def to_json(self) -> dict:
-        return {
-            "letter": self.letter,
-            "confidence": round(float(self.score), 4),
-            "top": [{"label": k, "score": round(float(v), 4)} for k, v in self.top],
-            "hand": self.hand.to_json() if self.hand is not None else None,
-            "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
-        }
+    def to_json(self, hand: bool = True) -> dict:
+        """The prediction as JSON; ``hand=False`` leaves the hand out (its sender has it)."""
+        out = {"letter": self.letter, "confidence": round(float(self.score), 4),
+               "top": [{"label": k, "score": round(float(v), 4)} for k, v in self.top]}
+        if hand:
+            out["hand"] = self.hand.to_json() if self.hand is not None else None
+        out["timings_ms"] = {k: round(v, 2) for k, v in self.timings.items()}
+        return out
 
 
 def decode_frame(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, formats: tuple[str, ...] = DECODE_FORMATS,

@@ -125,7 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     p = command("setup", "obtain, verify and cache the MediaPipe hand model (and the page's own)",
                 "Obtain hand_landmarker.task (official URL, else the mediapipe==0.10.21 wheel from the package "
                 "index), verify its sha256 and cache it; then the page's hand landmarker, the pinned "
-                "@mediapipe/tasks-vision release (npm pack), checked against its integrity hash. First use does "
+                "@mediapipe/tasks-vision release from the npm registry (npm pack, or HTTPS without npm), checked against "
+                "its integrity hash. First use does "
                 "this by itself.")
     _add_cache(p)
     p.add_argument("--tasks-vision", metavar="FILE.tgz",

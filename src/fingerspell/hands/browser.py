@@ -6,7 +6,8 @@ serves: the ES module ``vision_bundle.mjs`` and the wasm builds with and without
 from one pinned release of the npm package, fetched with npm's own client (``npm pack``, which
 honours the user's npm settings and mirror), checked against the registry's ``dist.integrity``
 (sha512), and only those files are kept, each checked against its pinned sha256. Nothing of it
-is committed. Where npm cannot be reached, a tarball fetched elsewhere is taken instead
+is committed. Without npm, the same tarball is downloaded from the registry over HTTPS (checked
+the same way). Where neither can reach it, a tarball fetched elsewhere is taken instead
 (``fingerspell setup --tasks-vision FILE.tgz``).
 """
 
@@ -21,6 +22,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import urllib.request
 from pathlib import Path
 
 from ..errors import HandModelError
@@ -42,6 +44,8 @@ FILES = {
     "package.json": "5c96247445e57a2d087758114b116fed7d46eb401342aee19b1acc56d36fe707",  # name, version, licence
 }
 FOLDER = f"tasks-vision-{VERSION}"
+DEFAULT_REGISTRY = "https://registry.npmjs.org/"
+MAX_TARBALL = 64 * 1024 * 1024  # the release is 10 MB; a registry answer larger than this is not it
 SPEC = f"{PACKAGE}@{VERSION}"
 
 
@@ -66,6 +70,25 @@ def missing_files(folder: Path) -> list[str]:
     """The pinned files that ``folder`` lacks or holds with other contents."""
     return [name for name, digest in FILES.items()
             if not (folder / name).is_file() or sha256_file(folder / name) != digest]
+
+
+def registry() -> str:
+    """The npm registry's address: npm's own setting where the environment gives it (a mirror)."""
+    url = os.environ.get("npm_config_registry") or os.environ.get("NPM_CONFIG_REGISTRY") or DEFAULT_REGISTRY
+    return url if url.endswith("/") else url + "/"
+
+
+def from_registry(timeout: float) -> bytes:
+    """The pinned tarball straight from the registry over HTTPS, for a machine without npm."""
+    url = f"{registry()}{PACKAGE}/-/{PACKAGE.split('/')[1]}-{VERSION}.tgz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (the registry's https URL)
+            blob = resp.read(MAX_TARBALL + 1)
+    except (OSError, ValueError) as exc:
+        raise HandModelError(f"cannot download {url} ({getattr(exc, 'reason', None) or exc})") from None
+    if len(blob) > MAX_TARBALL:
+        raise HandModelError(f"{url} is over {MAX_TARBALL // 2**20} MB: not the pinned release")
+    return blob
 
 
 def from_npm(timeout: float) -> bytes:
@@ -141,7 +164,10 @@ def ensure_browser_assets(cache: str | os.PathLike | None = None, *, download: b
                     ", ".join(wrong))
     if not download:
         raise HandModelError(f"the page's hand landmarker ({SPEC}) is not in {folder}: run `fingerspell setup`")
-    try:
-        return _unpack(from_npm(timeout), folder)
-    except (OSError, HandModelError, tarfile.TarError, KeyError, subprocess.SubprocessError) as exc:
-        raise HandModelError(f"could not obtain the page's hand landmarker ({exc}); {by_hand(folder)}") from None
+    failures = []
+    for fetch in (from_npm, from_registry):  # npm first: it honours the user's npm settings and proxy
+        try:
+            return _unpack(fetch(timeout), folder)
+        except (OSError, HandModelError, tarfile.TarError, KeyError, subprocess.SubprocessError) as exc:
+            failures.append(str(exc))
+    raise HandModelError(f"could not obtain the page's hand landmarker ({'; '.join(failures)}); {by_hand(folder)}")

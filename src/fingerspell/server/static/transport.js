@@ -40,6 +40,7 @@ export function frameStream(url, { onStatus, onOpen, onReady }) {
   let sentAt = 0;
   let commandsOut = 0;
   let mode = "server";
+  let handSent = null; // the hand of the last hand message, for its answer
   const handlers = [];
 
   const isOpen = () => ws !== null && ws.readyState === WebSocket.OPEN;
@@ -96,6 +97,9 @@ export function frameStream(url, { onStatus, onOpen, onReady }) {
   function received(message) {
     const answersFrame = message.type === "prediction" || message.type === "skipped" ||
       (message.type === "error" && message.frame !== undefined);
+    // A hand message's answer leaves out the hand (the page has it): the one sent is put back,
+    // so the rest of the page reads answers the same way in both modes.
+    if (message.type === "prediction" && !("hand" in message)) message.hand = handSent;
     let rtt = null;
     if (answersFrame) {
       if (inFlight) rtt = performance.now() - sentAt;
@@ -119,6 +123,7 @@ export function frameStream(url, { onStatus, onOpen, onReady }) {
     inFlight = true;
     sentAt = performance.now();
     if (!("image" in frame)) {
+      handSent = frame.hand;
       ws.send(JSON.stringify({ type: "hand", v: 1, t_ms: frame.t_ms, hand: frame.hand }));
       return true;
     }

@@ -65,6 +65,7 @@ class _Connection:
         self.ws = ws
         self.predictor = predictor
         self.workers = workers
+        self.hand_workers = ws.app.state.hand_workers  # hand messages' threads (app.py)
         self.settings = settings
         self.cid = cid
         self.decoder = make_decoder(settings.decoding, lexicon, settings.vocab, settings.spelling)
@@ -266,7 +267,8 @@ class _Connection:
                     raise FrameError(f"region: {region}")
                 if isinstance(data, HandMessage):  # light: no recognition slot, the decoder in the same hop
                     async with self._decoder_lock:
-                        answer = await anyio.to_thread.run_sync(recognise.hand, self, number, data, mirror, t_ms)
+                        answer = await anyio.to_thread.run_sync(recognise.hand, self, number, data, mirror, t_ms,
+                                                                limiter=self.hand_workers)
                 else:
                     pred, answer = await anyio.to_thread.run_sync(recognise.frame, self, number, data, mirror, region,
                                                                   limiter=self.workers)

@@ -33,6 +33,11 @@ class FakeStream:
         self._check(decode_image(data, max_pixels, formats), region)
         return self.owner.predict_bytes(data, max_pixels, formats, mirror)
 
+    def push(self, hand, t_ms: int, pixels=None) -> Prediction:
+        """A hand found elsewhere (on-device mode): read as "nothing", like every frame here."""
+        self.owner.hands.append((hand, t_ms))
+        return Prediction(NOTHING, 1.0, [(NOTHING, 1.0)], hand, {"classify": 0.0, "total": 0.0})
+
     @staticmethod
     def _check(rgb, region) -> None:
         """A crop must have its region's shape, as ``Stream`` checks it."""
@@ -58,6 +63,7 @@ class FakePredictor:
         self.delay_s = delay_s
         self.frames = 0  # images recognised, streams' included
         self.open_streams = 0
+        self.hands: list = []  # (hand, t_ms) pushed by streams in on-device mode
         self.closed = False
 
     def predict(self, rgb) -> Prediction:

@@ -159,10 +159,12 @@ class ServerProcess:
     """
 
     def __init__(self, model: Path | str | None, port: int | None = None, env: dict | None = None,
-                 startup_timeout: float = 60.0, log_dir: Path | None = None):
+                 startup_timeout: float = 60.0, log_dir: Path | None = None, workers: int = 1):
         """``log_dir``: where ``server.log`` goes (a test's ``tmp_path``); None: a private temporary
-        folder, removed with everything in it when the object is garbage-collected."""
+        folder, removed with everything in it when the object is garbage-collected. ``workers``:
+        server processes on the port (``fingerspell serve --workers``)."""
         self.model = model
+        self.workers = workers
         self.port = port or free_port()
         self.env = env or {}
         self.startup_timeout = startup_timeout
@@ -182,7 +184,7 @@ class ServerProcess:
         code = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr); "
                 "from fingerspell.serve import run; "
                 f"run('127.0.0.1', {self.port}, {str(self.model)!r} if {self.model is not None} else None, "
-                "log_level='info')")
+                f"log_level='info', workers={self.workers})")
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
                "PYTHONUNBUFFERED": "1", **self.env}
         t = time.monotonic()

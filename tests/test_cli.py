@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _live import free_port
 from conftest import real_images
 from fingerspell.hands.model import TASK_SHA256
 
@@ -173,9 +174,15 @@ def test_setup_prints_the_path_and_hash_of_the_cached_hand_model(env, tmp_path, 
     cache.mkdir()
     shutil.copyfile(hand_model, cache / "hand_landmarker.task")  # already there: setup downloads nothing
     del env["FINGERSPELL_HAND_MODEL"]
+    env["PATH"] = str(tmp_path / "no-npm")  # and the page's landmarker cannot be had: one line says how
+    env["npm_config_registry"] = f"http://127.0.0.1:{free_port()}/"  # nothing listens there
     out = cli("setup", "--cache-dir", cache, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"hand model ready: {cache / 'hand_landmarker.task'} (sha256 {TASK_SHA256})"
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("fingerspell setup: the page will find hands on the server: ") and "npm is not installed" in line
+    assert "cannot download http://127.0.0.1:" in line
+    assert "npm pack @mediapipe/tasks-vision@0.10.35" in line and "fingerspell setup --tasks-vision" in line
 
 
 def test_setup_honours_a_model_placed_by_hand(env, hand_model):

@@ -42,6 +42,9 @@ GAP_S = 0.6  # blank wall between letters: releases a letter (150 ms) but is no 
 # releases the first. J and Z are motion letters and never used.
 WORDS = ("ALL", "BEE", "SEE", "ADD", "ODD", "BOOK", "COOL", "CAB", "BAD", "HI", "OK")
 TRIES_PER_LETTER = 24  # photos tried per letter when picking a reliable one
+# These tests drive server mode (frames sent, the server finds the hand), the page's mode where it
+# cannot find hands itself; on-device mode, its default, is tests/test_e2e_device.py's.
+SERVER_MODE = "localStorage.setItem('fingerspell.mode', 'server');"
 
 
 def launch(playwright, *extra):
@@ -119,7 +122,7 @@ def signing_page(playwright, request, tmp_path):
                     el, {{childList: true, characterData: true, subtree: true}});
                 }});
             """
-            return open_page(browser, server.url + "/", init_script + recorder)
+            return open_page(browser, server.url + "/", SERVER_MODE + init_script + recorder)
 
         yield signing_page
 
@@ -439,7 +442,7 @@ def test_before_a_hand_appears_the_first_steps_stand_where_the_user_looks(playwr
     # The fake camera's test pattern has no hand in it.
     browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
     try:
-        page, errors = open_page(browser, tiny_server.url + "/")
+        page, errors = open_page(browser, tiny_server.url + "/", SERVER_MODE)
         page.wait_for_function("() => document.getElementById('fps').textContent !== '–'", timeout=15_000)
         steps = page.locator("#first-steps")
         assert steps.is_visible()
@@ -462,7 +465,7 @@ def test_the_page_reconnects_after_a_restart_and_keeps_the_text(playwright, tiny
     server = ServerProcess(tiny_bundle, port=port, log_dir=tmp_path)
     # The fake camera's test pattern has no hand, so nothing is ever committed by signing.
     with browser_on(playwright, server, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream") as browser:
-        page, errors = open_page(browser, server.url + "/",
+        page, errors = open_page(browser, server.url + "/", SERVER_MODE +
                                  "if (!sessionStorage.getItem('seeded')) { sessionStorage.setItem('seeded', '1');"
                                  " localStorage.setItem('fingerspell.text', 'HELLO'); }")
         text = page.locator("#text")

@@ -29,8 +29,8 @@ from PIL import Image
 
 from _live import ServerProcess, blank_frame, letterbox, write_y4m
 from conftest import KAGGLE, ROBOFLOW, need_data
-from test_e2e_browser import (DEFAULT_BUNDLE, FPS, _as_sent, _photos, _reliable_frame, _reliable_word, launch,
-                              playwright)  # noqa: F401 - playwright is a fixture
+from test_e2e_browser import (DEFAULT_BUNDLE, FPS, _as_sent, _photos, _reliable_frame, _reliable_word, SERVER_MODE,
+                              launch, playwright)  # noqa: F401 - playwright is a fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -206,7 +206,7 @@ def teach_page(playwright, request, tmp_path):
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             seed = f"localStorage.setItem('fingerspell.profile', {json.dumps(token)});" if token else ""
-            page.add_init_script(WATCH + seed)
+            page.add_init_script(WATCH + seed + SERVER_MODE)  # the hands the server finds in the frames
             page.goto(server.url + "/")
             page.wait_for_function("() => document.getElementById('status').textContent === 'Connected'",
                                    timeout=15_000)

@@ -76,6 +76,16 @@ def test_a_batch_gives_one_row_per_hand_equal_to_single_calls(rng):
         np.testing.assert_allclose(batch[i], features.from_points(pts[i], left[i]), rtol=1e-6)
 
 
+@no_deadline
+@given(hands() | noise, st.booleans(), st.booleans(), st.sampled_from([1, 2]))
+def test_the_one_hand_path_streams_use_gives_the_batch_paths_bits(pts, is_left, depth, version):
+    # Models are trained on the batch path and served on this one: not one bit may differ.
+    one = features.one_hand(pts.astype(np.float32), is_left, depth, version)
+    np.testing.assert_array_equal(one, features.from_points(pts.astype(np.float32), is_left, depth, version))
+    for collapsed in (np.zeros((21, 3)), np.full((21, 3), 123.0)):
+        assert np.isfinite(features.one_hand(collapsed, is_left, depth, version)).all()
+
+
 def test_feature_parts_are_coords_then_distances_then_angles():
     parts = features.PREPROCESSING["parts"]
     assert (parts["coords"], parts["distances"], parts["angles"]) == (63, 210, 15)

@@ -15,7 +15,9 @@ The shape fuzzer sends what is not a frame at all: any content type, JSON of any
 with wrong prefixes, and WebSocket text messages (commands with odd fields, any JSON, any text).
 The command fuzzer sends every text command the stream knows, and region messages (numbers of
 any size, NaN and infinities, rectangles at the frame's edge, with mirroring on and off), each
-followed by a frame: one answer each, never a closed socket, never a traceback in the log.
+followed by a frame: one answer each, never a closed socket, never a traceback in the log. The
+hand fuzzer sends on-device mode's hand messages, broken (wrong shapes, NaN, huge arrays, wrong
+types, unknown versions), in either mode, and frames in device mode: the same holds.
 
 Sized for CI (about half a minute on 2 cores). ``FINGERSPELL_FUZZ_EXAMPLES=10000`` spreads that
 many generated inputs over the fuzzers instead (the long run: several minutes); either way the
@@ -59,10 +61,10 @@ PARAMS = ServeParams(allowed_hosts=("testserver",))  # the limits a user gets; T
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:PIL"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:PIL")]
 TOTAL = int(os.environ.get("FINGERSPELL_FUZZ_EXAMPLES", "0") or 0)
-SHARE = {"schemathesis": 0.20, "decode": 0.30, "predict": 0.10, "stream": 0.10, "requests": 0.10, "messages": 0.10,
-         "commands": 0.10}
+SHARE = {"schemathesis": 0.20, "decode": 0.25, "predict": 0.10, "stream": 0.10, "requests": 0.10, "messages": 0.10,
+         "commands": 0.10, "hands": 0.05}
 CI_EXAMPLES = {"schemathesis": 150, "decode": 400, "predict": 80, "stream": 100, "requests": 150, "messages": 150,
-               "commands": 150}
+               "commands": 150, "hands": 150}
 DECODE_DEADLINE_S = float(os.environ.get("FINGERSPELL_FUZZ_DEADLINE_S", "3"))  # 3x the slowest of 10,000 (busy 2 cores)
 REQUEST_DEADLINE_S = 20.0  # decode + up to five hand-detector runs, on a loaded 2-core machine
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -691,6 +693,83 @@ def test_the_stream_answers_every_command_and_region_message_and_stays_open(clie
         ws.send_text(json.dumps({"type": "config", "mirror": False}))  # usable after them all
         assert ws.receive_json()["type"] == "state"
         ws.send_bytes(SEEDS["frame.jpg"])
+        assert ws.receive_json()["type"] == "prediction"
+    faults = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR or "Traceback" in r.getMessage()]
+    TALLY[name, "tracebacks"] += len(faults)
+    assert not faults, "\n".join(r.getMessage() for r in faults[:3])
+
+
+# --------------------------------------------------------------------------- on-device mode's hand messages
+
+
+def _points(draw) -> list:
+    """21 points that are a hand, or what is not: other counts, other lengths, any value."""
+    good = [[0.3 + 0.01 * i, 0.5, 0.0] for i in range(21)]
+    kind = draw(st.sampled_from(["good", "count", "length", "value", "huge", "any"]))
+    event(f"hand landmarks: {kind}")
+    if kind == "count":
+        return good[:1] * draw(st.sampled_from([0, 1, 20, 22, 63]))
+    if kind == "length":
+        return [p[:draw(st.integers(0, 2))] + [0.0] * draw(st.integers(0, 3)) for p in good]
+    if kind == "value":
+        i, j = draw(st.integers(0, 20)), draw(st.integers(0, 2))
+        good[i][j] = draw(numbers | st.sampled_from([None, "0.5", True, [0.5], {}, 4.0001, -4.0001]))
+    if kind == "huge":  # within max_message_bytes (a larger message closes the socket with 1009, as documented)
+        return good * draw(st.sampled_from([1000, 4000]))
+    if kind == "any":
+        return draw(json_values)
+    return good
+
+
+@st.composite
+def hand_messages(draw) -> dict:
+    """A hand message of any version, time and hand; some fields missing, some of any type."""
+    hand = draw(st.one_of(st.none(), json_values, st.fixed_dictionaries(
+        {"landmarks": st.just(None), "handedness": st.sampled_from(["Left", "Right"]) | json_values,
+         "image_size": st.sampled_from([[640, 480], [1280, 720]]) | json_values},
+        optional={"score": st.floats(0, 1) | json_values})))
+    if isinstance(hand, dict) and "landmarks" in hand and hand["landmarks"] is None:
+        hand["landmarks"] = _points(draw)
+    doc = {"type": "hand", "v": draw(st.sampled_from([1, 1, 1, 0, 2, "1", None, 1.0])),
+           "t_ms": draw(st.integers(0, 10 ** 6) | numbers | json_values), "hand": hand}
+    for key in draw(st.lists(st.sampled_from(["v", "t_ms", "hand"]), max_size=1)):
+        del doc[key]
+    return doc
+
+
+def test_the_stream_answers_every_hand_message_in_either_mode_and_stays_open(client, caplog):
+    name = "WS /ws hands"
+    frame = fuzz_frame()
+    with caplog.at_level(logging.INFO), client.websocket_connect("/ws") as ws:
+        mode = "server"
+
+        @settings(max_examples=examples("hands"), **SETTINGS)
+        @given(want=st.sampled_from(["server", "device", "device", "device"]), doc=hand_messages(),
+               as_frame=st.booleans())
+        def one(want, doc, as_frame):
+            nonlocal mode
+            if want != mode:
+                ws.send_text(json.dumps({"type": "config", "mode": want}))
+                assert ws.receive_json()["mode"] == want
+                mode = want
+            send = (lambda: ws.send_bytes(frame)) if as_frame and mode == "device" else \
+                (lambda: ws.send_text(json.dumps(doc)))
+            try:
+                answer = call(name, REQUEST_DEADLINE_S, lambda: (send(), ws.receive_json())[1])
+            except Exception:
+                TALLY[name, "5xx"] += 1  # the socket closed: the server failed
+                raise
+            event(f"{mode}: answer {answer['type']}")
+            TALLY[name, "4xx" if answer["type"] == "error" else "2xx"] += 1
+            assert answer["type"] in ("prediction", "error") and isinstance(answer["frame"], int), answer
+            if answer["type"] == "error":
+                assert isinstance(answer["error"], str) and "\n" not in answer["error"], answer
+            assert mode == "device" or answer["type"] == "error"  # a hand in server mode is refused
+
+        one()
+        ws.send_text(json.dumps({"type": "config", "mode": "device"}))  # usable after them all
+        assert ws.receive_json()["type"] == "state"
+        ws.send_text(json.dumps({"type": "hand", "v": 1, "t_ms": 10 ** 7, "hand": None}))
         assert ws.receive_json()["type"] == "prediction"
     faults = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR or "Traceback" in r.getMessage()]
     TALLY[name, "tracebacks"] += len(faults)

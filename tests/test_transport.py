@@ -4,8 +4,12 @@ and never for ordinary ones."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import logging
+import os
+import socket
+import struct
 import time
 import urllib.request
 
@@ -71,3 +75,38 @@ def test_ordinary_requests_leave_no_abort_line_in_the_log(tiny_bundle, hand_mode
         log = server.logs()
     assert '"GET /health HTTP/1.1" 200' in log
     assert ABORTED not in log, log
+
+
+def _ws_handshake(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16))
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (port, key))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def test_a_client_that_goes_on_sending_past_its_1009_reads_the_close_frame_and_is_cut_off(tiny_bundle, hand_model, tmp_path):
+    # The server half-closes after its 1009 and drops what still comes: the client reads the close
+    # frame (no reset destroys it), and one that never stops sending is closed after close_timeout_s.
+    close_timeout = 1.0
+    env = {"FINGERSPELL_CLOSE_TIMEOUT_S": str(close_timeout), "FINGERSPELL_MAX_MESSAGE_BYTES": "100000"}
+    with ServerProcess(tiny_bundle, log_dir=tmp_path, env=env) as server:
+        s = _ws_handshake(server.port)
+        s.sendall(bytes([0x82, 0x80 | 127]) + struct.pack(">Q", 50_000_000) + os.urandom(4))  # 50 MB, masked
+        s.sendall(b"\0" * 30_000_000)  # a client that reads only once its message is sent
+        received = s.recv(4096)
+        start, cut_off = time.monotonic(), None
+        while time.monotonic() - start < close_timeout + 10:  # one that never stops sending
+            try:
+                s.sendall(b"\0" * 65536)
+            except (BrokenPipeError, ConnectionResetError):
+                cut_off = time.monotonic() - start
+                break
+            time.sleep(0.02)
+        s.close()
+    assert received[:4] == bytes([0x88, len(received) - 2]) + struct.pack(">H", 1009), received
+    assert cut_off is not None and cut_off < close_timeout + 5, cut_off

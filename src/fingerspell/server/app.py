@@ -2,7 +2,9 @@
 
 ``settings.py`` (what the server was told), ``security.py`` (hosts, origins, headers),
 ``http.py`` (the page, ``/health``, ``POST /predict``, ``/docs``), ``profiles.py`` (a user's
-samples and personal model; ``teaching.py`` trains it) and ``stream.py`` (``WS /ws``).
+samples and personal model; ``teaching.py`` trains it), ``stream.py`` (``WS /ws``; ``device.py``
+its hand message), ``metrics.py`` (the streams counted, ``/metrics``) and ``vendor.py`` (the
+page's own hand landmarker, served from here).
 The model loads here, once, in the lifespan, and reaches the routes and the stream through
 ``Depends(get_predictor)``.
 
@@ -27,7 +29,7 @@ from ..decoding import Loading
 from ..predictor import Predictor
 from ..decoding import SpellingParams
 from ..teach.profiles import Profiles
-from . import http, profiles, stream
+from . import http, metrics, profiles, stream, vendor
 from .security import HostAllowList, SecurityHeaders
 from .settings import model_from_env, resolve
 from .teaching import Trainer
@@ -82,7 +84,12 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
         # Recognition runs in worker threads, at most one per CPU core: more would only take turns
         # on the cores, and every extra thread grows memory (malloc arenas, MediaPipe buffers).
         app.state.workers = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
-        app.state.streams = stream.Streams(settings.params.max_connections)
+        # Hand messages (on-device mode) have threads of their own, so a frame stream's slow
+        # recognitions never hold them up; a few: with anyio's default forty, a hundred streams
+        # kept forty threads fighting for the GIL (90 streams on one core: p95 180 ms, against 45).
+        app.state.hand_workers = anyio.CapacityLimiter(2 * max(2, os.cpu_count() or 2))
+        app.state.streams = metrics.Streams(settings.params.max_connections)
+        app.state.on_device = vendor.OnDevice.resolve(served, cache_dir)
         app.state.predict_slots = anyio.Semaphore(settings.params.max_predicts)
         app.state.uploads = anyio.Semaphore(settings.params.max_uploads)
         app.state.profiles = Profiles(settings.data_dir)  # writes nothing until a profile is made
@@ -117,6 +124,8 @@ def create_app(model=None, params: ServeParams | None = None, spelling: Spelling
     app.add_middleware(HostAllowList, allowed=settings.hosts)
     app.add_middleware(SecurityHeaders)
     app.include_router(stream.router)
+    app.include_router(metrics.router)
+    app.include_router(vendor.router)
     http.install(app)
     profiles.install(app)
     return app

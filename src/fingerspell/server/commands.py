@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..hands import Region
+from .device import MODES
 
 MAX_VOCAB = 1000  # words one vocab command may carry (a stream keeps at most MAX_USER_WORDS, 64 letters each)
 
@@ -56,6 +57,10 @@ def _config(conn: "_Connection", doc: dict) -> str | None:
         if not isinstance(doc["mirror"], bool):
             return 'config "mirror" must be true or false'
         conn.mirror = doc["mirror"]
+    if "mode" in doc:  # where hands are found; the text and the stream's history carry over
+        if doc["mode"] not in MODES:
+            return 'config "mode" must be "server" (frames) or "device" (hand messages)'
+        conn.mode = doc["mode"]
 
 
 COMMANDS: dict[str, Callable[["_Connection", dict], str | None]] = {

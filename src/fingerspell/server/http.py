@@ -238,6 +238,7 @@ async def health(request: Request, predictor: Predictor = Depends(get_predictor)
                    "max_connections": params.max_connections, "max_predicts": params.max_predicts,
                    "max_uploads": params.max_uploads, "stream_idle_s": params.stream_idle_s, **PROFILE_LIMITS},
         "open_streams": request.app.state.streams.open,
+        "on_device": request.app.state.on_device.to_json(),
         "spelling": dataclasses.asdict(settings.spelling),
         "decoder": {**dataclasses.asdict(settings.decoding), "vocab_words": len(settings.vocab),
                     "lexicon_words": len(lexicon.counts) if (lexicon := request.app.state.lexicon) else 0},

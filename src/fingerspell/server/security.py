@@ -142,7 +142,9 @@ def security_headers(host: str | None = None, path: str = "") -> list[tuple[byte
         scripts = styles = "'self' 'unsafe-inline'"
         images = "'self' data:"
     else:
-        scripts = styles = "'self'"
+        # The page's hand landmarker is WebAssembly: compiling it needs 'wasm-unsafe-eval' (no
+        # eval of strings). Without it the SIMD check fails silently and so does the fallback.
+        scripts, styles = "'self' 'wasm-unsafe-eval'", "'self'"
         images = "'self' data: blob:"
     csp = (
         f"default-src 'self'; script-src {scripts}; style-src {styles}; img-src {images}; "

@@ -1,10 +1,11 @@
-"""``WS /ws``: live video in, one JSON answer per frame out, and the text-editing commands.
+"""``WS /ws``: live video in (frames, or in on-device mode the hands the page found), one JSON
+answer per frame out, and the text-editing commands.
 
-The protocol (messages, hand crops, commands, errors, close codes) is ``docs/protocol.md``.
-Here: one ``_Connection`` per socket (a reader task, a worker task that recognises the newest
-frame in a thread, the decoder in its own thread), and the route that admits streams within
-``max_connections``. The commands themselves are ``commands.py`` (``profile``, which picks a
-profile's model, ``teaching.py``).
+The protocol (messages, hand crops, hand messages, commands, errors, close codes) is
+``docs/protocol.md``. Here: one ``_Connection`` per socket (a reader task, a worker task that
+recognises the newest frame or hand in a thread, the decoder in its own thread), and the route
+that admits streams within ``max_connections``. The commands themselves are ``commands.py``
+(``profile``, which picks a profile's model, ``teaching.py``), the hand message ``device.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import Callable
 
 import anyio
 import anyio.to_thread
-import numpy as np
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -25,10 +25,13 @@ from ..decoding import Lexicon, make_decoder
 from ..errors import FrameError
 from ..hands import Region
 from .commands import COMMANDS, NOTICES
-from ..predictor import Prediction, Predictor
+from ..predictor import Predictor
 from .deps import get_predictor, get_settings, get_workers
+from . import recognise
+from .device import FRAME_IN_DEVICE_MODE, HAND_IN_SERVER_MODE, HandMessage, parse_hand_message
+from .metrics import Streams
 from .security import origin_allowed
-from .settings import SERVE_FORMATS, Settings
+from .settings import Settings
 from .teaching import profile_command
 
 log = logging.getLogger(__name__)
@@ -40,21 +43,8 @@ CLOSE_TOO_BIG = 1009
 CLOSE_ERROR = 1011
 CLOSE_BUSY = 1013
 STOP_WAIT_S = 1.0  # how long a closing stream's worker may take to finish its frame before it is cancelled
-CLOSING_WAIT_S = 5.0  # how long a new stream may wait for closing ones to be put away (takes ~1 s)
 
 router = APIRouter()
-
-
-class Streams:
-    """The app's count of streams: ``open`` ones hold one of ``limit`` slots; ``alive`` ones also
-    count those closing whose tracker is not yet put away (a second or so)."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.open = 0
-        self.alive = 0
-        self.opened = 0  # ever: each stream's number in the log
-        self.put_away = anyio.Event()  # set, and replaced, whenever a stream is put away
 
 
 # --------------------------------------------------------------------------- one stream
@@ -75,11 +65,15 @@ class _Connection:
         self.ws = ws
         self.predictor = predictor
         self.workers = workers
+        self.hand_workers = ws.app.state.hand_workers  # hand messages' threads (app.py)
         self.settings = settings
         self.cid = cid
         self.decoder = make_decoder(settings.decoding, lexicon, settings.vocab, settings.spelling)
         self.mirror = False
+        self.mode = "server"  # where hands are found: "server" (frames come) or "device" (hand messages come)
+        self.image_bytes = self.hands = 0  # what came: image bytes (frames), hand messages
         self.stream = None
+        self.warmed = False  # whether the stream's hand finder has seen a frame (recognise.frame)
         # What the stream reads with: the served bundle's own personal head (None: it has none) until
         # a profile's is chosen (teaching.profile_command); set on the stream before each frame.
         self.personal = getattr(predictor, "personal", None)
@@ -87,13 +81,13 @@ class _Connection:
         self.frames = 0
         self.closed = False
         self._failed = False  # a frame failed other than with a FrameError (logged once a stream)
-        self._waiting: tuple[int, bytes, float, Region | str | None] | None = None
+        self._waiting: tuple[int, bytes | HandMessage, float, Region | str | None] | None = None
         self.region: Region | str | None = None  # for the next frame: where it lies, or what was wrong
         self._wake = anyio.Event()
         self._send_lock = anyio.Lock()
         self._decoder_lock = anyio.Lock()
         self._worker_done = anyio.Event()
-        self._t0 = time.monotonic()
+        self._t0 = self.opened_at = time.monotonic()
         self.on_closing = lambda: None  # called once, when the client leaves or is sent away
 
     def closing(self) -> None:
@@ -176,17 +170,26 @@ class _Connection:
                 return
             if data is not None:
                 self.frames += 1
-                # Swap before awaiting the send: while it waits, the worker may take whatever is
-                # waiting, and a frame it takes must not also be answered "skipped".
-                stale, self._waiting = self._waiting, (self.frames, data, time.monotonic(), self.region)
-                self.region = None
-                self._wake.set()
-                if stale is not None:
-                    await self.send({"type": "skipped", "skipped": True, "frame": stale[0]})
+                self.image_bytes += size
+                if self.mode == "device":
+                    self.region = None
+                    await self.send({"type": "error", "error": FRAME_IN_DEVICE_MODE, "frame": self.frames})
+                    continue
+                await self._queue(data)
             elif text is not None:
                 answer = await self._command(text)
                 if answer is not None:
                     await self.send(answer)
+
+    async def _queue(self, data: bytes | HandMessage) -> None:
+        """The next frame (or hand) to recognise; one already waiting is answered ``skipped``."""
+        # Swap before awaiting the send: while it waits, the worker may take whatever is
+        # waiting, and a frame it takes must not also be answered "skipped".
+        stale, self._waiting = self._waiting, (self.frames, data, time.monotonic(), self.region)
+        self.region = None
+        self._wake.set()
+        if stale is not None:
+            await self.send({"type": "skipped", "skipped": True, "frame": stale[0]})
 
     def _state(self, fresh: bool = False) -> dict:
         state = self.decoder.state()
@@ -202,6 +205,8 @@ class _Connection:
         except (ValueError, RecursionError):
             return {"type": "error", "error": f'text messages are JSON commands like {{"type": "clear"}} ({known})'}
         name = doc.get("type") if isinstance(doc, dict) else None
+        if name == "hand":  # a frame's hand, found in the page: answered as the frame would be
+            return await self._hand(doc)
         if name == "profile":  # reads the data folder, not the decoder: not one of COMMANDS
             return await profile_command(self, doc)
         if isinstance(name, str) and name in NOTICES:
@@ -213,12 +218,24 @@ class _Connection:
             return {"type": "error", "error": f"unknown command type {shown}; known: {known}"}
         return await self._decoding(self._apply, handler, doc)
 
+    async def _hand(self, doc: dict) -> dict | None:
+        self.frames += 1
+        self.hands += 1
+        if self.mode != "device":
+            return {"type": "error", "error": HAND_IN_SERVER_MODE, "frame": self.frames}
+        try:
+            message = parse_hand_message(doc)
+        except ValueError as exc:
+            return {"type": "error", "error": f"hand: {exc}", "frame": self.frames}
+        await self._queue(message)
+        return None
+
     def _apply(self, handler: Callable[["_Connection", dict], str | None], doc: dict) -> dict:
         """A command's answer, in the decoder's thread (``_decoding``)."""
         error = handler(self, doc)
         if error is not None:
             return {"type": "error", "error": error}
-        return {"type": "state", "spelling": self._state(fresh=True), "mirror": self.mirror}
+        return {"type": "state", "spelling": self._state(fresh=True), "mirror": self.mirror, "mode": self.mode}
 
     async def _decoding(self, fn: Callable, *args):
         """``fn(*args)`` in a worker thread, holding the decoder: a word's end (a space command, a
@@ -234,7 +251,7 @@ class _Connection:
             self._worker_done.set()
 
     async def _frames(self) -> None:
-        self.stream = await run_in_threadpool(self._open_stream)
+        self.stream = await run_in_threadpool(self.predictor.stream)
         while not self.closed:
             await self._wake.wait()
             if self.closed:
@@ -244,12 +261,18 @@ class _Connection:
             if item is None:
                 continue
             number, data, received, region = item
-            mirror = self.mirror
+            mirror, t_ms = self.mirror, (received - self._t0) * 1000
             try:
                 if isinstance(region, str):
                     raise FrameError(f"region: {region}")
-                pred, answer = await anyio.to_thread.run_sync(self._recognise, number, data, mirror, region,
-                                                              limiter=self.workers)
+                if isinstance(data, HandMessage):  # light: no recognition slot, the decoder in the same hop
+                    async with self._decoder_lock:
+                        answer = await anyio.to_thread.run_sync(recognise.hand, self, number, data, mirror, t_ms,
+                                                                limiter=self.hand_workers)
+                else:
+                    pred, answer = await anyio.to_thread.run_sync(recognise.frame, self, number, data, mirror, region,
+                                                                  limiter=self.workers)
+                    answer["spelling"] = await self._decoding(recognise.update, self, pred, t_ms)
             except FrameError as exc:
                 await self.send({"type": "error", "error": str(exc), "frame": number})
                 continue
@@ -262,42 +285,9 @@ class _Connection:
                 await self.send({"type": "error", "error": "this frame could not be recognised (a server fault; "
                                  "the server log has the details)", "frame": number})
                 continue
-            spelling = await self._decoding(self._update, pred, (received - self._t0) * 1000)
             answer["timings_ms"]["server"] = round((time.monotonic() - received) * 1000, 2)
-            answer["spelling"] = spelling
             answer["mirror"] = mirror
             await self.send(answer)
-
-    def _update(self, pred: Prediction, t_ms: float) -> dict:
-        """The frame into the decoder, and its new state (in the decoder's thread)."""
-        self.decoder.update(pred, t_ms, self.stream.position)
-        return self._state()
-
-    def _open_stream(self):
-        stream = self.predictor.stream()
-        # A detector's first frame costs ~10x a normal one (kernels set up): pay it now, on a
-        # blank frame, rather than on the user's first. (The tracker warms itself.)
-        stream.predict(np.zeros((480, 640, 3), dtype=np.uint8))
-        return stream
-
-    def _recognise(self, number: int, data: bytes, mirror: bool, region: Region | None) -> tuple[Prediction, dict]:
-        """The frame's prediction and its answer; the server's one mirroring path.
-
-        With ``mirror`` the stream recognises the frame flipped left to right (and looks afresh
-        for the hand when that changes); the answer's landmarks are flipped back, into the frame
-        the client sent, so the page draws them where the hand is. With ``region`` the frame is
-        that part of the camera frame (mirrored with the frame), and the landmarks are the whole
-        camera frame's.
-        """
-        self.stream.personal = self.personal  # what Predictor.recognise reads; set where this thread reads it
-        pred = self.stream.predict_bytes(data, self.settings.params.max_pixels, SERVE_FORMATS, mirror=mirror,
-                                         region=region)
-        self.settings.save_frame(f"ws{self.cid}-{number:06d}", data)
-        answer = {"type": "prediction", "frame": number, **pred.to_json()}
-        if mirror and answer["hand"] is not None:
-            for point in answer["hand"]["landmarks"] + answer.get("path", []):
-                point[0] = round(1.0 - point[0], 4)
-        return pred, answer
 
 
 # --------------------------------------------------------------------------- the route
@@ -311,26 +301,13 @@ async def ws_stream(ws: WebSocket, predictor: Predictor = Depends(get_predictor)
     if not origin_allowed(ws.headers, settings.params, settings.hosts):
         await ws.close(CLOSE_POLICY, "this page's origin is not allowed (see cors_origins)")
         return
-    # Streams that are closing hold no slot, but still their tracker until it is put away (a
-    # second or so): at most as many again as max_connections, so memory stays bounded. A new
-    # stream waits a little for one of those rather than being refused.
-    with anyio.move_on_after(CLOSING_WAIT_S):
-        while streams.alive >= 2 * streams.limit:
-            await streams.put_away.wait()
-    if streams.open >= streams.limit or streams.alive >= 2 * streams.limit:
-        log.warning("refused a stream: %d open (%d closing), the limit is %d", streams.open,
-                    streams.alive - streams.open, streams.limit)
+    cid = await streams.admit()
+    if cid is None:
         await ws.close(CLOSE_BUSY, f"server busy: {streams.open} streams open; try again later")
         return
-    streams.open += 1
-    streams.alive += 1
-    streams.opened += 1
-    conn = _Connection(ws, predictor, settings, streams.opened, workers, ws.app.state.lexicon)
-
-    def release():  # a stream that is closing holds no slot while its tracker is put away
-        streams.open -= 1
-
-    conn.on_closing = release
+    conn = _Connection(ws, predictor, settings, cid, workers, ws.app.state.lexicon)
+    conn.on_closing = streams.release
+    streams.conns.add(conn)
     log.info("stream %d opened (%d open)", conn.cid, streams.open)
     try:
         await conn.serve()
@@ -339,7 +316,5 @@ async def ws_stream(ws: WebSocket, predictor: Predictor = Depends(get_predictor)
         await conn.close(CLOSE_ERROR, "internal error; the server log has the details")
     finally:
         conn.closing()
-        streams.alive -= 1
-        streams.put_away.set()
-        streams.put_away = anyio.Event()
+        streams.ended(conn)
         log.info("stream %d closed after %d frames", conn.cid, conn.frames)

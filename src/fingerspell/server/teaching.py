@@ -1,7 +1,9 @@
 """Personal models for the profile routes and the stream: training them, and switching streams to them.
 
-``Trainer`` runs one training at a time a server (``fingerspell.teach.teach`` in a worker thread,
-so streams and requests go on meanwhile); the others wait their turn. ``GET /profile`` reads its
+``Trainer`` runs one training at a time a server, however many processes serve its data folder
+(``fingerspell.teach.teach`` in a worker thread, so streams and requests go on meanwhile; a file
+lock across processes); the others wait their turn. A personal model is loaded again when
+another process has trained it since (its folder's stamp). ``GET /profile`` reads its
 progress (``state``). When a training ends, the bundle it wrote is swapped in as the profile's
 model (``Profile.install_model``: a failed training leaves the previous one) and the profile's
 open streams switch to it. ``profile_command`` is the stream's ``{"type": "profile"}`` command.
@@ -23,7 +25,10 @@ import anyio.to_thread
 
 from .. import teach
 from ..errors import FingerspellError
-from ..teach.profiles import USES, BadSamples, NotReady, Profile, ProfileError, Profiles, UnknownProfile, now
+from ..teach import model_folder
+from ..teach.locks import FileLock
+from ..teach.profiles import (LOCKS, USES, BadSamples, NotReady, Profile, ProfileError, Profiles, UnknownProfile,
+                              now)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +78,8 @@ class Trainer:
         self.jobs: dict[str, Job] = {}
         self._tasks = tasks
         self._turn = anyio.Lock()  # one training at a time; the others wait, first come first served
-        self._models: OrderedDict[str, object] = OrderedDict()
+        self._models: OrderedDict[str, tuple] = OrderedDict()  # profile -> (its model folder's stamp, model)
+        self._exclusive = FileLock(profiles.root / LOCKS / "training")  # one training across processes
         self._streams: dict[str, weakref.WeakSet] = {}
 
     def state(self, pid: str, summary: dict) -> dict:
@@ -116,7 +122,7 @@ class Trainer:
         if self.jobs.get(profile.id) is job:
             del self.jobs[profile.id]
         log.info("profile %s: personal model trained", profile.id[:8])
-        self._remember(profile.id, personal)
+        self._remember(profile.id, personal, model_folder.stamp(profile.folder))
         await self._switch(profile.id, personal, "personal")
 
     def _failed(self, profile: Profile, job: Job, why: str) -> None:
@@ -143,6 +149,19 @@ class Trainer:
             if message:
                 job.message = str(message)[:200]
 
+        def waiting() -> bool:
+            job.message = "waiting for another profile's training to end"
+            return not job.stop.is_set()
+
+        if not self._exclusive.acquire(wait=waiting):
+            raise ProfileError("stopped: the profile was deleted or the server is stopping")
+        job.message = "training"
+        try:
+            return self._teach(profile, job, samples, started, progress)
+        finally:
+            self._exclusive.release()
+
+    def _teach(self, profile: Profile, job: Job, samples, started: float, progress):
         with profile.training_folder() as out:
             report = teach.teach(self.base, list(samples), out, progress=progress, stop=job.stop)
             if job.stop.is_set():
@@ -154,8 +173,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ the models streams use
 
-    def _remember(self, pid: str, personal) -> None:
-        self._models[pid] = personal
+    def _remember(self, pid: str, personal, stamp=None) -> None:
+        self._models[pid] = (stamp, personal)
         self._models.move_to_end(pid)
         while len(self._models) > CACHED_MODELS:
             self._models.popitem(last=False)
@@ -166,7 +185,8 @@ class Trainer:
         Raises:
             NotReady: it has none yet.
         """
-        if profile.id not in self._models:
+        stamp = model_folder.stamp(profile.folder)
+        if self._models.get(profile.id, (None,))[0] != stamp or stamp is None:
             try:
                 loaded = await anyio.to_thread.run_sync(profile.load_model, self._load)
             except ProfileError:
@@ -174,9 +194,9 @@ class Trainer:
             except FingerspellError as exc:
                 log.warning("profile %s: its personal model cannot be loaded: %s", profile.id[:8], exc)
                 raise NotReady(f"the personal model cannot be loaded ({exc}); train it again") from None
-            self._remember(profile.id, loaded)
+            self._remember(profile.id, loaded, stamp)
         self._models.move_to_end(profile.id)
-        return self._models[profile.id]
+        return self._models[profile.id][1]
 
     def follow(self, pid: str, conn) -> None:
         """``conn`` (a stream) uses profile ``pid``'s model: it is switched when that changes."""

@@ -15,6 +15,10 @@ and its stream slot, for as long as it likes. These subclasses add, per connecti
 * after an early answer (413, 503) the rest of the body is read and dropped for at most
   ``body_timeout_s`` (a client that sends its whole body before it reads needs that), then the
   connection is closed;
+* a stream closed for a message over the limit (1009) or text that is not UTF-8 (1007) sends
+  its close frame and then reads and drops what the client still sends, for at most
+  ``close_timeout_s``: closing at once would reset a client still sending, and the reset can
+  destroy the close frame before the client reads it;
 * client mistakes that uvicorn logs with a traceback (invalid UTF-8 in a text message, garbage
   after an early answer) are one INFO line, and its own 400 carries the security headers.
 
@@ -209,6 +213,7 @@ def protocols(params, max_head: int, security_headers):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.close_timeout = params.close_timeout_s  # uvicorn's wait for the client's close reply
+            self._draining = False
 
         def connection_made(self, transport):
             super().connection_made(_wrap(transport, params.close_timeout_s))
@@ -225,6 +230,34 @@ def protocols(params, max_head: int, security_headers):
         def connection_lost(self, exc):
             self.transport.lost()
             super().connection_lost(exc)
+
+        def data_received(self, data):
+            if not self._draining:
+                super().data_received(data)
+            # else: the connection has failed (see handle_parser_exception): drop what still comes
+
+        def eof_received(self):
+            return None  # the client has stopped sending: asyncio closes the connection
+
+        def handle_parser_exception(self):
+            # uvicorn sends the close frame (1009: a message over the limit; 1007: text that is
+            # not UTF-8) and closes the TCP connection at once. A client still sending the rest of
+            # that message then gets a reset, which can destroy the close frame before it is read.
+            # Instead: send the close frame and FIN, drop what still arrives, and close when the
+            # client stops sending or after close_timeout_s. Rewritten, not extended: the original
+            # ends by closing the connection, which is what must not happen yet.
+            close = self.conn.close_sent
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": close.code, "reason": close.reason})
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self._draining = True
+            # uvicorn's close timer: the end of the app leaves the connection to it; connection_lost cancels it
+            self.close_timer = self.loop.call_later(params.close_timeout_s, self.transport.close)
+            if self.transport.can_write_eof():  # not under TLS
+                self.transport.write_eof()
+            if self.read_paused:
+                self.read_paused = False
+                self.transport.resume_reading()
 
         async def send(self, message):
             await _wait_writable(self.writable, self.transport, params.send_timeout_s, "a stream")

@@ -9,7 +9,7 @@ the server.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from .. import bundle as bundle_io
 from .. import records as records_io
 from .. import recognisers
 from ..errors import BundleError, FingerspellError
+from ..hands import sha256_file
 from ..labels import LETTERS
 from ..recognisers import Seen
 from ..recognisers.litert import Classifier
@@ -71,12 +72,8 @@ def label_of(label: str) -> str:
     return label.upper() if len(label) == 1 and label.upper() in LETTERS else label
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _inputs(runtime, hands) -> np.ndarray:
-    return np.stack([runtime.inputs([Seen(0, h)]) for h in hands]) if hands else np.zeros((0, 0), np.float32)
+    return np.stack([runtime.inputs([Seen(0, h)]) for h in hands])
 
 
 def anchors_of(hands: list, labels: list[str], groups: list[str], per_label: int = ANCHORS_PER_LABEL,
@@ -166,7 +163,7 @@ def teach(base: str | Path | None, samples: list[records_io.Record], out: str | 
                          time.perf_counter() - started, base_top1, taught_top1, notes)
     say(0.95, "writing the personal model")
     _write(folder, meta, fitted, report, out)
-    report = TeachReport(**{**report.__dict__, "seconds": time.perf_counter() - started})
+    report = dataclasses.replace(report, seconds=time.perf_counter() - started)
     log.debug("taught %s: %s in %.1f s", out, ", ".join(f"{k} {n}" for k, n in taught.items()), report.seconds)
     say(1.0, "done")
     return report
@@ -186,7 +183,7 @@ def _write(folder: Path, meta: bundle_io.BundleMeta, fitted: Personal, report: T
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     section = {"labels": fitted.labels, "taught": report.taught, "new_labels": report.new_labels,
                "samples": sum(report.taught.values()), "anchors": report.anchors, "created": created,
-               "base": str(folder), "base_model_sha256": sha256_of(folder / bundle_io.TFLITE),
+               "base": str(folder), "base_model_sha256": sha256_file(folder / bundle_io.TFLITE),
                "method": "logistic head over the base model's probabilities (teach/personal.py)"}
     taught_meta = bundle_io.BundleMeta(**{**meta.__dict__, "personal": section})
     files: dict = {bundle_io.TFLITE: folder / bundle_io.TFLITE, bundle_io.PERSONAL: fitted.to_bytes(),

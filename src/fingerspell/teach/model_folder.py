@@ -18,6 +18,15 @@ ZIP_FOLDER = "fingerspell-personal"  # the one folder in the zip GET /profile/mo
 T = TypeVar("T")
 
 
+def stamp(folder: Path) -> tuple | None:
+    """What changes whenever a new model is swapped in (by this process or another); None: no model."""
+    try:
+        st = (folder / MODEL).stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def has_model(folder: Path) -> bool:
     """Whether ``folder`` (a profile's) holds a model; first puts back the one an interrupted swap
     left as ``model.old``, or drops it beside a whole new one."""

@@ -9,8 +9,9 @@ name does not give the token away, and a token is looked up by its hash, never c
 * ``profile.json``: ``{"created", "learn", "use", "card"}``;
 * ``model/``: the personal bundle the last training wrote (``model_folder.py``).
 
-Every change is a read-modify-replace under the profile's lock, each file written whole or not
-at all: a refusal, a failed write or a crash leaves what was saved before. The limits, the
+Every change is a read-modify-replace under the profile's lock (``locks.FileLock``: held across
+the server processes of ``--workers`` too), each file written whole or not at all: a refusal, a
+failed write or a crash leaves what was saved before. The limits, the
 errors and the checking of what comes in are ``samples.py``'s. No web framework here.
 """
 
@@ -34,6 +35,7 @@ from .. import records
 from ..errors import DatasetError
 from ..outputs import replace_file
 from . import model_folder
+from .locks import FileLock
 from .samples import (LIMITS, MAX_PROFILES, MAX_SAMPLES, MAX_TAKE, MAX_UPLOAD_BYTES, BadSamples, Missing,  # noqa: F401
                       NotReady, ProfileError, ProfilesFull, StorageError, Take, TooManySamples, UnknownProfile,
                       new_batch, now, records_from_upload, summarise, takes_from_json)
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 USES = ("default", "personal")
 ID_CHARS = 32  # hex digits of sha256(token) that name the folder: 128 bits
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")  # what secrets.token_urlsafe makes; anything else is no token
-SAMPLES, SETTINGS = "samples.jsonl", "profile.json"
+SAMPLES, SETTINGS, LOCKS = "samples.jsonl", "profile.json", "locks"  # LOCKS: DIR/locks, the lock files
 CACHED = 16  # profiles whose parsed samples are kept in memory (5,000 samples take ~0.5 s to parse)
 NO_MODEL = "this profile has no personal model yet: train one first (POST /profile/train)"
 
@@ -73,7 +75,7 @@ def _storage_error(exc: Exception, doing: str) -> StorageError:
 
 
 class Profiles:
-    """The profiles of one data folder (``DIR/profiles``). Thread-safe: one lock a profile.
+    """The profiles of one data folder (``DIR/profiles``). Thread- and process-safe: one lock a profile.
 
     Nothing is written until the first profile is made; the folders are then made 0o700.
     """
@@ -81,9 +83,9 @@ class Profiles:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.folder = self.root / "profiles"
-        self._guard = threading.Lock()  # profiles made one at a time: the count holds
+        self._guard = FileLock(self.root / LOCKS / "create")  # profiles made one at a time: the count holds
         self._shared = threading.Lock()  # the locks' and the cache's dicts
-        self._locks: dict[str, threading.RLock] = {}
+        self._locks: dict[str, FileLock] = {}
         self._cache: OrderedDict[str, tuple[tuple, list[records.Record]]] = OrderedDict()
 
     def count(self) -> int:
@@ -132,7 +134,7 @@ class Profiles:
 
     def _profile(self, pid: str) -> "Profile":
         with self._shared:
-            lock = self._locks.setdefault(pid, threading.RLock())
+            lock = self._locks.setdefault(pid, FileLock(self.root / LOCKS / pid))
         return Profile(self, pid, lock)
 
     def _cached(self, pid: str, stamp: tuple) -> list[records.Record] | None:
@@ -165,7 +167,7 @@ class Profile:
     """One profile's folder. Every method holds the profile's lock, and raises ``UnknownProfile``
     once the profile is deleted (a request that opened it just before)."""
 
-    def __init__(self, store: Profiles, pid: str, lock: threading.RLock):
+    def __init__(self, store: Profiles, pid: str, lock: FileLock):
         self.id = pid
         self.folder = store.folder / pid
         self.lock = lock

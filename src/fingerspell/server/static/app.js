@@ -1,14 +1,18 @@
-// fingerspell page: camera -> JPEG frames over a WebSocket -> letters and text.
-// Plain ES modules, no build step: camera.js (getUserMedia, frames), transport.js (the frame
-// stream), view.js (the letter, the hand, the speed), text.js (the text and its edits), teach.js
-// and teach_profile.js (the user's own samples and model, over profile.js and learn.js). This
-// module wires them: a new camera frame is sent when the stream can take one, and each answer
-// is shown. While the server follows a hand, the page sends the part of the camera frame around
-// it at full resolution (a hand at arm's length keeps its pixels), else the whole frame scaled
-// down. The server owns the text: the page renders its decoder's state.
+// fingerspell page: camera -> the hand in each frame, found here (on-device mode) or by the
+// server from JPEG frames (server mode), over a WebSocket -> letters and text.
+// Plain ES modules, no build step: camera.js (getUserMedia, frames), landmarker.js (MediaPipe's
+// hand landmarker in the page), transport.js (the frame stream), view.js (the letter, the hand,
+// the speed), text.js (the text and its edits), teach.js and teach_profile.js (the user's own
+// samples and model, over profile.js and learn.js). This module wires them: a new camera frame
+// is sent when the stream can take one, and each answer is shown. On-device mode is the default
+// where the browser and the server allow it: no image leaves the page. In server mode, while the
+// server follows a hand, the page sends the part of the camera frame around it at full
+// resolution (a hand at arm's length keeps its pixels), else the whole frame scaled down. The
+// server owns the text: the page renders its decoder's state, whichever mode runs.
 
 import { FrameEncoder, cameraProblem, insecureProblem, openCamera, watchFrames } from "./camera.js";
-import { load, save, STORE_MIRROR } from "./storage.js";
+import { deviceProblem, loadLandmarker } from "./landmarker.js";
+import { load, save, STORE_DELEGATE, STORE_MIRROR, STORE_MODE } from "./storage.js";
 import { TeachPanel } from "./teach.js";
 import { TextPanel } from "./text.js";
 import { frameStream } from "./transport.js";
@@ -31,6 +35,13 @@ function main() {
   let frameReady = false; // a camera frame not sent yet
   let hand = null; // the hand in the server's last answer (landmarks normalised to the frame), or null
   let mirror = load(STORE_MIRROR, "false") === "true";
+  // Where hands are found: "server" (frames sent) or "device" (hands sent); null until chosen,
+  // and nothing is sent till then: a frame sent while the hand finder loads would leave the device.
+  let mode = null;
+  let landmarker = null; // the page's hand landmarker, once loaded
+  let deviceInfo = null; // /health's on_device
+  const deviceBox = $("on-device");
+  const modeNote = $("mode-note");
 
   const stream = frameStream(socketUrl(), {
     onStatus: (message, kind) => view.setStatus(message, kind),
@@ -38,7 +49,7 @@ function main() {
       hand = null; // a new stream follows nothing yet
       // The page holds the text: a restarted server gets it back, so nothing is lost.
       text.restore();
-      stream.command({ type: "config", mirror });
+      stream.command(mode ? { type: "config", mirror, mode } : { type: "config", mirror });
       text.sendVocab();
       teach.streamOpened();
     },
@@ -53,9 +64,45 @@ function main() {
   }
 
   function pump() {
-    if (!cameraOn || !frameReady || !frames.ready || !stream.canSend()) return;
+    if (!mode || !cameraOn || !frameReady || !frames.ready || !stream.canSend()) return;
+    if (mode === "device") {
+      frameReady = false;
+      stream.sendFrame(landmarker.find(video));
+      return;
+    }
     frameReady = false;
     stream.sendFrame((hand && frames.handCrop(hand.landmarks)) || frames.wholeFrame());
+  }
+
+  function setMode(next, note) {
+    mode = next;
+    hand = null;
+    deviceBox.checked = next === "device";
+    modeNote.textContent = note;
+    stream.setMode(next); // the text stays: one stream, one decoder, whichever way its hands come
+    pump();
+  }
+
+  /** On-device mode where it can run (loading the landmarker first), else server mode, saying why. */
+  async function chooseMode(wanted) {
+    const problem = deviceProblem(deviceInfo);
+    if (wanted === "server" || problem) {
+      setMode("server", problem ? `Your frames go to the server to find your hand: ${problem}.`
+        : "Your frames go to the server to find your hand.");
+      deviceBox.disabled = Boolean(problem);
+      return;
+    }
+    if (!landmarker) {
+      modeNote.textContent = "Loading the hand finder…";
+      try {
+        landmarker = await loadLandmarker(deviceInfo, load(STORE_DELEGATE, "GPU"));
+      } catch (err) {
+        deviceInfo = { available: false, why: `the hand finder did not load (${(err && err.message) || err})` };
+        chooseMode("server");
+        return;
+      }
+    }
+    setMode("device", "Your hand is found on this device: no video leaves it, only its 21 points.");
   }
 
   stream.onMessage((message, rtt) => {
@@ -154,10 +201,19 @@ function main() {
   $("space").addEventListener("click", () => text.addSpace());
   $("clear").addEventListener("click", () => text.clear());
   mirrorBox.addEventListener("change", () => setMirror(mirrorBox.checked));
+  deviceBox.addEventListener("change", () => {
+    const wanted = deviceBox.checked ? "device" : "server";
+    save(STORE_MODE, wanted);
+    chooseMode(wanted);
+  });
   $("start-camera").addEventListener("click", startCamera);
   document.addEventListener("keydown", onKey);
   window.addEventListener("online", () => { if (!stream.connected) stream.connect(); });
-  setInterval(() => view.showStats(), STATS_MS);
+  setInterval(() => {
+    view.showStats();
+    const times = mode === "device" && landmarker ? [...landmarker.times].sort((a, b) => a - b) : [];
+    $("device-time").textContent = times.length ? String(Math.round(times[Math.floor(times.length / 2)])) : "–";
+  }, STATS_MS);
   watchFrames(video, () => {
     frameReady = true;
     pump();
@@ -165,6 +221,9 @@ function main() {
   teach.start();
   stream.connect();
   startCamera();
+  fetch("/health").then((r) => r.json()).then((health) => { deviceInfo = health.on_device; })
+    .catch(() => { deviceInfo = { available: false, why: "the server did not say whether it offers it" }; })
+    .then(() => chooseMode(load(STORE_MODE, "device")));
 }
 
 main();

@@ -6,6 +6,8 @@ export const STORE_TEXT = "fingerspell.text";
 export const STORE_MIRROR = "fingerspell.mirror";
 export const STORE_VOCAB = "fingerspell.vocab";
 export const STORE_TOKEN = "fingerspell.profile";
+export const STORE_MODE = "fingerspell.mode"; // "device" or "server": where the user chose hands be found
+export const STORE_DELEGATE = "fingerspell.delegate"; // "CPU" skips the GPU try (a machine whose GPU is slow)
 
 export function load(key, fallback) {
   try {

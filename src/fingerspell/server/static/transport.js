@@ -1,14 +1,18 @@
-// The frame stream: camera frames go to the server over a WebSocket, answers come back.
+// The frame stream: each camera frame goes to the server over a WebSocket, as an image (server
+// mode) or as the hand the page found in it (on-device mode), and answers come back.
 //
 // One frame is in flight at a time: the next is sent when the server answers, so the server
 // never works on stale frames and latency stays one round trip. A dropped socket reconnects
-// with backoff. Anything that can carry frames (or, later, landmarks found in the browser) and
-// commands to the server can stand in for it behind the same small interface:
+// with backoff. Anything that can carry frames and commands to the server can stand in for it
+// behind the same small interface; the page does not know which mode carries its frames:
 //
 //   connect()            open the stream (and again after a drop, by itself)
 //   canSend()            true when a frame may be sent now: open, and no frame in flight
-//   sendFrame(frame)     frame = {image: Blob | Promise<Blob|null>, region: where the image lies in
-//                        the camera frame, or null for the whole frame}; false if it cannot be sent
+//   sendFrame(frame)     server mode: frame = {image: Blob | Promise<Blob|null>, region: where the
+//                        image lies in the camera frame, or null for the whole frame}; on-device
+//                        mode: frame = {hand: a landmark record's hand or null, t_ms}; false if it
+//                        cannot be sent
+//   setMode(mode)        "server" or "device": which kind of frame follows (tells the server)
 //   command(message)     a JSON command; false while disconnected
 //   commandsOut()        commands sent and not yet answered (frame answers may predate them)
 //   onMessage(handler)   handler(message, rttMs): each JSON answer; rttMs for a frame's answer
@@ -35,6 +39,8 @@ export function frameStream(url, { onStatus, onOpen, onReady }) {
   let inFlight = false;
   let sentAt = 0;
   let commandsOut = 0;
+  let mode = "server";
+  let handSent = null; // the hand of the last hand message, for its answer
   const handlers = [];
 
   const isOpen = () => ws !== null && ws.readyState === WebSocket.OPEN;
@@ -91,6 +97,9 @@ export function frameStream(url, { onStatus, onOpen, onReady }) {
   function received(message) {
     const answersFrame = message.type === "prediction" || message.type === "skipped" ||
       (message.type === "error" && message.frame !== undefined);
+    // A hand message's answer leaves out the hand (the page has it): the one sent is put back,
+    // so the rest of the page reads answers the same way in both modes.
+    if (message.type === "prediction" && !("hand" in message)) message.hand = handSent;
     let rtt = null;
     if (answersFrame) {
       if (inFlight) rtt = performance.now() - sentAt;
@@ -113,9 +122,16 @@ export function frameStream(url, { onStatus, onOpen, onReady }) {
     if (!canSend()) return false;
     inFlight = true;
     sentAt = performance.now();
+    if (!("image" in frame)) {
+      handSent = frame.hand;
+      ws.send(JSON.stringify({ type: "hand", v: 1, t_ms: frame.t_ms, hand: frame.hand }));
+      return true;
+    }
+    const sentIn = mode;
     Promise.resolve(frame.image).then((blob) => {
-      if (!blob || !isOpen()) {
+      if (!blob || !isOpen() || mode !== sentIn) { // an image encoded as the page left server mode is not sent
         inFlight = false;
+        if (blob) onReady();
         return;
       }
       // The region message applies to the next binary frame: sent together, nothing between.
@@ -129,6 +145,11 @@ export function frameStream(url, { onStatus, onOpen, onReady }) {
     return isOpen() && !inFlight;
   }
 
+  function setMode(next) {
+    mode = next;
+    return command({ type: "config", mode });
+  }
+
   setInterval(() => {
     if (inFlight && performance.now() - sentAt > LOST_FRAME_MS) {
       inFlight = false;
@@ -140,6 +161,7 @@ export function frameStream(url, { onStatus, onOpen, onReady }) {
     connect,
     canSend,
     sendFrame,
+    setMode,
     command,
     commandsOut: () => commandsOut,
     onMessage: (handler) => handlers.push(handler),

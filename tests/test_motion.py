@@ -240,3 +240,33 @@ def test_the_bundled_model_finds_held_out_j_and_z_and_not_word_signs():
                         lambda x: np.stack([clf(row) for row in x]), 30)
     assert fig["J"]["recall"] >= 0.8 and fig["Z"]["recall"] >= 0.8
     assert fig["signs"]["rate"] <= 0.2 and fig["transitions"]["per_200"] <= 4
+
+
+def test_skipping_the_classifier_where_nothing_it_reads_could_stand_changes_no_answer(monkeypatch):
+    # may_fire skips the motion classifier on frames where agree() would overrule whatever it
+    # read: every answer (letters, scores, motion, path) must be the one it would have been.
+    if not TRESAJOBY.is_dir():
+        pytest.skip(f"the recorded landmarks are not at {TRESAJOBY} (set FINGERSPELL_DATA to ../shared/data)")
+    from fingerspell.predictor import Predictor
+    from fingerspell.training.motion_bundle import read
+
+    recs, _ = read(TRESAJOBY)
+    held = [r for r in recipe.Split().recordings(recs, True) if r.index % 4 == 0]  # J, Z and word signs
+    hands, t = [], 0
+    for rec in held:
+        for ms, pts in zip(rec.t_ms - rec.t_ms[0], rec.points):
+            hands.append((hand_at(pts), int(t + ms)))
+        t += int(rec.t_ms[-1] - rec.t_ms[0]) + 700
+    predictor = Predictor.from_bundle(None)
+    answered = []
+    skipped = []
+    real = motion.may_fire
+    for may_fire in (lambda *a: skipped.append(not real(*a)) or real(*a), lambda *a: True):
+        monkeypatch.setattr(motion, "may_fire", may_fire)
+        with predictor.stream() as stream:
+            answered.append([(p.letter, p.score, p.top, p.motion, p.path)
+                             for p in (stream.push(h, ms) for h, ms in hands)])
+    predictor.close()
+    assert answered[0] == answered[1]
+    assert {a[3] for a in answered[0]} >= {"J", "Z"}  # the recordings did fire J and Z
+    assert sum(skipped) > len(skipped) / 2  # and most frames skipped the classifier

@@ -46,7 +46,8 @@ def load(path: Path, extra: list, size: int) -> list["Beside"]:
 class Beside:
     """A recogniser carried beside the bundle's own (``BundleMeta.extra``) and run with it: its
     letters' probabilities are folded into the model's (``fuse``). Its module provides
-    ``Runtime``, ``agree`` (the model's reading may overrule it), ``notes`` and ``fuse``."""
+    ``Runtime``, ``agree`` (the model's reading may overrule it), ``notes`` and ``fuse``, and
+    may provide ``may_fire`` (False: whatever it read would be overruled, so it is not run)."""
 
     def __init__(self, path: Path, entry, size: int):
         """``entry``: its ``bundle.ExtraModel``; ``size``: classifiers at most, one per worker."""
@@ -64,6 +65,9 @@ class Beside:
         the model's reading of the newest hand overrules it (the module's ``agree``). ``notes``
         (where given) gets the module's ``notes``: the letter read, the path traced."""
         if len(window) < 2:  # a still image, or a stream's first frame: no motion to read
+            return probs
+        may_fire = getattr(self.module, "may_fire", None)
+        if may_fire is not None and not may_fire(window, probs, labels):  # nothing it reads could stand
             return probs
         x = self.runtime.inputs(window)
         if x is None:

@@ -151,6 +151,20 @@ def travel(window, letter: str, span_ms: float = SPAN_MS) -> float:
     return float(np.linalg.norm(np.ptp(pts[:, TIPS[letter]], axis=0)) / max(float(palm), 1e-6))
 
 
+def may_fire(window, probs: np.ndarray, labels: list[str]) -> bool:
+    """Whether any motion letter could stand on this frame, whatever the classifier reads: False
+    where, for each, the still model gives its handshapes less than ``SHAPE_P`` or its fingertip
+    moved less than ``MOVE_PALMS`` (what ``agree`` overrules). Most frames are such a frame: the
+    classifier need not run, and the answer is the one it would have been."""
+    for letter, shapes in SHAPES.items():
+        at = [j for j, label in enumerate(labels) if label in shapes]
+        if at and float(np.sum(np.asarray(probs)[at])) < SHAPE_P:
+            continue
+        if travel(window, letter) >= MOVE_PALMS:
+            return True
+    return False
+
+
 def agree(window, mine: np.ndarray, my_labels: list[str], probs: np.ndarray, labels: list[str]) -> np.ndarray:
     """``mine`` with each motion letter read at ``SHOW_P`` or more moved to nothing where its
     fingertip did not move ``MOVE_PALMS`` over the window (``travel``), or where the still

@@ -23,12 +23,22 @@ the user copies or hears; a word rewritten later counts as it ended up); the let
 which writes no space of its own, on the text each clip added.
 
 MediaPipe is the slow part on a laptop, so a frame (a photo at one jitter offset, one step of
-one transition, the empty frame) goes through the stream once per distinct frame before it
+one transition, the empty frame) goes through the hand finder once per distinct frame before it
 (``--memo pair``: the stream sees the frame before, then follows the hand into this one, as a
-live stream does) and its prediction is cached in ``--cache`` (JSON); repeated frames and the
-three decoders reuse it. ``--memo frame`` predicts each distinct frame once, after whatever
-frame first came before it: a third of the work, but a frame first met just after a
-transition keeps the landmarks followed from the blend wherever it comes again.
+live stream does) and the hand it finds is cached in ``--cache`` (JSON, keyed by the hand model,
+the detection settings and the rendering, not by the recognisers, which are not cached). Each
+session's hands are then pushed in order, at their times, through one stream
+(``Stream.push``), so the recognisers read the real window of recent hands: the motion
+recogniser (J and Z) its last second, not the memo's two frames. ``--memo frame`` finds the
+hand of each distinct frame once, after whatever frame first came before it: a third of the
+work, but a frame first met just after a transition keeps the landmarks followed from the
+blend wherever it comes again.
+
+``--beside with,without`` (the default) runs each model with the recognisers carried beside it
+(``bundle.json`` ``extra``: J and Z from motion) and without them, on the same hands: the rows
+side by side show what the motion recogniser costs the other letters. A model that carries no
+motion recogniser (the Kaggle-only one) is given the bundled model's (``--motion-from``) for
+the ``with`` rows; the copies are written under ``--cache``.
 
     python bench/bench_words.py --kaggle-model runs/lm-kaggle            # both protocols
     python bench/bench_words.py --kaggle-model runs/lm-kaggle --quick    # 40 words, a minute or two
@@ -37,6 +47,8 @@ transition keeps the landmarks followed from the blend wherever it comes again.
 from __future__ import annotations
 
 import argparse
+import base64
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -57,7 +69,9 @@ from PIL import Image
 from fingerspell import bundle as bundle_io
 from fingerspell.config import DecoderParams, train_params_from_dict
 from fingerspell.dataset import assign_groups, scan, split
-from fingerspell.decoding import LetterDecoder, Lexicon, Position, WordDecoder
+from fingerspell.decoding import LetterDecoder, Lexicon, WordDecoder
+from fingerspell.hands import Hand
+from fingerspell.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -235,29 +249,29 @@ def build_sessions(lists: dict[str, list[str]], paces, pool, seed: int, protocol
 _NOTHING_YET = object()
 
 
-class Predictions:
-    """Each frame through ``Predictor.stream()``, cached in a JSON file.
+class Hands:
+    """The hand the stream finds in each frame, cached in a JSON file.
 
-    A stream's answer depends on the frame before (the hand it follows), so with ``memo="pair"``
-    a frame is predicted once per distinct frame before it: the stream sees the frame before
-    afresh, then this one, followed from it (the empty frame before is no frame: nothing is
-    followed). ``memo="frame"`` predicts each distinct frame once, in the stream in the order
-    first met, whatever came before it (cheaper, and what this benchmark did first).
+    A stream's hand depends on the frame before (the hand it follows), so with ``memo="pair"``
+    a frame is seen once per distinct frame before it: the stream sees the frame before afresh,
+    then this one, followed from it (the empty frame before is no frame: nothing is followed).
+    ``memo="frame"`` sees each distinct frame once, in the stream in the order first met,
+    whatever came before it (cheaper, and what this benchmark did first).
+
+    Only the hands are cached: what the recognisers make of them is worked out afresh by
+    ``replay``, over the real window of each session, for every model that reads them.
     """
 
     def __init__(self, model: Path, cache: Path, memo: str = "pair"):
-        from fingerspell.predictor import Predictor
-
         self.predictor = Predictor.from_bundle(model)
         self.memo = memo
-        digest = hashlib.sha256((self.predictor.path / bundle_io.TFLITE).read_bytes()).hexdigest()[:12]
-        # The rendering is part of the key: a cached answer is only good for the same frames.
+        # The hand model and the detector's settings (a stream that looks harder finds other hands)...
+        detect = hashlib.sha256(repr((self.predictor.hand_model_sha256, self.predictor.finder.params)).encode())
+        # ... and the rendering: a cached hand is only good for the same frames.
         render = hashlib.sha256(repr((FRAME, PHOTO, BACKGROUND, JITTER, ALPHAS)).encode()).hexdigest()[:8]
-        # ... and so are the detector's settings (a stream that looks harder finds other hands)
-        detect = hashlib.sha256(repr(self.predictor.finder.params).encode()).hexdigest()[:8]
         suffix = "" if memo == "frame" else f"-{memo}"
-        self.file = cache / f"frames-{digest}-{render}-{detect}{suffix}.json"
-        self.table: dict[str, list] = json.loads(self.file.read_text()) if self.file.is_file() else {}
+        self.file = cache / f"hands-{detect.hexdigest()[:12]}-{render}{suffix}.json"
+        self.table: dict[str, str | None] = json.loads(self.file.read_text()) if self.file.is_file() else {}
         self.renderer = Renderer()
         self.fresh = 0
         self._ts = 0
@@ -268,7 +282,7 @@ class Predictions:
         return json.dumps([None if before is None or before[0] == "blank" else before, desc])
 
     def run(self, sessions: list[list[Clip]]) -> None:
-        """Predict every frame of ``sessions`` not yet in the cache."""
+        """Find the hand of every frame of ``sessions`` not yet in the cache."""
         todo: dict[str, tuple] = {}
         for clips in sessions:
             before = None
@@ -299,22 +313,68 @@ class Predictions:
                     stream.seen.clear()
                     stream.seen.extend(history)
                 self._ts += STEP_MS
-                pred = stream.predict(self.renderer.frame(tuple(desc)), self._ts)
-                pos = stream.position
-                self.table[key] = [[[k, round(p, 5)] for k, p in pred.top],
-                                   None if pos is None else [pos.x, pos.y, pos.size]]
+                hand = stream.predict(self.renderer.frame(tuple(desc)), self._ts).hand
+                # what a recogniser reads of it (the estimate before refinement is for training)
+                record = None if hand is None else dataclasses.replace(hand, unrefined=None).to_array()
+                self.table[key] = None if hand is None else [hand.attempt, base64.b64encode(record.tobytes()).decode()]
                 if (i + 1) % 1000 == 0:
                     logging.info("%d of %d frames through the stream (%.0f frames/s)", i + 1, len(todo),
                                  (i + 1) / (time.perf_counter() - t))
+                    if (i + 1) % 10000 == 0:  # a long first run keeps what it has found if stopped
+                        self.file.write_text(json.dumps(self.table))
         self.fresh += len(todo)
         self.file.write_text(json.dumps(self.table))
 
-    def get(self, desc: tuple, before: tuple | None = None):
-        top, pos = self.table[self.key(desc, before)]
-        return [(k, p) for k, p in top], (None if pos is None else Position(*pos))
+    def get(self, desc: tuple, before: tuple | None = None) -> Hand | None:
+        found = self.table[self.key(desc, before)]
+        if found is None:
+            return None
+        attempt, blob = found
+        return Hand.from_array(np.frombuffer(base64.b64decode(blob), dtype=np.float32), attempt)
 
     def close(self):
         self.predictor.close()
+
+
+def replay(predictor, clips: list[Clip], hands: Hands) -> list[list[SimpleNamespace]]:
+    """One session's hands pushed in order, at their times, through one stream of ``predictor``:
+    per clip, per frame, what the decoder is given (``top``, ``motion``) and where the hand was."""
+    out, before = [], None
+    with predictor.stream() as stream:
+        for clip in clips:
+            answers = []
+            for t, desc in clip.frames:
+                pred = stream.push(hands.get(desc, before), t)
+                answers.append(SimpleNamespace(top=pred.top, motion=pred.motion, position=stream.position))
+                before = desc
+            out.append(answers)
+    return out
+
+
+def variants(model: Path, beside: list[str], motion_from: Path, folder: Path) -> dict[str, Path]:
+    """The bundles to run for ``model``: ``with`` the recognisers carried beside a model (the
+    motion recogniser of ``motion_from`` given to a model that carries none), ``without`` them."""
+    meta = bundle_io.load_meta(model)
+    extra_files = {n for e in meta.extra for n in bundle_io.extra_names(e.kind)}
+    own = {p.name: p for p in model.iterdir() if p.is_file() and p.name != bundle_io.META}
+    tag = hashlib.sha256(str(model.resolve()).encode()).hexdigest()[:8]
+    out = {}
+    for name in beside:
+        if name == "with" and meta.extra:
+            out[name] = model
+        elif name == "with":
+            donor = bundle_io.load_meta(motion_from)
+            files = {**own, **{n: motion_from / n for e in donor.extra for n in bundle_io.extra_names(e.kind)
+                               if (motion_from / n).is_file()}}
+            out[name] = bundle_io.write_bundle(folder / f"{model.name}-{tag}-with-motion",
+                                               dataclasses.replace(meta, extra=list(donor.extra)), files)
+        elif meta.extra:
+            files = {n: p for n, p in own.items() if n not in extra_files}
+            out[name] = bundle_io.write_bundle(folder / f"{model.name}-{tag}-without",
+                                               dataclasses.replace(meta, extra=[]), files)
+        else:
+            out[name] = model
+    return out
 
 
 # --------------------------------------------------------------------------- scoring
@@ -330,26 +390,25 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def decode(clips: list[Clip], frames: Predictions, decoder, final: bool = True) -> tuple[list[str], list[float]]:
+def decode(clips: list[Clip], answers: list[list[SimpleNamespace]], decoder,
+           final: bool = True) -> tuple[list[str], list[float]]:
     """Run one session of clips through a decoder: what each word became, and the letter delays.
 
-    With ``final``, a word is what it became in the final text (a later join counts as it ended
-    up). Without, it is the text added while its clip and the pause after it played: for the
-    letters decoder, which writes no space of its own (the old page added them), so its words
-    are cut at the clip boundaries for it.
+    ``answers``: per clip, per frame, what the stream made of it (``replay``). With ``final``,
+    a word is what it became in the final text (a later join counts as it ended up). Without,
+    it is the text added while its clip and the pause after it played: for the letters decoder,
+    which writes no space of its own (the old page added them), so its words are cut at the
+    clip boundaries for it.
     """
     outputs, delays = [], []
-    prev = None  # the frame before (a session starts after a pause)
     for n, clip in enumerate(clips):
         before = decoder.visible()
         base = len(before)
         appeared: dict[int, float] = {}
         last_t = 0.0
-        following = clips[n + 1].frames[:clips[n + 1].start] if n + 1 < len(clips) else []
-        for i, (t, desc) in enumerate(clip.frames[clip.start:] + following):
-            top, pos = frames.get(desc, prev)
-            prev = desc
-            decoder.update(SimpleNamespace(top=top), t, pos)
+        following = list(zip(clips[n + 1].frames[:clips[n + 1].start], answers[n + 1])) if n + 1 < len(clips) else []
+        for i, ((t, _), answer) in enumerate(list(zip(clip.frames, answers[n]))[clip.start:] + following):
+            decoder.update(answer, t, answer.position)
             shown = len(decoder.visible()) - base
             for k in range(len(appeared), min(shown, len(clip.word))):
                 appeared[k] = t
@@ -406,14 +465,24 @@ def main(argv=None) -> int:
     ap.add_argument("--doubles", type=int, default=60, help="words with double letters (default: %(default)s)")
     ap.add_argument("--paces", default=",".join(map(str, PACES)), help="seconds a letter (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="words, photos and timing (use another to tune)")
-    ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench-words", help="prediction cache folder")
+    ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench-words",
+                    help="folder of the hands cache and the model copies")
     ap.add_argument("--quick", action="store_true", help="30 words, 9 double-letter words")
     ap.add_argument("--json", type=Path, help="write every figure to this JSON file")
     ap.add_argument("--memo", choices=("pair", "frame"), default="pair",
-                    help="predict a frame once per frame before it (pair: the stream follows the hand from "
+                    help="find a frame's hand once per frame before it (pair: the stream follows the hand from "
                          "it), or once (frame: whatever came before it the first time); default: %(default)s")
     ap.add_argument("--params", help="JSON of DecoderParams fields for the new decoder (tuning)")
+    ap.add_argument("--beside", default="with,without",
+                    help="run each model with the recognisers carried beside it (J and Z from motion), without "
+                         "them, or both on the same hands (default: %(default)s)")
+    ap.add_argument("--motion-from", type=Path, default=bundle_io.DEFAULT_BUNDLE,
+                    help="the bundle whose motion recogniser a model without one gets for the 'with' rows "
+                         "(default: the bundled model)")
     args = ap.parse_args(argv)
+    beside = args.beside.split(",")
+    if not beside or any(b not in ("with", "without") for b in beside):
+        ap.error(f"--beside: with, without or both (with,without), not {args.beside!r}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("fingerspell", "absl"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -426,7 +495,12 @@ def main(argv=None) -> int:
     paces = [float(p) for p in args.paces.split(",")]
     print(f"words: {len(lists['words'])} common (ranks {BANDS[0][0]}-{BANDS[-1][1]}), "
           f"{len(lists['doubles'])} with double letters, {len(lists['names'])} names ({', '.join(lists['names'])})")
-    results = {}
+    results, runs = {}, []
+    decoders = {
+        "letters": lambda: LetterDecoder(),
+        "words": lambda: WordDecoder(params, lexicon),
+        "no-lexicon": lambda: WordDecoder(params, None),
+    }
     for protocol in args.protocols.split(","):
         model = args.kaggle_model if protocol == "loso" else args.both_model
         if model is None:
@@ -434,60 +508,84 @@ def main(argv=None) -> int:
                      "--val-fraction 0 --out runs/lm-kaggle)")
         pool, where = pools(protocol, args.data, model)
         print(f"\n[{protocol}] model {model}; photos: {where}")
-        frames = Predictions(model, args.cache, args.memo)
+        hands = Hands(model, args.cache, args.memo)
         sessions = build_sessions(lists, paces, pool, args.seed, protocol)
         t0 = time.perf_counter()
-        frames.run(list(sessions.values()))
-        print(f"  {frames.fresh} distinct frames through Predictor.stream() in {time.perf_counter() - t0:.0f} s "
-              f"({len(frames.table)} cached)")
-        hold_right = hold_n = 0
-        for clips in sessions.values():
-            before = None
-            for clip in clips:
-                for (_, d) in clip.frames:
-                    if d[0] == "hold":
-                        label = Path(d[1]).parent.name
-                        hold_n += 1
-                        hold_right += frames.get(d, before)[0][0][0] == label
-                    before = d
-        print(f"  letters right frame by frame (held frames): {hold_right / max(1, hold_n):.1%} of {hold_n}")
-        decoders = {
-            "letters": lambda: LetterDecoder(),
-            "words": lambda: WordDecoder(params, lexicon),
-            "no-lexicon": lambda: WordDecoder(params, None),
-        }
-        print(f"  {'words':8} {'pace':>5} |" + "|".join(f" {name:^27} " for name in decoders))
-        print(f"  {'':8} {'s':>5} |" + "|".join(f" {'right':>9} {'CER':>6} {'delay':>8} " for _ in decoders))
-        for (kind, pace), clips in sessions.items():
-            words = [c.word for c in clips[:-1]]
-            row = {}
-            t = time.perf_counter()
-            for name, make in decoders.items():
-                outputs, delays = decode(clips, frames, make(), final=name != "letters")
-                row[name] = score(words, outputs[:-1], delays)
-            cells = "|".join(f" {r['words']:>8.0%} {r['cer']:>6.1%} {r['delay']:>6.0f}ms " for r in row.values())
-            print(f"  {kind:8} {pace:>5} |{cells}   ({time.perf_counter() - t:.0f} s)")
-            results[f"{protocol}/{kind}/{pace}"] = row
-        for kind in lists:
-            for name in decoders:
-                ex = results[f"{protocol}/{kind}/{paces[-1]}"][name]["examples"]
-                print(f"    e.g. {kind} at {paces[-1]} s, {name}: {', '.join(ex) or '-'}")
-        frames.close()
-    for protocol in args.protocols.split(","):
-        rows = [v for k, v in results.items() if k.startswith(protocol + "/") and "/names/" not in k]
+        hands.run(list(sessions.values()))
+        print(f"  {hands.fresh} distinct frames through the hand finder in {time.perf_counter() - t0:.0f} s "
+              f"({len(hands.table)} cached)")
+        hands.predictor.close()
+        for variant, bundle_path in variants(model, beside, args.motion_from, args.cache).items():
+            run = f"{protocol}/{variant}"
+            predictor = Predictor.from_bundle(bundle_path)
+            t0 = time.perf_counter()
+            answers = {key: replay(predictor, clips, hands) for key, clips in sessions.items()}
+            predictor.close()
+            hold_right = hold_n = fired = frames_n = 0
+            for key, clips in sessions.items():
+                last = None
+                for clip, seen in zip(clips, answers[key]):
+                    for (_, d), answer in zip(clip.frames, seen):
+                        if d[0] == "hold":
+                            hold_n += 1
+                            hold_right += answer.top[0][0] == Path(d[1]).parent.name
+                        fired += answer.motion is not None and answer.motion != last
+                        last = answer.motion
+                        frames_n += 1
+            extra = ", ".join(e.kind for e in bundle_io.load_meta(bundle_path).extra) or "none"
+            print(f"\n  [{run}] {bundle_path} (beside the model: {extra}); {frames_n} frames pushed through "
+                  f"Stream.push in {time.perf_counter() - t0:.0f} s")
+            print(f"  letters right frame by frame (held frames): {hold_right / max(1, hold_n):.1%} of {hold_n}; "
+                  f"a J or Z read from motion {fired} times")
+            results[f"{run}/frames"] = {"held": hold_n, "right": hold_right, "motion_fired": fired}
+            print(f"  {'words':8} {'pace':>5} |" + "|".join(f" {name:^27} " for name in decoders))
+            print(f"  {'':8} {'s':>5} |" + "|".join(f" {'right':>9} {'CER':>6} {'delay':>8} " for _ in decoders))
+            for (kind, pace), clips in sessions.items():
+                words = [c.word for c in clips[:-1]]
+                row = {}
+                t = time.perf_counter()
+                for name, make in decoders.items():
+                    outputs, delays = decode(clips, answers[kind, pace], make(), final=name != "letters")
+                    row[name] = score(words, outputs[:-1], delays)
+                cells = "|".join(f" {r['words']:>8.0%} {r['cer']:>6.1%} {r['delay']:>6.0f}ms " for r in row.values())
+                print(f"  {kind:8} {pace:>5} |{cells}   ({time.perf_counter() - t:.0f} s)")
+                results[f"{run}/{kind}/{pace}"] = row
+            for kind in lists:
+                for name in decoders:
+                    ex = results[f"{run}/{kind}/{paces[-1]}"][name]["examples"]
+                    print(f"    e.g. {kind} at {paces[-1]} s, {name}: {', '.join(ex) or '-'}")
+            runs.append(run)
+    for run in runs:
+        rows = [v for k, v in results.items() if k.startswith(run + "/") and "/names/" not in k and "/frames" not in k]
         for name in ("letters", "words"):
             n = sum(r[name]["n"] for r in rows)
             right = sum(r[name]["right"] for r in rows)
-            results[f"{protocol}/wer/{name}"] = 1 - right / max(1, n)
-        old, new = results[f"{protocol}/wer/letters"], results[f"{protocol}/wer/words"]
-        print(f"[{protocol}] word error rate over dictionary words, all paces: letters {old:.1%}, words {new:.1%}"
+            results[f"{run}/wer/{name}"] = 1 - right / max(1, n)
+        old, new = results[f"{run}/wer/letters"], results[f"{run}/wer/words"]
+        print(f"[{run}] word error rate over dictionary words, all paces: letters {old:.1%}, words {new:.1%}"
               f" ({old / new if new else float('inf'):.1f}x fewer errors)")
-        delays = [r["words"]["delay"] for k, r in results.items() if k.startswith(protocol + "/") and isinstance(r, dict)]
-        print(f"[{protocol}] median letter delay of the words decoder per condition: "
+        delays = [r["words"]["delay"] for k, r in results.items()
+                  if k.startswith(run + "/") and isinstance(r, dict) and "words" in r]
+        print(f"[{run}] median letter delay of the words decoder per condition: "
               f"{', '.join(f'{d:.0f}' for d in delays)} ms")
+    if len(beside) > 1:
+        compare(results, args.protocols.split(","), beside, sessions.keys())
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
+
+
+def compare(results: dict, protocols: list[str], beside: list[str], conditions) -> None:
+    """Words right (words decoder) and letters right frame by frame, the variants side by side."""
+    print(f"\nwords decoder, words right: {' / '.join(beside)}")
+    for protocol in protocols:
+        held = [results[f"{protocol}/{v}/frames"] for v in beside]
+        frames = " / ".join(f"{h['right'] / max(1, h['held']):.1%}" for h in held)
+        print(f"  [{protocol}] letters right frame by frame: {frames}; word error rate: "
+              f"{' / '.join(format(results[f'{protocol}/{v}/wer/words'], '.1%') for v in beside)}")
+        for kind, pace in conditions:
+            rows = [results[f"{protocol}/{v}/{kind}/{pace}"]["words"] for v in beside]
+            print(f"    {kind:8} {pace:>5}: {' / '.join(str(r['right']) for r in rows)} of {rows[0]['n']}")
 
 
 if __name__ == "__main__":

@@ -468,7 +468,7 @@ def test_the_bundled_default_model_is_read_in_todays_schema_unchanged():
     raw = json.loads((bundle.DEFAULT_BUNDLE / bundle.META).read_text())
     meta = bundle.load_meta(None)
     assert meta.to_json() == raw  # nothing to upgrade, nothing lost
-    assert meta.kind == "landmarks" and meta.num_outputs == 29 and meta.extra == []
+    assert meta.kind == "landmarks" and meta.num_outputs == 29 and [e.kind for e in meta.extra] == ["motion"]
     assert meta.preprocessing["features"] == "fingerspell.features.v1" and meta.preprocessing["depth"] is False
 
 

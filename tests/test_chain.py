@@ -81,10 +81,10 @@ def test_push_keeps_a_window_of_recent_hands_and_a_time_going_back_starts_a_new_
     with contextlib.closing(Predictor.from_bundle(tiny_bundle, hand_model=hand_model)) as predictor:
         stream = predictor.stream()
         for i in range(HISTORY + 5):
-            pred = stream.push(_hand() if i % 2 else None, 100 * i)
+            pred = stream.push(_hand() if i % 2 else None, 10 * i)
             assert (pred.hand is None) == (i % 2 == 0)
             assert (pred.letter == "nothing") == (i % 2 == 0)
-        assert len(stream.seen) == HISTORY and stream.seen[-1].t_ms == 100 * (HISTORY + 4)
+        assert len(stream.seen) == HISTORY and stream.seen[-1].t_ms == 10 * (HISTORY + 4)
         assert stream.push(_hand(), 50).hand is not None
         assert [s.t_ms for s in stream.seen] == [50]
         # a hand pushed gives what the same hand classified alone gives

@@ -274,3 +274,43 @@ def test_a_hand_message_reads_as_stream_push_reads_the_same_hands(tiny_bundle):
     finally:
         predictor.close()
     assert served == [[(k, round(v, 4)) for k, v in top] for top in direct]
+
+
+def test_a_z_traced_in_hand_messages_is_read_from_the_streams_window_as_stream_push_reads_it(hand_model):
+    from conftest import DATA
+    from fingerspell.predictor import Predictor
+    from fingerspell.training import motion, streams
+    from fingerspell.training.motion_bundle import read
+
+    data = DATA / "landmarks_tresajoby"
+    if not data.is_dir():
+        pytest.skip(f"the recorded landmarks are not at {data} (set FINGERSPELL_DATA to ../shared/data)")
+    recs, _ = read(data)
+    held = [r for r in motion.Split().recordings(recs, True) if r.label == "Z"]
+    predictor = Predictor.from_bundle(None, hand_model=hand_model)  # the bundled model carries the motion recogniser
+    try:
+        for rec in held:  # the first held-out Z the motion recogniser reads through Stream.push
+            hands = [(int(r.t_ms), r.hand) for r in streams.to_records(rec.t_ms, list(rec.points))]
+            with predictor.stream() as stream:
+                direct = [stream.push(h, t) for t, h in hands]
+            if any(p.motion == "Z" for p in direct):
+                break
+        else:
+            pytest.fail("the motion recogniser read none of the held-out Z recordings")
+        with TestClient(create_app(params=PARAMS, predictor=predictor)) as client, \
+                client.websocket_connect("/ws") as ws:
+            device_mode(ws, mirror=True)  # the page's selfie view: the hand and its path flipped there and back
+            served = []
+            for t, h in hands:
+                sent = None if h is None else {**hand_to_json(h), "landmarks": (
+                    np.float32(h.landmarks) * np.float32([-1, 1, 1]) + np.float32([1, 0, 0])).tolist(),
+                    "handedness": "Left"}
+                ws.send_text(message(sent, t_ms=t))
+                served.append(ws.receive_json())
+    finally:
+        predictor.close()
+    assert [a["letter"] for a in served] == [p.letter for p in direct]
+    paths = [(a.get("path"), p.path) for a, p in zip(served, direct) if p.path]
+    assert paths, "a J or Z read from motion sends its fingertip's path"
+    for got, want in paths:  # in the frame the page sent (its mirror image of the recording's)
+        np.testing.assert_allclose(np.array(got), np.array(want) * [-1, 1] + [1, 0], atol=2e-3)

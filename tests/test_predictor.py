@@ -20,7 +20,7 @@ from fingerspell.errors import FrameError
 from fingerspell.hands import Hand
 from fingerspell.images import read_image
 from fingerspell.labels import DEFAULT_LABELS, NOTHING
-from fingerspell.predictor import HISTORY, Prediction, Predictor, position_of
+from fingerspell.predictor import HISTORY, HISTORY_MS, Prediction, Predictor, position_of
 from fingerspell.recognisers.litert import Classifier
 
 BLANK = np.full((480, 640, 3), 255, np.uint8)
@@ -208,11 +208,14 @@ def test_a_stream_keeps_the_last_frames_hands_and_positions_with_their_times(pre
     with predictor.stream() as stream:
         assert stream.position is None and stream.history == []
         for i in range(HISTORY + 5):
-            stream.predict(BLANK, 40 * i)
-    assert len(stream.seen) == len(stream.history) == HISTORY  # the oldest frames dropped
-    assert [s.t_ms for s in stream.seen] == [40 * i for i in range(5, HISTORY + 5)]
+            stream.predict(BLANK, 10 * i)
+        assert len(stream.seen) == len(stream.history) == HISTORY  # the oldest frames dropped
+        assert [s.t_ms for s in stream.seen] == [10 * i for i in range(5, HISTORY + 5)]
+        for i in range(HISTORY + 5, HISTORY + 45):  # at 10 frames/s the last HISTORY_MS are kept
+            stream.predict(BLANK, 10 * (HISTORY + 4) + 100 * (i - HISTORY - 4))
+        assert stream.seen[-1].t_ms - stream.seen[0].t_ms == HISTORY_MS
     assert all(s.hand is hand for s in stream.seen)
-    assert stream.history[-1] == (40 * (HISTORY + 4), position_of(hand)) and stream.position == position_of(hand)
+    assert stream.history[-1] == (10 * (HISTORY + 4) + 4000, position_of(hand)) and stream.position == position_of(hand)
 
 
 # -- the cnn kind ---------------------------------------------------------------------------------

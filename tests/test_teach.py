@@ -51,7 +51,7 @@ def base_folder(tmp_path_factory) -> Path:
     """The default model, carrying every other one of its anchors: the rest are this test's "person"."""
     folder = tmp_path_factory.mktemp("base") / "model"
     folder.mkdir()
-    for name in (bundle.META, bundle.TFLITE):
+    for name in (bundle.META, bundle.TFLITE, *(e.file for e in bundle.load_meta(None).extra)):  # motion.tflite
         shutil.copyfile(bundle.DEFAULT_BUNDLE / name, folder / name)
     records.write(folder / bundle.ANCHORS, ANCHORS[0::2])
     return folder

@@ -25,11 +25,13 @@ from .hands import Following, Hand, HandFinder, Pool, Region, Workers, ensure_ha
 from .images import DECODE_FORMATS, DEFAULT_MAX_PIXELS, decode_image
 from .labels import NOTHING
 from .recognisers import Pixels, Seen
-from .recognisers.litert import Classifier
+from .recognisers.beside import Beside, load as load_beside
+from .recognisers.litert import Classifier, check_export
 from .teach import Personal, load_personal
 
 TOP_K = 3
-HISTORY = 30  # frames of hand positions a stream keeps: ~1 s, enough for a slide, and for J and Z next
+HISTORY_MS = 1500  # how far back a stream keeps its frames: a slide, and a J or Z with what came before it
+HISTORY = 120  # and at most this many frames (1.5 s of a 60 frames/s camera, with room for uneven frames)
 
 
 def position_of(hand: Hand | None) -> Position | None:
@@ -60,14 +62,19 @@ class Prediction:
     top: list[tuple[str, float]]
     hand: Hand | None
     timings: dict[str, float] = field(default_factory=dict)
+    path: list | None = None  # while a J or Z is read from motion: the fingertip's path, [x, y] fractions of the frame
+    motion: str | None = None  # the letter the motion recogniser reads at FIRE_P or more (a decoder's cue), or None
 
     def to_json(self, hand: bool = True) -> dict:
-        """The prediction as JSON; ``hand=False`` leaves the hand out (its sender has it)."""
+        """The prediction as JSON; ``hand=False`` leaves the hand out (its sender has it). A J or
+        Z's fingertip path goes with it either way (the page draws it)."""
         out = {"letter": self.letter, "confidence": round(float(self.score), 4),
                "top": [{"label": k, "score": round(float(v), 4)} for k, v in self.top]}
         if hand:
             out["hand"] = self.hand.to_json() if self.hand is not None else None
         out["timings_ms"] = {k: round(v, 2) for k, v in self.timings.items()}
+        if self.path:
+            out["path"] = [[round(float(x), 4), round(float(y), 4)] for x, y in self.path]
         return out
 
 
@@ -85,18 +92,21 @@ def _timed(stage, *args):
     return value, (time.perf_counter() - t) * 1e3
 
 
-def _assemble(hand: Hand | None, top: list[tuple[str, float]], started: float, **stage_ms: float | None) -> Prediction:
+def _assemble(hand: Hand | None, top: list[tuple[str, float]], started: float, notes: dict | None = None,
+              **stage_ms: float | None) -> Prediction:
     """The Prediction: the hand, its top labels, each stage's milliseconds (None: the stage did not
     run) and the total since ``started``."""
     timings = {k: v for k, v in stage_ms.items() if v is not None}
     timings["total"] = (time.perf_counter() - started) * 1e3
-    return Prediction(top[0][0], top[0][1], top, hand, timings)
+    notes = notes or {}
+    return Prediction(top[0][0], top[0][1], top, hand, timings, notes.get("path"), notes.get("motion"))
 
 
 class Stream:
     """Per-connection state: the hand it follows (``Following``), and a short history of what it
-    saw (``seen``: one ``Seen`` per frame, newest last, ``HISTORY`` frames at most), which the
-    recognisers read as their window and a decoder reads for slides and bounces.
+    saw (``seen``: one ``Seen`` per frame, newest last, the last ``HISTORY_MS`` and ``HISTORY``
+    frames at most), which the recognisers read as their window (the motion recogniser by time,
+    at any frame rate) and a decoder reads for slides and bounces.
 
     Two ways in, one way through: ``push(hand, t_ms)`` takes a hand found elsewhere (in the
     browser, in a recording); ``predict(frame)`` finds or follows the hand in a frame, then
@@ -199,8 +209,11 @@ class Stream:
         if self.seen and t_ms < self.seen[-1].t_ms:
             self.seen.clear()
         self.seen.append(Seen(t_ms, hand, position_of(hand)))
-        top, classify_ms = _timed(self.predictor.recognise, self.seen, pixels, self.personal)
-        return _assemble(hand, top, started, **stage_ms, classify=classify_ms)
+        while t_ms - self.seen[0].t_ms > HISTORY_MS:
+            self.seen.popleft()
+        notes: dict = {}
+        top, classify_ms = _timed(self.predictor.recognise, self.seen, pixels, self.personal, notes)
+        return _assemble(hand, top, started, notes, **stage_ms, classify=classify_ms)
 
     def close(self):
         """Forget the followed hand. The networks belong to the Predictor, which closes them."""
@@ -237,18 +250,15 @@ class Predictor:
         self.model_sha256 = sha256_file(path / bundle_io.TFLITE)  # a personal head must be taught over this export
         # A personal bundle's head over the model (teach/); None for a bundle of its own
         self.personal: Personal | None = self.load_personal(path)
+        # Recognisers carried beside the model (bundle.json "extra") that this fingerspell runs: J and Z from motion
+        self.beside: list[Beside] = load_beside(path, meta.extra, size)
         self.workers = Workers(hand_model, detect_params, size)
         # The first of each is made now, so a bad hand model fails here.
         self.workers.warm()
         self.finder = HandFinder(self.workers, detect_params)
 
     def _check(self, classifier: Classifier) -> None:
-        if classifier.num_outputs != len(self.labels):
-            raise BundleError(f"{self.path / bundle_io.TFLITE} has {classifier.num_outputs} outputs but "
-                              f"bundle.json lists {len(self.labels)} labels")
-        problem = self.runtime.input_problem(classifier.input_shape)
-        if problem:
-            raise BundleError(f"{self.path / bundle_io.TFLITE} {problem}")
+        check_export(classifier, len(self.labels), self.runtime, self.path / bundle_io.TFLITE)
 
     def load_personal(self, folder: Path) -> Personal | None:
         """The personal head of the bundle at ``folder`` if it was taught over this model, else
@@ -299,13 +309,15 @@ class Predictor:
         return self.recognise([Seen(0, hand)], None if image is None else lambda: (image(), hand), self.personal)
 
     def recognise(self, window: Sequence[Seen], pixels: Pixels | None = None,
-                  personal: Personal | None = None) -> list[tuple[str, float]]:
+                  personal: Personal | None = None, notes: dict | None = None) -> list[tuple[str, float]]:
         """The top-3 (label, probability) for the newest frame of ``window``, best first. Thread-safe.
 
         Args:
             window: a stream's recent frames, newest last (the recogniser reads as many as it needs).
             pixels: the newest frame's image and hand, for a recogniser that reads pixels.
             personal: a personal head over this model (a stream's), or None for the model alone.
+            notes: where given, what the recognisers beside the model saw is noted in it ("motion":
+                the letter read from motion, "path": its fingertip's path).
         """
         x = self.runtime.inputs(window, pixels)
         if x is None:
@@ -315,6 +327,8 @@ class Predictor:
         labels = self.labels
         if personal is not None:
             probs, labels = personal.adjust(x, probs), personal.labels
+        for beside in self.beside:
+            probs = beside.fuse(window, probs, labels, notes)
         order = np.argsort(probs)[::-1][:TOP_K]
         return [(labels[i], float(probs[i])) for i in order]
 
@@ -333,4 +347,7 @@ class Predictor:
 
     def close(self):
         self.classifiers.close()
+        for beside in self.beside:
+            beside.classifiers.close()
         self.workers.close()
+

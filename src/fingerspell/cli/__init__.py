@@ -152,6 +152,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float,
                    help="share of the groups held out as a test set, 0 for none "
                         f"(default: {SplitParams().test_fraction})")
+    p.add_argument("--motion", action="store_true",
+                   help="learn J and Z from recorded motion instead (--data: recordings and static hands, e.g. "
+                        "landmarks_tresajoby) and write --base with it beside its model; recordings 80-99 of each "
+                        "file are held out (docs/motion.md)")
+    p.add_argument("--base", help="with --motion: the bundle the motion recogniser joins (default: the bundled model)")
     _add_cache(p)
 
     p = command("crossval", "k-fold figures of a training recipe: every image held out once",

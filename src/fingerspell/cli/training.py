@@ -257,6 +257,8 @@ def cmd_download(args):
 def cmd_train(args):
     from ..bundle import check_target
 
+    if args.motion:
+        return _train_motion(args)
     params = train_params(args)
     check_target(args.out)  # before anything slow: never train for minutes, then refuse
     _check_data(args.data)
@@ -273,6 +275,22 @@ def cmd_train(args):
                 print(f"  {src}: {m['top1']:.1%} top-1, no hand {m['no_hand_rate']:.1%} (n={m['n']:,})")
     if "warning" in metrics["split"]:
         print(f"note: {metrics['split']['warning']}")
+    print(f"bundle: {Path(args.out).expanduser().resolve()}")
+
+
+def _train_motion(args):
+    from ..bundle import check_target, load_meta
+
+    check_target(args.out)
+    load_meta(args.base)  # a base that does not load is refused before any work
+    _require(TRAIN_MODULES, "training")
+    from ..training.motion_bundle import brief, train_motion
+
+    with ctrl_c_asks_to_stop() as stop:
+        figures = train_motion(args.data, args.out, args.base, seed=args.seed if args.seed is not None else 1,
+                               epochs=args.epochs or 30, stop=stop)
+    for fps, fig in figures["held_out"].items():
+        print(f"held out at {fps} frames/s: {brief(fig)}")
     print(f"bundle: {Path(args.out).expanduser().resolve()}")
 
 

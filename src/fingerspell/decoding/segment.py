@@ -11,6 +11,12 @@
   sizes within ``slide_window_ms``, after the hand has been still) starts a second letter; so
   does letting the hand go for ``flicker_ms`` or more. A long hold without either stays one
   segment whose duration the lexicon prices as one, two or three letters.
+* **Letters from motion.** J and Z end a movement that starts from another handshape (J from
+  I, Z from a pointing hand), which may be written first: a J or Z that the motion recogniser
+  reads (the frame's ``motion``) replaces the letter just before it when that is its starting
+  shape and began within ``MOTION_MS`` (``Segment.replaces``). A J or Z the still frames wrote
+  is confirmed, not written again, by its movement; a second movement while a J or Z read from
+  motion is held starts a new letter, as a slide does.
 * **Word end.** No hand for ``word_pause_ms`` after a letter ends the word; so does the space
   sign. ``del`` removes the last letter.
 
@@ -32,6 +38,9 @@ from .base import Position, elapsed
 MAX_FRAME_MS = 100.0  # a stalled camera is not a long hold: one frame counts for at most this
 FIRST_FRAME_MS = 33.0
 STILL_PLAUSIBLE = 0.25
+MOTION_FROM = {"J": "IY", "Z": "DGPX"}  # the shapes J and Z start from, as a still frame reads them
+MOTION_MS = 900.0  # a starting shape that began this long before its J or Z was only the start of it
+MOTION_GAP_MS = 300.0  # a J or Z read again after this long without is a new movement: a new letter
 STILL_MS = 100.0  # the hand this long in one place arms the slide of a double letter  # a frame that gives the held letter this much continues it  # a segment's first frame counts as one frame of a 30 frames/s camera
 
 
@@ -47,6 +56,8 @@ class Segment:
     dist: dict = field(default_factory=dict)  # label -> ms x probability, over its frames
     slide: bool = False  # started by a slide of the same handshape (a double letter)
     written_at: float | None = None
+    moved: bool = False  # read from motion (a J or Z) on at least one of its frames
+    replaces: "Segment | None" = None  # the letter before, which was only this one's starting shape
     _best: tuple = field(default=(None, ()), repr=False, compare=False)  # (weight, labels) best() last gave
 
     @property
@@ -97,6 +108,10 @@ class Segmenter:
         self._path: deque[tuple[float, Position]] = deque()  # the run's recent hand positions
         self._armed = False  # a slide may start a double letter: the hand has been still
         self._streak = 0.0  # time the held letter has been on top without a break
+        self._moved_at: float | None = None  # the last frame read as a J or Z from motion
+        # the letter a slide just ended: a J or Z moves the hand, and its movement may first be
+        # taken for a slide of its starting shape; that shape is then still the letter before it
+        self._slid: Segment | None = None
 
     @property
     def now(self) -> float:
@@ -119,12 +134,25 @@ class Segmenter:
     def threshold(self, label: str) -> float:
         return self.p.special_ms if label in (SPACE, DELETE) else self.p.min_letter_ms
 
-    def push(self, top: list[tuple[str, float]], t_ms: float, position: Position | None) -> list[tuple]:
+    def push(self, top: list[tuple[str, float]], t_ms: float, position: Position | None,
+             motion: str | None = None) -> list[tuple]:
+        """One frame: its top labels, time and hand position; ``motion``: the letter read from motion, if any."""
         dt, self._last_t = elapsed(self._last_t, t_ms)
         dt = min(dt, MAX_FRAME_MS)
         t = self._last_t if self._last_t is not None else 0.0
         if not top:
             return self._no_hand(dt)
+        if motion is not None:
+            again = self._moved_at is None or t - self._moved_at > MOTION_GAP_MS
+            self._moved_at = t
+            run = self.run
+            if again and run is not None and run.label == motion and run.moved and self.tentative is None:
+                # a second movement while its letter is held (JAZZ's second Z): a new letter, as a slide starts one
+                self.run = None
+                self.tentative = Segment("", t, t, slide=True)
+            seg = self.tentative if self.run is None or self.run.label != motion else self.run
+            if seg is not None:
+                seg.moved = True  # a letter the still frames wrote, confirmed by its movement, is not written again
         self.hand_ms += dt
         if self.hand_ms >= self.p.flicker_ms:
             self.idle_ms = 0.0  # a hand glimpsed for a frame or two does not end a pause
@@ -170,7 +198,7 @@ class Segmenter:
         events: list[tuple] = []
         if self.idle_ms >= self.p.flicker_ms:
             # The hand has gone: the same letter again is a new letter (a double letter by release).
-            self.run, self.tentative = None, None
+            self.run, self.tentative, self._slid = None, None, None
             self._path.clear()
         if self.word_open and self.idle_ms >= self.p.word_pause_ms:
             self.word_open = False
@@ -178,7 +206,12 @@ class Segmenter:
         return events
 
     def _write(self, seg: Segment, t: float, position: Position | None) -> list[tuple]:
+        run = self.run if self.run is not None else self._slid
+        if ((seg.moved or self._moved_at == t) and run is not None and run.label in MOTION_FROM.get(seg.label, "")
+                and t - run.t_start <= MOTION_MS):
+            seg.replaces = run  # and any letter of its starting shape just before it (WordDecoder)
         self.tentative = None
+        self._slid = None
         self.run = seg
         self.idle_ms = 0.0
         seg.written_at = t
@@ -195,8 +228,8 @@ class Segmenter:
         return [("letter", seg)]
 
     def _check_slide(self, run: Segment, t: float, position: Position | None) -> list[tuple]:
-        if position is None or run.label in (SPACE, DELETE):
-            return []
+        if position is None or run.label in (SPACE, DELETE) or run.label in MOTION_FROM:
+            return []  # J and Z move by nature: a second one is a second movement (push), not a slide
         path = self._path
         path.append((t, position))
         while len(path) > 1 and t - path[0][0] > self.p.slide_window_ms:
@@ -211,7 +244,7 @@ class Segmenter:
         if moved < self.p.slide:
             return []
         # The same handshape moved: the next letter starts here, a double letter once written.
-        self.run = None
+        self.run, self._slid = None, run
         seg = self.tentative = Segment("", t, t, slide=True)
         seg.add([(run.label, run.probs().get(run.label, 1.0))], t, 0.0)
         self._path.clear()

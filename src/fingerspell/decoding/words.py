@@ -19,7 +19,7 @@ from ..config import DecoderParams
 from .base import MAX_TEXT, Decoder, Position, capped, frame_top, is_sign, needs_space, with_sign
 from .channel import Choice, Evidence, choose
 from .lexicon import MAX_USER_WORDS, Lexicon, UserWords, check_user_words, user_word
-from .segment import Segment, Segmenter
+from .segment import MOTION_FROM, MOTION_MS, Segment, Segmenter
 
 LENGTHS = 12  # letter durations kept for the signer's typical letter length
 
@@ -31,6 +31,11 @@ class _Ended:
     evidence: list
     choice: Choice
     at: int  # where its chosen word starts in the text
+
+
+def is_start(before: Segment, seg: Segment) -> bool:
+    """Whether ``before`` was only the starting shape of the J or Z ``seg`` read from motion."""
+    return before.label in MOTION_FROM.get(seg.label, "") and (seg.written_at or 0.0) - before.t_start <= MOTION_MS
 
 
 class WordDecoder(Decoder):
@@ -65,7 +70,7 @@ class WordDecoder(Decoder):
 
     def update(self, pred, t_ms: float, position: Position | None = None) -> list[dict]:
         events = []
-        for what, seg in self.seg.push(frame_top(pred), t_ms, position):
+        for what, seg in self.seg.push(frame_top(pred), t_ms, position, getattr(pred, "motion", None)):
             if what == "letter" and is_sign(seg.label):  # a custom sign: the word ends, the sign is a word
                 events.extend(self._end_word(seg.written_at))
                 self._set(with_sign(self._text, seg.label))
@@ -74,6 +79,8 @@ class WordDecoder(Decoder):
             elif what == "letter":
                 if len(self.word) >= self.params.max_word:
                     self._end_word(seg.written_at)
+                while seg.replaces is not None and self.word and is_start(self.word[-1], seg):
+                    self.word.pop()  # only the starting shape of this J or Z (slid as it moved: two)
                 self._close_last()
                 self.word.append(seg)
                 events.append({"kind": "letter", "text": seg.label, "t_ms": seg.written_at,

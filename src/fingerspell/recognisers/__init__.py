@@ -7,6 +7,6 @@ called; ``base`` declares that surface. ``registry`` is the only place the kinds
 """
 
 from .base import Pixels, Runtime, Samples, Seen
-from .registry import DEFAULT, KINDS, get
+from .registry import BESIDE, DEFAULT, KINDS, beside, get
 
-__all__ = ["DEFAULT", "KINDS", "Pixels", "Runtime", "Samples", "Seen", "get"]
+__all__ = ["BESIDE", "DEFAULT", "KINDS", "beside", "Pixels", "Runtime", "Samples", "Seen", "get"]

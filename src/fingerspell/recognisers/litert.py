@@ -33,3 +33,13 @@ class Classifier:
 
     def close(self) -> None:
         self._interp = None
+
+
+def check_export(classifier: Classifier, n_labels: int, runtime, where, listed: str = "bundle.json lists") -> None:
+    """Raises BundleError where the export at ``where`` does not have ``n_labels`` outputs or
+    cannot take ``runtime``'s inputs; ``listed`` says where the labels are listed."""
+    if classifier.num_outputs != n_labels:
+        raise BundleError(f"{where} has {classifier.num_outputs} outputs but {listed} {n_labels} labels")
+    problem = runtime.input_problem(classifier.input_shape)
+    if problem:
+        raise BundleError(f"{where} {problem}")

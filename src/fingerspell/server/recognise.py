@@ -42,6 +42,8 @@ def hand(conn, number: int, message: HandMessage, mirror: bool, t_ms: float) -> 
     conn.stream.personal = conn.personal
     pred = conn.stream.push(mirrored(message.hand) if mirror else message.hand, message.t_ms)
     out = {"type": "prediction", "frame": number, **pred.to_json(hand=False)}
+    if mirror:  # a J or Z's fingertip path, back into the frame the page sent
+        unmirror(out.get("path", []))
     out["spelling"] = update(conn, pred, t_ms)
     return out
 
@@ -53,9 +55,15 @@ def update(conn, pred: Prediction, t_ms: float) -> dict:
 
 
 def answer(number: int, pred: Prediction, mirror: bool) -> dict:
-    """A frame's answer; a mirrored frame's landmarks are flipped back into the frame the client sent."""
+    """A frame's answer; a mirrored frame's landmarks (and a J or Z's fingertip path) are flipped
+    back into the frame the client sent."""
     out = {"type": "prediction", "frame": number, **pred.to_json()}
     if mirror and out["hand"] is not None:
-        for point in out["hand"]["landmarks"]:
-            point[0] = round(1.0 - point[0], 4)
+        unmirror(out["hand"]["landmarks"] + out.get("path", []))
     return out
+
+
+def unmirror(points: list) -> None:
+    """[x, y, ...] points as fractions of a mirrored frame -> of the frame as sent, in place."""
+    for point in points:
+        point[0] = round(1.0 - point[0], 4)

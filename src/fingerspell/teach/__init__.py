@@ -188,7 +188,8 @@ def _write(folder: Path, meta: bundle_io.BundleMeta, fitted: Personal, report: T
     taught_meta = bundle_io.BundleMeta(**{**meta.__dict__, "personal": section})
     files: dict = {bundle_io.TFLITE: folder / bundle_io.TFLITE, bundle_io.PERSONAL: fitted.to_bytes(),
                    bundle_io.CARD: _card(meta, section, report)}
-    for name in (bundle_io.METRICS, ANCHORS):
+    extra = [name for entry in meta.extra for name in bundle_io.extra_names(entry.kind)]  # J and Z from motion go too
+    for name in (bundle_io.METRICS, ANCHORS, *extra):
         if (folder / name).is_file():
             files[name] = folder / name
     bundle_io.write_bundle(out, taught_meta, files)

@@ -84,6 +84,7 @@ export class View {
       return item;
     }));
     this.drawHand(message.hand);
+    this.drawPath(message.path);
     this.showFirstSteps(Boolean(message.hand));
   }
 
@@ -127,6 +128,22 @@ export class View {
       ctx.beginPath();
       ctx.arc(x, y, r, 0, 2 * Math.PI);
       ctx.fill();
+    }
+  }
+
+  /** While a J or Z is read from motion: the fingertip's path over the last second, fading with age. */
+  drawPath(path) {
+    if (!Array.isArray(path) || path.length < 2) return;
+    const ctx = this.overlayCtx;
+    const { width: w, height: h } = this.ui.overlay;
+    ctx.lineWidth = Math.max(2, w / 160);
+    ctx.lineCap = "round";
+    for (let i = 1; i < path.length; i += 1) {
+      ctx.strokeStyle = `rgba(255, 196, 0, ${(0.25 + 0.75 * (i / path.length)).toFixed(2)})`;
+      ctx.beginPath();
+      ctx.moveTo(path[i - 1][0] * w, path[i - 1][1] * h);
+      ctx.lineTo(path[i][0] * w, path[i][1] * h);
+      ctx.stroke();
     }
   }
 

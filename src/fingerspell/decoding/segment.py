@@ -93,6 +93,12 @@ class Segment:
         return self.dist.get(self.label, 0.0) / self.weight if self.weight > 0 else 1.0
 
 
+def is_start(before: Segment, seg: Segment) -> bool:
+    """Whether ``before`` was only the starting shape of the J or Z ``seg`` (written at
+    ``seg.written_at``): one of its shapes (``MOTION_FROM``), begun within ``MOTION_MS``."""
+    return before.label in MOTION_FROM.get(seg.label, "") and (seg.written_at or 0.0) - before.t_start <= MOTION_MS
+
+
 class Segmenter:
     """Online segmentation of one stream. ``push`` returns what happened on each frame:
     ``("letter", segment)``, ``("space", segment)``, ``("delete", segment)`` or ``("word_end", None)``."""
@@ -207,14 +213,13 @@ class Segmenter:
 
     def _write(self, seg: Segment, t: float, position: Position | None) -> list[tuple]:
         run = self.run if self.run is not None else self._slid
-        if ((seg.moved or self._moved_at == t) and run is not None and run.label in MOTION_FROM.get(seg.label, "")
-                and t - run.t_start <= MOTION_MS):
+        seg.written_at = t
+        if (seg.moved or self._moved_at == t) and run is not None and is_start(run, seg):
             seg.replaces = run  # and any letter of its starting shape just before it (WordDecoder)
         self.tentative = None
         self._slid = None
         self.run = seg
         self.idle_ms = 0.0
-        seg.written_at = t
         self._path.clear()
         self._armed = False
         if position is not None:

@@ -19,7 +19,7 @@ from ..config import DecoderParams
 from .base import MAX_TEXT, Decoder, Position, capped, frame_top, is_sign, needs_space, with_sign
 from .channel import Choice, Evidence, choose
 from .lexicon import MAX_USER_WORDS, Lexicon, UserWords, check_user_words, user_word
-from .segment import MOTION_FROM, MOTION_MS, Segment, Segmenter
+from .segment import Segment, Segmenter, is_start
 
 LENGTHS = 12  # letter durations kept for the signer's typical letter length
 
@@ -31,11 +31,6 @@ class _Ended:
     evidence: list
     choice: Choice
     at: int  # where its chosen word starts in the text
-
-
-def is_start(before: Segment, seg: Segment) -> bool:
-    """Whether ``before`` was only the starting shape of the J or Z ``seg`` read from motion."""
-    return before.label in MOTION_FROM.get(seg.label, "") and (seg.written_at or 0.0) - before.t_start <= MOTION_MS
 
 
 class WordDecoder(Decoder):

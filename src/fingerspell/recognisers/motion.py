@@ -151,32 +151,33 @@ def travel(window, letter: str, span_ms: float = SPAN_MS) -> float:
     return float(np.linalg.norm(np.ptp(pts[:, TIPS[letter]], axis=0)) / max(float(palm), 1e-6))
 
 
+def stands(window, letter: str, probs: np.ndarray, labels: list[str]) -> bool:
+    """Whether a ``letter`` read from motion may stand on this frame: its fingertip moved
+    ``MOVE_PALMS`` or more over the window (``travel``), and the still model's ``probs`` over
+    ``labels`` give its handshapes (``SHAPES``) ``SHAPE_P`` or more together (a still model
+    without any of a letter's shapes says nothing about it)."""
+    at = [j for j, label in enumerate(labels) if label in SHAPES[letter]]
+    if at and float(np.sum(np.asarray(probs)[at])) < SHAPE_P:
+        return False
+    return travel(window, letter) >= MOVE_PALMS
+
+
 def may_fire(window, probs: np.ndarray, labels: list[str]) -> bool:
-    """Whether any motion letter could stand on this frame, whatever the classifier reads: False
-    where, for each, the still model gives its handshapes less than ``SHAPE_P`` or its fingertip
-    moved less than ``MOVE_PALMS`` (what ``agree`` overrules). Most frames are such a frame: the
-    classifier need not run, and the answer is the one it would have been."""
-    for letter, shapes in SHAPES.items():
-        at = [j for j, label in enumerate(labels) if label in shapes]
-        if at and float(np.sum(np.asarray(probs)[at])) < SHAPE_P:
-            continue
-        if travel(window, letter) >= MOVE_PALMS:
-            return True
-    return False
+    """Whether any motion letter could stand on this frame, whatever the classifier reads (what
+    ``agree`` overrules does not). Most frames are such a frame: the classifier need not run, and
+    the answer is the one it would have been."""
+    return any(stands(window, letter, probs, labels) for letter in SHAPES)
 
 
 def agree(window, mine: np.ndarray, my_labels: list[str], probs: np.ndarray, labels: list[str]) -> np.ndarray:
-    """``mine`` with each motion letter read at ``SHOW_P`` or more moved to nothing where its
-    fingertip did not move ``MOVE_PALMS`` over the window (``travel``), or where the still
-    model's ``probs`` over ``labels`` give its handshapes (``SHAPES``) less than ``SHAPE_P``
-    together (a still model without any of a letter's shapes says nothing about it)."""
+    """``mine`` with each motion letter read at ``SHOW_P`` or more moved to nothing where it may
+    not stand (``stands``)."""
     out = np.asarray(mine, dtype=np.float32).copy()
     nothing = my_labels.index(LABELS[-1])
     for i, k in enumerate(my_labels):
         if k not in SHAPES or out[i] < SHOW_P:  # below SHOW_P it changes nothing: the usual frame costs no more
             continue
-        shapes = [j for j, label in enumerate(labels) if label in SHAPES[k]]
-        if (shapes and float(np.sum(np.asarray(probs)[shapes])) < SHAPE_P) or travel(window, k) < MOVE_PALMS:
+        if not stands(window, k, probs, labels):
             out[nothing] += out[i]
             out[i] = 0.0
     return out

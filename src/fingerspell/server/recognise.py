@@ -41,9 +41,7 @@ def hand(conn, number: int, message: HandMessage, mirror: bool, t_ms: float) -> 
     its 63 numbers were two thirds of the answer's bytes and most of the time spent writing it."""
     conn.stream.personal = conn.personal
     pred = conn.stream.push(mirrored(message.hand) if mirror else message.hand, message.t_ms)
-    out = {"type": "prediction", "frame": number, **pred.to_json(hand=False)}
-    if mirror:  # a J or Z's fingertip path, back into the frame the page sent
-        unmirror(out.get("path", []))
+    out = answer(number, pred, mirror, hand=False)
     out["spelling"] = update(conn, pred, t_ms)
     return out
 
@@ -54,12 +52,12 @@ def update(conn, pred: Prediction, t_ms: float) -> dict:
     return conn.decoder.state()
 
 
-def answer(number: int, pred: Prediction, mirror: bool) -> dict:
-    """A frame's answer; a mirrored frame's landmarks (and a J or Z's fingertip path) are flipped
-    back into the frame the client sent."""
-    out = {"type": "prediction", "frame": number, **pred.to_json()}
-    if mirror and out["hand"] is not None:
-        unmirror(out["hand"]["landmarks"] + out.get("path", []))
+def answer(number: int, pred: Prediction, mirror: bool, hand: bool = True) -> dict:
+    """A frame's answer (``hand=False``: without the hand, which its sender has); a mirrored
+    frame's landmarks and a J or Z's fingertip path are flipped back into the frame the client sent."""
+    out = {"type": "prediction", "frame": number, **pred.to_json(hand=hand)}
+    if mirror:
+        unmirror((out["hand"]["landmarks"] if out.get("hand") else []) + out.get("path", []))
     return out
 
 

@@ -87,6 +87,18 @@ def test_a_tarball_that_is_not_the_pinned_release_is_refused_and_nothing_is_writ
     assert not (tmp_path / "cache" / browser.FOLDER).exists()
 
 
+def test_a_folder_holding_files_setup_did_not_write_is_refused_and_left_as_it_was(tmp_path, pinned):
+    source = tmp_path / "tasks-vision.tgz"
+    source.write_bytes(pinned)
+    folder = tmp_path / "cache" / browser.FOLDER
+    (folder / "wasm").mkdir(parents=True)
+    (folder / "wasm" / "notes.txt").write_text("mine")
+    with pytest.raises(HandModelError, match=r"holds wasm/notes.txt, which fingerspell did not put there"):
+        ensure_browser_assets(tmp_path / "cache", tarball=source)
+    assert (folder / "wasm" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in folder.rglob("*")) == ["notes.txt", "wasm"]
+
+
 def test_a_cached_file_changed_since_is_noticed(tmp_path, pinned):
     source = tmp_path / "tasks-vision.tgz"
     source.write_bytes(pinned)

@@ -106,9 +106,32 @@ def from_npm(timeout: float) -> bytes:
         return packed[0].read_bytes()
 
 
+def _check_ours(path: Path) -> None:
+    """Raise HandModelError where ``path`` exists and holds anything but the pinned files (what
+    this module writes there): a folder to be replaced must not take a user's files with it."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise HandModelError(f"{path} is not a folder fingerspell made: move it away, then run `fingerspell setup`")
+    wasm = {str(Path(name).parent) for name in FILES} - {"."}
+    for item in path.rglob("*"):
+        name = item.relative_to(path).as_posix()
+        if name not in FILES and not (item.is_dir() and not item.is_symlink() and name in wasm):
+            raise HandModelError(f"{path} holds {name}, which fingerspell did not put there: move it away, "
+                                 "then run `fingerspell setup`")
+
+
 def _unpack(blob: bytes, folder: Path) -> Path:
-    """The pinned files of the tarball ``blob`` into ``folder`` (replaced whole, atomically)."""
+    """The pinned files of the tarball ``blob`` into ``folder`` (replaced whole, atomically).
+
+    Raises:
+        HandModelError: the tarball is not the pinned release, or ``folder`` (or the ``.old``
+            beside it) holds files this module did not write there; nothing is changed.
+    """
     check_integrity(blob)
+    old = folder.with_name(folder.name + ".old")
+    for path in (folder, old):
+        _check_ours(path)
     members = {}
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
         for name in FILES:
@@ -124,7 +147,7 @@ def _unpack(blob: bytes, folder: Path) -> Path:
         for name, data in members.items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_bytes(data)
-        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)  # a replaced copy a crash left (checked above)
         if folder.exists():
             os.replace(folder, old)
         os.replace(staging, folder)
